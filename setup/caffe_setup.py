@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Install what the project runs on: Debian build packages, the .venv, and BVLC Caffe.
+
+`make setup` runs this; a second run takes seconds because every step is skipped when done:
+
+1. the Debian packages of setup/apt-packages.txt (apt-get installs only the missing ones);
+2. the virtual environment with setup/requirements.txt (reinstalled when that file changes);
+3. Caffe, from a build cache keyed by source version, patches, CMake flags, Python, numpy and
+   toolchain.  On a miss the source is fetched and verified, patched with
+   setup/patches/<source>/*.patch, built with CMake and installed into the cache by an atomic
+   rename, so an interrupted build never leaves a half entry behind;
+4. the venv wired to that build: a .pth file puts pycaffe and the project root on sys.path, and
+   bin/caffe runs Caffe's command-line tool with the venv's Python for Python layers.
+
+Sources (--source): `debian` is Debian's source package caffe 1.0.0+git20180821.99bd997-8
+(BVLC Caffe with Debian's patches), fetched with `apt-get source` through an apt configuration
+of our own; `pypi` is the sdist brocolli-caffe==9.0.2, a BVLC-derived fork, for the day Debian
+moves bullseye off its mirrors; `auto` (default) tries Debian and falls back to PyPI by itself.
+
+Standard library only: this runs before the venv exists.
+"""
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from caffe_sources import SOURCES, BuildContext, FetchError, SetupError, run
+
+REPO = Path(__file__).resolve().parent.parent
+SETUP_DIR = REPO / "setup"
+# Bump when the build steps change in a way the key below cannot see.
+RECIPE_VERSION = 1
+
+
+def log(msg):
+    print(f"[setup] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- 1. Debian packages
+
+def read_list(path):
+    """Non-empty, non-comment lines of a text file."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def missing_debian_packages(packages):
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *packages],
+                         capture_output=True, text=True).stdout
+    installed = {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
+    return [p for p in packages if p not in installed]
+
+
+def ensure_debian_packages(logs, skip):
+    packages = read_list(SETUP_DIR / "apt-packages.txt")
+    missing = missing_debian_packages(packages)
+    if not missing:
+        log(f"apt: all {len(packages)} build packages present")
+        return
+    if skip:
+        raise SetupError(f"missing Debian packages: {' '.join(missing)}\n"
+                         f"  fix: apt-get install {' '.join(missing)}  (or drop --skip-apt)")
+    sudo = []
+    if os.geteuid() != 0:
+        if not shutil.which("sudo"):
+            raise SetupError("installing Debian packages needs root, and sudo is missing.\n"
+                             f"  fix: as root, apt-get install {' '.join(missing)}")
+        sudo = ["sudo"]
+    log(f"apt: installing {len(missing)} packages ({', '.join(missing[:6])}"
+        f"{', ...' if len(missing) > 6 else ''}); this takes a few minutes the first time")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    hint = "check the network and `apt-get update` by hand; the log names the package that failed"
+    run(sudo + ["apt-get", "update"], log=logs / "apt.log", what="apt-get update", hint=hint, env=env)
+    run(sudo + ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+        log=logs / "apt.log", what="apt-get install", hint=hint, env=env)
+
+
+# ---------------------------------------------------------------- 2. virtual environment
+
+PYTHON_INFO = r"""
+import json, sys, sysconfig
+v = sysconfig.get_config_var
+print(json.dumps({
+    "version": "%d.%d.%d" % sys.version_info[:3],
+    "base_prefix": sys.base_prefix,
+    "shared": bool(v("Py_ENABLE_SHARED")),
+    "library": "%s/%s" % (v("LIBDIR"), v("LDLIBRARY")),
+    "include": sysconfig.get_paths()["include"],
+    "site_packages": sysconfig.get_paths()["purelib"],
+}))
+"""
+
+
+def python_info(python):
+    out = subprocess.run([str(python), "-c", PYTHON_INFO], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SetupError(f"cannot run {python}: {out.stderr.strip()}")
+    info = json.loads(out.stdout)
+    if not info["shared"] or not Path(info["library"]).exists():
+        raise SetupError(
+            f"{python} (Python {info['version']}) has no shared libpython ({info['library']}).\n"
+            "  Caffe embeds Python for its Python layers and must link the libpython of the\n"
+            "  interpreter that imports it.  fix: use a Python built with --enable-shared,\n"
+            "  e.g. `make setup PYTHON=/path/to/python3`")
+    return info
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ensure_venv(venv, base_python, logs):
+    python = venv / "bin" / "python"
+    if not python.exists():
+        log(f"venv: creating {venv} with {base_python}")
+        python_info(base_python)  # fail early, before making a venv that cannot host Caffe
+        run([base_python, "-m", "venv", str(venv)], log=logs / "venv.log", what="python -m venv")
+    info = python_info(python)
+    requirements = SETUP_DIR / "requirements.txt"
+    stamp = venv / ".requirements.sha256"
+    wanted = sha256_file(requirements)
+    if stamp.exists() and stamp.read_text().strip() == wanted:
+        log(f"venv: {venv} up to date (Python {info['version']})")
+        return info
+    log(f"venv: installing {requirements.relative_to(REPO)} into {venv}")
+    run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--upgrade", "pip"],
+        log=logs / "pip.log", what="pip upgrade", hint="check access to PyPI")
+    run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(requirements)],
+        log=logs / "pip.log", what="pip install -r setup/requirements.txt",
+        hint="check access to PyPI; the log names the package that failed", progress=r"^(Collecting|Installing)")
+    stamp.write_text(wanted + "\n")
+    return info
+
+
+def venv_value(python, expr, what):
+    out = subprocess.run([str(python), "-c", f"print({expr})"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SetupError(f"cannot read {what} from {python}: {out.stderr.strip().splitlines()[-1:]}\n"
+                         "  fix: delete the venv and rerun `make setup`")
+    return out.stdout.strip()
+
+
+# ---------------------------------------------------------------- 3. Caffe build cache
+
+def default_cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "park2016-caffe"
+
+
+def tool_version(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        return "missing"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
+
+
+def build_identity(source, ctx):
+    """Everything the compiled result depends on; its hash names the cache entry."""
+    patches = sorted((SETUP_DIR / "patches" / source.name).glob("*.patch"))
+    return {
+        "recipe": RECIPE_VERSION,
+        "source": source.identity,
+        "patches": {p.name: sha256_file(p) for p in patches},
+        "cmake_flags": source.cmake_flags(ctx, prefix=None),
+        "python": ctx.python_version,
+        "libpython": ctx.python_library,
+        "numpy": ctx.numpy_version,
+        "compiler": tool_version(["c++", "--version"]),
+        "protoc": tool_version(["protoc", "--version"]),
+        "cmake": tool_version(["cmake", "--version"]),
+    }
+
+
+def entry_name(source, identity):
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"{source.name}-{digest[:16]}"
+
+
+def is_complete(entry):
+    return (entry / "BUILD-INFO.json").exists()
+
+
+@contextlib.contextmanager
+def cache_lock(cache):
+    """One build at a time per cache, so two setups never race on the same entry."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def build_into_cache(source, ctx, entry, identity, logs):
+    """Fetch, patch, build and install `source` into `entry`, atomically."""
+    cache = entry.parent
+    for stale in cache.glob(f".staging-{entry.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{entry.name}-", dir=cache))
+    started = time.monotonic()
+    tree = source.fetch(cache / "downloads" / source.name, staging / "src", logs)
+    apply_patches(tree, sorted((SETUP_DIR / "patches" / source.name).glob("*.patch")), logs)
+    destdir = staging / "install"
+    source.build(tree, ctx, prefix=entry, destdir=destdir, build_dir=staging / "build", logs=logs)
+    installed = Path(str(destdir) + str(entry))
+    verify_build(installed, ctx, logs)
+    info = dict(identity, built=time.strftime("%Y-%m-%d %H:%M:%S"),
+                build_seconds=round(time.monotonic() - started), describe=source.describe)
+    (installed / "BUILD-INFO.json").write_text(json.dumps(info, indent=2) + "\n")
+    os.rename(installed, entry)
+    shutil.rmtree(staging, ignore_errors=True)
+    log(f"caffe: built {source.describe} in {info['build_seconds']} s -> {entry}")
+
+
+def apply_patches(tree, patches, logs):
+    for patch in patches:
+        reason = patch.read_text().splitlines()[0].removeprefix("# reason:").strip()
+        log(f"patch: {patch.name} ({reason})")
+        for extra in (["--dry-run"], []):
+            run(["patch", "-p1", "--forward", "--batch", *extra, "-i", str(patch)], cwd=tree,
+                log=logs / "patch.log", what=f"patch {patch.name}",
+                hint="the patch does not fit this source; refresh it against the fetched tree")
+
+
+def verify_build(installed, ctx, logs):
+    """Import the staged pycaffe and run the staged tool before the entry is published."""
+    env = dict(os.environ, PYTHONPATH=str(installed / "python"),
+               LD_LIBRARY_PATH=str(installed / "lib"))
+    run([str(ctx.python), "-c", "import caffe; assert 'Python' in caffe.layer_type_list(), "
+         "'no Python layer'; print('pycaffe', caffe.__version__)"],
+        env=env, log=logs / "verify.log", what="import of the freshly built pycaffe",
+        hint="the build finished but pycaffe does not load; see the log")
+    run([str(installed / "bin" / "caffe"), "--version"], env=env, log=logs / "verify.log",
+        what="caffe --version of the freshly built tool")
+
+
+def ensure_caffe(choice, ctx, cache, logs, rebuild):
+    """Return the cache entry of a complete build of the chosen source, building on a miss."""
+    order = ["debian", "pypi"] if choice == "auto" else [choice]
+    with cache_lock(cache):
+        for position, name in enumerate(order):
+            source = SOURCES[name]()
+            identity = build_identity(source, ctx)
+            entry = cache / entry_name(source, identity)
+            if is_complete(entry) and not rebuild:
+                log(f"caffe: cached build of {source.describe}: {entry}")
+                return entry
+            if is_complete(entry):
+                shutil.rmtree(entry)
+            log(f"caffe: no cached build for this configuration; building {source.describe} "
+                f"(about 6 minutes on two cores)")
+            try:
+                build_into_cache(source, ctx, entry, identity, logs)
+                return entry
+            except FetchError as err:
+                if position + 1 == len(order):
+                    raise
+                log(f"caffe: {err}")
+                log(f"caffe: falling back to the next source: {SOURCES[order[position + 1]].describe}")
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- 4. wire the venv
+
+WRAPPER = """#!/bin/sh
+# Written by setup/caffe_setup.py: Caffe's command-line tool built in
+#   {entry}
+# This venv's bin/ goes first on PATH because the Python that Caffe embeds for Python layers
+# finds its prefix through the `python3` on PATH: so layers see this venv, pycaffe and the project.
+here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+PATH="$here:$PATH" exec '{entry}/bin/caffe' "$@"
+"""
+
+
+def wire_venv(venv, info, entry, logs):
+    site = Path(info["site_packages"])
+    (site / "park2016_caffe.pth").write_text(f"{entry / 'python'}\n{REPO}\n")
+    wrapper = venv / "bin" / "caffe"
+    wrapper.write_text(WRAPPER.format(entry=entry))
+    wrapper.chmod(0o755)
+    python = venv / "bin" / "python"
+    run([str(python), "-c", "import caffe, layers; assert 'Python' in caffe.layer_type_list()"],
+        log=logs / "verify.log", what="import caffe in the venv",
+        hint=f"delete {entry} to force a rebuild")
+    run([str(wrapper), "--version"], log=logs / "verify.log", what=f"{wrapper} --version")
+    log(f"ready: {python} imports caffe (with Python layers); {wrapper} is Caffe's tool")
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Install Debian build packages, the project's venv and a BVLC Caffe build "
+                    "(CPU, pycaffe with Python layers). Safe to rerun: finished steps are skipped.")
+    parser.add_argument("--source", choices=["auto", "debian", "pypi"], default="auto",
+                        help="where Caffe's source comes from; auto tries Debian, then PyPI "
+                             "(default: %(default)s)")
+    parser.add_argument("--venv", type=Path, default=REPO / ".venv",
+                        help="virtual environment to create or update (default: .venv)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter the venv is made from; needs a shared libpython "
+                             "(default: the one running this script)")
+    parser.add_argument("--cache", type=Path,
+                        default=Path(os.environ.get("CAFFE_CACHE_DIR") or default_cache_dir()),
+                        help="build cache shared by clones on this machine "
+                             "(default: $CAFFE_CACHE_DIR or ~/.cache/park2016-caffe)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="parallel compile jobs (default: number of cores)")
+    parser.add_argument("--logs", type=Path, default=REPO / "build" / "setup-logs",
+                        help="where command logs go (default: build/setup-logs)")
+    parser.add_argument("--skip-apt", action="store_true",
+                        help="do not call apt-get; fail with the list of missing packages instead")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild Caffe even if the cache holds this configuration")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.logs.mkdir(parents=True, exist_ok=True)
+    venv = args.venv.resolve()
+    started = time.monotonic()
+    try:
+        ensure_debian_packages(args.logs, args.skip_apt)
+        info = ensure_venv(venv, args.python, args.logs)
+        python = venv / "bin" / "python"
+        numpy_include = venv_value(python, "__import__('numpy').get_include()", "numpy's headers")
+        numpy_version = venv_value(python, "__import__('numpy').__version__", "numpy's version")
+        ctx = BuildContext(python=python, python_version=info["version"],
+                           python_library=info["library"], python_include=info["include"],
+                           numpy_include=numpy_include, numpy_version=numpy_version, jobs=args.jobs)
+        entry = ensure_caffe(args.source, ctx, args.cache.resolve(), args.logs, args.rebuild)
+        wire_venv(venv, info, entry, args.logs)
+    except SetupError as err:
+        print(f"\nmake setup: ERROR: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nmake setup: interrupted; rerun it to continue (finished steps are kept)",
+              file=sys.stderr)
+        return 130
+    log(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

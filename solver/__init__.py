@@ -1,0 +1,1 @@
+"""Solver generators: caffe_pb2.SolverParameter built from the configuration."""

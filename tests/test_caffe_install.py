@@ -1,0 +1,61 @@
+"""The Caffe that make setup installed: pycaffe with Python layers, the command-line tool, and
+the project's modules reachable from Caffe's Python layer loader in both."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import caffe
+from tests.gradcheck import layer_net
+from tools.caffe_cli import caffe_binary, train_losses
+from tools.smoke_train import smoke_run
+
+
+def test_pycaffe_has_python_layers():
+    assert "Python" in caffe.layer_type_list()
+    assert caffe.__version__.startswith("1.0")
+
+
+def test_project_module_loads_as_python_layer_in_pycaffe():
+    net = layer_net("tests.toy_layers", "Square", [(2, 3)])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    net.blobs["bottom0"].data[...] = x
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["top0"].data, x ** 2)
+
+
+def test_caffe_tool_in_venv():
+    tool = caffe_binary()
+    assert tool == Path(sys.prefix) / "bin" / "caffe"
+    out = subprocess.run([str(tool), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "caffe version 1.0" in out.stdout + out.stderr
+
+
+def test_caffe_train_and_time_with_a_python_layer(tmp_path):
+    """`caffe train` runs a generated net whose Python layer comes from the project, learns
+    (the loss falls), writes the snapshot, and `caffe time` times it."""
+    summary = smoke_run(tmp_path, iterations=40, batch=8,
+                        python_layer=("tests.toy_layers", "ChannelScale"))
+    log = (tmp_path / "train.log").read_text()
+    assert "Creating layer python1" in log
+    assert [it for it, _ in summary["losses"]] == list(range(0, 40, 5))
+    assert summary["last_loss"] < 0.5 * summary["first_loss"]
+    assert (tmp_path / summary["snapshot"]).stat().st_size > 0
+    assert summary["forward_backward_ms"] > 0
+
+
+def test_train_loss_parser_on_both_log_styles():
+    text = ("I1125 solver.cpp:218] Iteration 20 (97.1 iter/s, 0.05s/5 iters), loss = 0.25\n"
+            "I1125 solver.cpp:237]     Train net output #0: loss = 0.25 (* 1 = 0.25 loss)\n"
+            "I1125 solver.cpp:218] Iteration 25 (97.1 iter/s, 0.05s/5 iters), loss = 1.5e-3\n")
+    assert train_losses(text) == [(20, 0.25), (25, 0.0015)]
+    assert train_losses("I1125 solver.cpp:228] Iteration 0, loss = 7\n") == [(0, 7.0)]
+
+
+def test_failed_caffe_run_names_the_log(tmp_path):
+    from tools.caffe_cli import CaffeError, run_caffe
+    with pytest.raises(CaffeError, match=r"caffe train failed .*train\.log"):
+        run_caffe(["train", f"-solver={tmp_path / 'missing.prototxt'}"], tmp_path / "train.log")

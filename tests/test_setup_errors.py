@@ -1,0 +1,76 @@
+"""make setup's failure modes give a clear message naming the problem and the fix."""
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "setup"))
+import caffe_setup  # noqa: E402
+from caffe_sources import BuildContext, DebianSource, FetchError, SetupError, run  # noqa: E402
+
+
+def fake_dsc(folder, name, digest):
+    dsc = folder / f"caffe_{DebianSource.version}.dsc"
+    dsc.write_text("Format: 3.0 (quilt)\nSource: caffe\nChecksums-Sha256:\n"
+                   f" {digest} 5 {name}\nFiles:\n 0 5 {name}\n")
+    return dsc
+
+
+def test_checksum_mismatch_is_reported_and_the_bad_file_removed(tmp_path):
+    downloads = tmp_path / "downloads" / "debian"
+    downloads.mkdir(parents=True)
+    tarball = downloads / "caffe_1.0.orig.tar.gz"
+    tarball.write_bytes(b"tampered")
+    fake_dsc(downloads, tarball.name, hashlib.sha256(b"hello").hexdigest())
+    with pytest.raises(FetchError, match="checksum mismatch for .*caffe_1.0.orig.tar.gz"):
+        DebianSource().fetch(downloads, tmp_path / "work", tmp_path / "logs")
+    assert not tarball.exists()
+
+
+def test_unreachable_source_says_what_to_do(tmp_path, monkeypatch):
+    # port 9 on the loopback: nothing listens, so apt fails at once as without network
+    monkeypatch.setattr(DebianSource, "mirror", lambda self: "http://127.0.0.1:9/debian/")
+    with pytest.raises(FetchError) as err:
+        DebianSource().fetch(tmp_path / "downloads" / "debian", tmp_path / "work", tmp_path / "logs")
+    message = str(err.value)
+    assert "could not download Debian's bullseye source index from http://127.0.0.1:9" in message
+    assert "Connection refused" in message
+    assert "CAFFE_SOURCE=pypi" in message
+    assert str(tmp_path / "logs" / "fetch.log") in message
+
+
+def test_patch_that_does_not_fit_names_the_patch(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "src").mkdir(parents=True)
+    (tree / "src" / "io.cpp").write_text("int a = 1;\n")
+    patch = tmp_path / "01-fix.patch"
+    patch.write_text("# reason: test\n--- a/src/io.cpp\n+++ b/src/io.cpp\n@@ -1 +1 @@\n"
+                     "-int a = 2;\n+int a = 3;\n")
+    with pytest.raises(SetupError, match=r"patch 01-fix.patch failed(.|\n)*does not fit this source"):
+        caffe_setup.apply_patches(tree, [patch], tmp_path / "logs")
+    assert (tree / "src" / "io.cpp").read_text() == "int a = 1;\n"  # dry run: tree untouched
+
+
+def test_failed_command_shows_first_error_lines_and_log(tmp_path):
+    script = "echo compiling; echo 'io.cpp:60: error: no matching function' ; exit 3"
+    with pytest.raises(SetupError) as err:
+        run(["sh", "-c", script], log=tmp_path / "build.log", what="compiling Caffe", hint="see log")
+    message = str(err.value)
+    assert "compiling Caffe failed (exit 3)" in message
+    assert "io.cpp:60: error: no matching function" in message
+    assert "compiling\n" not in message
+    assert str(tmp_path / "build.log") in message
+
+
+def test_cache_key_follows_numpy_and_python():
+    def ctx(numpy_version, python_version="3.11.7"):
+        return BuildContext(python=Path("/venv/bin/python"), python_version=python_version,
+                            python_library="/py/lib/libpython3.11.so", python_include="/py/include",
+                            numpy_include="/np/include", numpy_version=numpy_version, jobs=2)
+    source = DebianSource()
+    name = lambda c: caffe_setup.entry_name(source, caffe_setup.build_identity(source, c))  # noqa: E731
+    assert name(ctx("2.4.6")) == name(ctx("2.4.6"))
+    assert name(ctx("2.4.6")) != name(ctx("2.5.0"))
+    assert name(ctx("2.4.6")) != name(ctx("2.4.6", "3.11.8"))
+    assert name(ctx("2.4.6")).startswith("debian-")

@@ -1,0 +1,1 @@
+"""Command-line tools a researcher runs: training, evaluation, figures, smoke runs."""

@@ -1,0 +1,154 @@
+"""Every hyper-parameter of the reimplementation, with the paper's value and where it comes from.
+
+Park, Hwang, Kwak, "3D Human Pose Estimation Using Convolutional Neural Networks with 2D Pose
+Information", ECCV Workshops 2016 (../shared/paper). A comment names the section that gives a
+value; `ASSUMPTION` marks a choice the paper does not make (the figures' numbers are lost in
+the text, see ../shared/REFERENCE.md section 1), and every such choice is a field here.
+
+    cfg = load_config()                                   # the paper's values
+    cfg = load_config("my.json", ["batch_size=32"])       # overrides: a JSON file, then key=value
+    cfg = PAPER.replace(batch_size=32)
+
+Unknown keys are rejected; values are checked (`Config.validate`).
+"""
+import dataclasses
+import json
+from pathlib import Path
+
+# Human3.6M's 17 evaluation joints (REFERENCE.md section 2).
+JOINT_NAMES = ("Pelvis", "RHip", "RKnee", "RFoot", "LHip", "LKnee", "LFoot", "Spine", "Thorax",
+               "Neck/Nose", "Head", "LShoulder", "LElbow", "LWrist", "RShoulder", "RElbow", "RWrist")
+JOINT_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
+RIGHT_JOINTS = (1, 2, 3, 14, 15, 16)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # ---- pose representation
+    num_joints: int = 17                 # Nj = 17 [sec. 3]
+    grid_size: int = 16                  # Ng = 16: the 2D pose is Ng x Ng classes per joint [sec. 4]
+    # ASSUMPTION (Fig. 3b, not in the text): pelvis, neck, right knee, left knee, left elbow,
+    # right elbow, "so that most joints can either be the root node or their neighbor nodes"
+    # [sec. 3.3]: with this choice every joint is a root or a neighbour of one.
+    root_joints: tuple = (0, 9, 2, 5, 12, 15)
+    single_root: int = 0                 # the baseline's one root "around the position of the hip" [sec. 3.3]
+
+    # ---- input
+    crop_size: int = 250                 # person crops resized to 250 x 250 [sec. 4]
+    input_size: int = 225                # random (train) / centre (test) 225 x 225 crop [sec. 3.1, 4]
+
+    # ---- network: ZFNet filter sizes and strides with fewer feature maps [sec. 3.1, Fig. 1]
+    conv_kernels: tuple = (7, 5, 3, 3, 3)      # ZFNet [sec. 3.1]
+    conv_strides: tuple = (2, 2, 1, 1, 1)      # ZFNet [sec. 3.1]
+    conv_pads: tuple = (1, 0, 1, 1, 1)         # ZFNet (conv1 pad 1, conv3-5 pad 1)
+    # ASSUMPTION (Fig. 1's numbers are lost): half of ZFNet's 96, 256, 384, 384, 256
+    conv_channels: tuple = (48, 128, 192, 192, 128)
+    pool_after: tuple = (0, 1, 4)              # three 3x3 stride-2 max-poolings after conv1, conv2, conv5 (ZFNet) [sec. 3.1]
+    pool_kernel: int = 3                       # ZFNet
+    pool_stride: int = 2                       # ZFNet
+    # ASSUMPTION (Fig. 2's numbers are lost): widths of the hidden fc layers
+    fc_2d_width: int = 1024                    # fc1_2D
+    fc_3d_width: int = 1024                    # fc1_3D
+    fc_probs_2d_width: int = 256               # fc_probs_2D
+    dropout_ratio: float = 0.3                 # dropout on every fc layer [sec. 4]
+    # ASSUMPTION: BatchNorm and dropout follow the hidden fc layers, not the output layers
+    # (fc2_2D scores, fc2_3D regressions), where they would distort the targets.
+    batchnorm_moving_average: float = 0.999    # ASSUMPTION: Caffe's BatchNorm default
+
+    # ---- losses [sec. 3, eq. 5-6; sec. 4]
+    lambda_2d: float = 0.1                     # lambda_2D, epochs 0-16 [sec. 4]
+    lambda_2d_late: float = 0.01               # lambda_2D after epoch 16 [sec. 4]
+    lambda_2d_switch_epoch: int = 16           # [sec. 4]
+    lambda_3d: float = 0.5                     # lambda_3D [sec. 4]
+
+    # ---- solver [sec. 4]
+    batch_size: int = 128                      # [sec. 4]
+    base_lr: float = 0.01                      # [sec. 4]
+    lr_gamma: float = 0.5                      # "decreased by a factor of 0.5" [sec. 4]
+    lr_step_epochs: int = 4                    # "for every 4 epochs" [sec. 4]
+    epochs: int = 28                           # [sec. 4]
+    momentum: float = 0.9                      # [sec. 4]
+    weight_decay: float = 0.001                # [sec. 4]
+    random_seed: int = 1                       # ASSUMPTION: any fixed seed, for reproducibility
+    snapshot_epochs: int = 4                   # ASSUMPTION: a snapshot every 4 epochs and at the end
+    display_iters: int = 20                    # ASSUMPTION: loss printed every 20 iterations
+
+    # ---- random-data nets (before the LMDB data layer exists, and for smoke runs)
+    # ASSUMPTION: plausible ranges for DummyData joints (pixels of the input, mm).
+    dummy_pose_std_mm: float = 300.0
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes).validate()
+
+    def validate(self):
+        def need(ok, message):
+            if not ok:
+                raise ValueError(f"config: {message}")
+        need(self.num_joints == len(JOINT_NAMES), f"num_joints must be {len(JOINT_NAMES)} "
+             "(the Human3.6M joint set)")
+        need(len(set(self.root_joints)) == len(self.root_joints) >= 1,
+             f"root_joints must be distinct, got {self.root_joints}")
+        need(all(0 <= r < self.num_joints for r in self.root_joints + (self.single_root,)),
+             "root joints must index the 17 joints")
+        need(0 < self.input_size <= self.crop_size, "need 0 < input_size <= crop_size")
+        need(self.grid_size >= 2, "grid_size must be at least 2")
+        layers = len(self.conv_channels)
+        need(len(self.conv_kernels) == len(self.conv_strides) == len(self.conv_pads) == layers,
+             "conv_kernels, conv_strides, conv_pads and conv_channels need one entry per conv")
+        need(all(0 <= p < layers for p in self.pool_after), "pool_after indexes conv layers")
+        need(0 <= self.dropout_ratio < 1, "dropout_ratio must be in [0, 1)")
+        need(min(self.lambda_2d, self.lambda_2d_late, self.lambda_3d) >= 0, "loss weights >= 0")
+        need(self.batch_size >= 1 and self.epochs >= 1 and self.lr_step_epochs >= 1,
+             "batch_size, epochs and lr_step_epochs must be positive")
+        need(0 <= self.lambda_2d_switch_epoch <= self.epochs,
+             "lambda_2d_switch_epoch must lie within the epochs")
+        need(self.base_lr > 0 and 0 < self.lr_gamma <= 1, "base_lr > 0 and 0 < lr_gamma <= 1")
+        return self
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+PAPER = Config().validate()
+
+
+def parse_value(field, text):
+    """A command-line value for `field`, typed like its default."""
+    default = field.default
+    if isinstance(default, tuple):
+        return tuple(type(default[0])(v) for v in text.split(",") if v.strip())
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes")
+    return type(default)(text)
+
+
+def apply_overrides(cfg, overrides):
+    """overrides: a dict, or a list of "key=value" strings; unknown keys raise ValueError."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    if not isinstance(overrides, dict):
+        pairs = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"config: override {item!r} is not key=value")
+            pairs[key.strip()] = value.strip()
+        overrides = {k: parse_value(fields[k], v) if k in fields else v for k, v in pairs.items()}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"config: unknown keys {unknown}; known keys: {sorted(fields)}")
+    typed = {k: tuple(v) if isinstance(fields[k].default, tuple) else v
+             for k, v in overrides.items()}
+    return cfg.replace(**typed)
+
+
+def load_config(path=None, overrides=()):
+    """The paper's configuration, updated by a JSON file and then by key=value overrides."""
+    cfg = PAPER
+    if path is not None:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"config: cannot read {path}: {err}") from None
+        cfg = apply_overrides(cfg, data)
+    return apply_overrides(cfg, list(overrides))

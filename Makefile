@@ -8,9 +8,12 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 # Extra flags for setup/caffe_setup.py, e.g. SETUP_FLAGS=--rebuild
 SETUP_FLAGS ?=
+# Table 2 variant (baseline, multi-reg, 2d-cls, full) and training-set size for `make solver`
+VARIANT ?= full
+TRAIN_SIZE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo clean
+.PHONY: help setup test test-caffe test-project demo prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -31,6 +34,17 @@ test-project:  ## the project's pytest suite
 
 demo: setup  ## the main job (for now a smoke run: a tiny net trained with `caffe train`)
 	$(VPY) tools/smoke_train.py --out runs/smoke --force
+
+prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
+	$(VPY) prototxt/pose_net.py
+
+solver: setup  ## write solver/h36m.prototxt and h36m_stage2.prototxt for TRAIN_SIZE images
+	@test -n "$(TRAIN_SIZE)" || { echo "usage: make solver TRAIN_SIZE=<training images> [VARIANT=full]"; exit 2; }
+	$(VPY) solver/pose_solver.py --train-size $(TRAIN_SIZE) --variant $(VARIANT)
+
+train-stages: setup  ## caffe train stage 1 (lambda_2D 0.1), then stage 2 (0.01) from its .solverstate
+	$(VPY) tools/train_stages.py --stage1 solver/h36m.prototxt --stage2 solver/h36m_stage2.prototxt \
+	  --log-dir runs/h36m
 
 clean:  ## remove the venv and setup logs (the Caffe build cache in ~/.cache is kept)
 	rm -rf $(VENV) build

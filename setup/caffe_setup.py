@@ -294,7 +294,9 @@ def wire_venv(venv, info, entry, logs):
         log=logs / "verify.log", what="import caffe in the venv",
         hint=f"delete {entry} to force a rebuild")
     run([str(wrapper), "--version"], log=logs / "verify.log", what=f"{wrapper} --version")
-    log(f"ready: {python} imports caffe (with Python layers); {wrapper} is Caffe's tool")
+    describe = json.loads((entry / "BUILD-INFO.json").read_text())["describe"]
+    log(f"ready: Caffe from {describe}; {python} imports caffe (with Python layers), "
+        f"{wrapper} is Caffe's tool")
 
 
 # ---------------------------------------------------------------- main

@@ -6,7 +6,8 @@ PYTHON ?= python3
 CAFFE_SOURCE ?= auto
 VENV := .venv
 VPY := $(VENV)/bin/python
-# Extra flags for setup/caffe_setup.py, e.g. SETUP_FLAGS=--rebuild
+# Extra flags for setup/caffe_setup.py, e.g. SETUP_FLAGS=--rebuild or
+# SETUP_FLAGS=--debian-mirror=URI (a Debian archive that still serves bullseye's sources)
 SETUP_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) and training-set size for `make solver`
 VARIANT ?= full
@@ -26,8 +27,7 @@ test: setup  ## setup, then Caffe's own Python tests and the project's tests
 	$(MAKE) --no-print-directory test-project
 
 test-caffe:  ## Caffe's own Python test suite (python/caffe/test of the build)
-	cd "$$($(VPY) -c 'import caffe, os; print(os.path.dirname(os.path.dirname(caffe.__file__)))')" \
-	  && GLOG_minloglevel=2 $(abspath $(VPY)) -m unittest discover -s caffe/test
+	$(VPY) tests/run_caffe_suite.py
 
 test-project:  ## the project's pytest suite
 	$(VPY) -m pytest tests

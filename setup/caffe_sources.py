@@ -3,6 +3,7 @@
 Each source class has:
   name, describe      short id (also the patch folder setup/patches/<name>/) and a readable name
   identity            the exact upstream version, part of the build-cache key
+  known_test_failures names of tests in python/caffe/test that the source itself breaks
   cmake_flags(ctx, prefix)   the CMake flags (prefix=None: the part that goes into the cache key)
   fetch(downloads, workdir, logs) -> tree   download (kept in `downloads`), verify, unpack
   build(tree, ctx, prefix, destdir, build_dir, logs)
@@ -16,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -135,13 +137,20 @@ class DebianSource:
     suite = "bullseye"
     describe = f"Debian source package caffe {version} ({suite})"
     identity = f"debian:{package}={version}"
+    known_test_failures = []
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+    def __init__(self, mirror=None):
+        self.mirror_uri = mirror
 
     def cmake_flags(self, ctx, prefix):
         return common_cmake_flags(ctx, prefix)
 
     def mirror(self):
-        """The Debian archive this machine's apt already uses: no host is hard-coded here."""
+        """The Debian archive to fetch from: the one given, else the one this machine's apt
+        already uses (no host is hard-coded here)."""
+        if self.mirror_uri:
+            return self.mirror_uri
         out = subprocess.run(["apt-get", "indextargets", "--format", "$(REPO_URI) $(LABEL)"],
                              capture_output=True, text=True).stdout
         for line in out.splitlines():
@@ -237,4 +246,105 @@ class DebianSource:
         move_python_package(installed, installed / "lib/python3/dist-packages/caffe", tree)
 
 
-SOURCES = {"debian": DebianSource}
+class PypiSource:
+    """The PyPI sdist brocolli-caffe 9.0.2, a BVLC-derived fork, driven through its CMake.
+
+    Its setup.py wants conda and its CMake hard-codes conda paths (ANACONDA_HOME), ignores the
+    USE_* options (so the defines go into CXXFLAGS), builds one library _caffe.so holding both
+    libcaffe and pycaffe, and skips tools/: the `caffe` tool is compiled here and linked against
+    the installed _caffe.so, so that the tool and pycaffe share one copy of Caffe.
+    """
+
+    name = "pypi"
+    package = "brocolli-caffe"
+    version = "9.0.2"
+    sha256 = "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a"
+    describe = f"PyPI sdist {package}=={version} (BVLC-derived fork)"
+    identity = f"pypi:{package}=={version}"
+    # Tests of python/caffe/test that the fork itself broke: its SGDSolver has no apply_update.
+    known_test_failures = ["test_apply_update"]
+    libdir = "/usr/lib/x86_64-linux-gnu"
+
+    def python_prefix(self, ctx):
+        return str(Path(ctx.python_library).parent.parent)
+
+    def cmake_flags(self, ctx, prefix, tree="<tree>", build="<build>"):
+        """prefix=None: the cache-key form, with the per-build paths as placeholders."""
+        numpy_include = ctx.numpy_include if prefix is not None else "<numpy include>"
+        major_minor = ".".join(ctx.python_version.split(".")[:2])
+        defines = "-DWITH_PYTHON_LAYER -DUSE_LMDB -DUSE_OPENCV"
+        includes = f"-I/usr/include/opencv4 -I/usr/include/hdf5/serial -I{tree}/src"  # src: gtest
+        return [
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DCMAKE_SKIP_RPATH=ON",      # its RUNPATH would hold empty entries (= the cwd)
+            f"-DANACONDA_HOME={self.python_prefix(ctx)}",
+            f"-DPYTHON_VERSION=python{major_minor}",
+            f"-DNUMPY_INCLUDE_DIR={numpy_include}",
+            f"-DCMAKE_CXX_FLAGS={defines} {includes}",
+            f"-DCMAKE_SHARED_LINKER_FLAGS=-L{self.libdir}/hdf5/serial -L{build}/private-lib",
+            "-DCMAKE_CXX_STANDARD_LIBRARIES=-llmdb -lgflags -lopencv_core -lopencv_imgproc "
+            "-lopencv_imgcodecs -lopencv_highgui -lopencv_videoio",
+        ]
+
+    def fetch(self, downloads, workdir, logs):
+        downloads.mkdir(parents=True, exist_ok=True)
+        sdist = downloads / f"{self.package}-{self.version}.tar.gz"
+        if not sdist.exists():
+            try:
+                run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                     "--disable-pip-version-check", f"{self.package}=={self.version}",
+                     "-d", str(downloads)], log=logs / "fetch.log",
+                    what=f"pip download {self.package}=={self.version}",
+                    hint="check access to PyPI")
+            except SetupError as err:
+                raise FetchError(str(err)) from None
+        actual = sha256_of(sdist)
+        if actual != self.sha256:
+            sdist.unlink()
+            raise FetchError(f"checksum mismatch for {sdist}:\n  sha256 {actual}, expected "
+                             f"{self.sha256}.\n  The file was removed; rerun `make setup`.")
+        workdir.mkdir(parents=True, exist_ok=True)
+        run(["tar", "-xzf", str(sdist), "-C", str(workdir)], log=logs / "fetch.log",
+            what=f"unpacking {sdist.name}")
+        return workdir / f"{self.package}-{self.version}"
+
+    def build(self, tree, ctx, prefix, destdir, build_dir, logs):
+        build_log = logs / "build.log"
+        private = build_dir / "private-lib"   # the fork links -lboost_python; Debian names it per version
+        private.mkdir(parents=True, exist_ok=True)
+        major_minor = "".join(ctx.python_version.split(".")[:2])
+        boost_python = Path(self.libdir) / f"libboost_python{major_minor}.so"
+        if not boost_python.exists():
+            raise SetupError(f"{boost_python} is missing; fix: apt-get install libboost-python-dev")
+        (private / "libboost_python.so").unlink(missing_ok=True)
+        (private / "libboost_python.so").symlink_to(boost_python)
+        run(["cmake", "-S", tree, "-B", build_dir,
+             *self.cmake_flags(ctx, prefix, tree=tree, build=build_dir)],
+            log=build_log, what="CMake configure of the brocolli-caffe fork")
+        run(["cmake", "--build", build_dir, "--", f"-j{ctx.jobs}"], log=build_log,
+            what="compiling the brocolli-caffe fork", progress=r"^\[\s*\d+%\]",
+            hint=f"see the first error in the log; a fix goes into setup/patches/{self.name}/")
+        installed = Path(str(destdir) + str(prefix))
+        package = installed / "python" / "caffe"
+        shutil.copytree(tree / "python" / "caffe", package, symlinks=False,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.cpp", "_caffe.so"))
+        shutil.copy2(build_dir / "lib" / "_caffe.so", package / "_caffe.so")
+        move_python_package(installed, package, tree)
+        (installed / "bin").mkdir(parents=True, exist_ok=True)
+        python_prefix = self.python_prefix(ctx)
+        # the tool needs _caffe.so by its soname from the installed package folder: the same
+        # file pycaffe loads, so Python layers run in the tool's own copy of Caffe
+        run(["c++", "-std=c++14", "-O3", "-DNDEBUG", "-fPIC", "-DCAFFE_VERSION=1.0.0",
+             "-DCPU_ONLY=1", "-DWITH_PYTHON_LAYER", "-DUSE_LMDB", "-DUSE_OPENCV",
+             f"-I{build_dir}/include", f"-I{build_dir}", f"-I{tree}/include",
+             f"-I{ctx.python_include}", f"-I{ctx.numpy_include}",
+             "-I/usr/include/opencv4", "-I/usr/include/hdf5/serial",
+             str(tree / "tools" / "caffe.cpp"), "-o", str(installed / "bin" / "caffe"),
+             f"-L{package}", "-l:_caffe.so", f"-L{python_prefix}/lib", f"-lpython{ctx.python_version.rsplit('.', 1)[0]}",
+             f"-L{private}", "-lboost_python", "-lboost_system", "-lboost_filesystem",
+             "-lglog", "-lgflags", "-lprotobuf", "-lpthread",
+             f"-Wl,-rpath,{prefix}/python/caffe:{python_prefix}/lib"],
+            log=build_log, what="compiling the caffe command-line tool of the fork")
+
+
+SOURCES = {"debian": DebianSource, "pypi": PypiSource}

@@ -28,11 +28,10 @@ def test_checksum_mismatch_is_reported_and_the_bad_file_removed(tmp_path):
     assert not tarball.exists()
 
 
-def test_unreachable_source_says_what_to_do(tmp_path, monkeypatch):
+def test_unreachable_source_says_what_to_do(tmp_path):
     # port 9 on the loopback: nothing listens, so apt fails at once as without network
-    monkeypatch.setattr(DebianSource, "mirror", lambda self: "http://127.0.0.1:9/debian/")
     with pytest.raises(FetchError) as err:
-        DebianSource().fetch(tmp_path / "downloads" / "debian", tmp_path / "work", tmp_path / "logs")
+        DebianSource(mirror="http://127.0.0.1:9/debian/").fetch(tmp_path / "downloads" / "debian", tmp_path / "work", tmp_path / "logs")
     message = str(err.value)
     assert "could not download Debian's bullseye source index from http://127.0.0.1:9" in message
     assert "Connection refused" in message

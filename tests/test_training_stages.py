@@ -36,8 +36,8 @@ def test_tiny_two_stage_run_and_deploy(tmp_path):
     stage1, stage2 = write_solvers(cfg, "full", train_size=4, out_dir=tmp_path / "solver",
                                    net_dir=tmp_path / "nets", snapshot_prefix=tmp_path / "snap" / "tiny")
     losses = train_two_stages(stage1, stage2, tmp_path / "logs")
-    assert [it for it, _ in losses[1]] == [0, 1]
-    assert [it for it, _ in losses[2]] == [2, 3]          # stage 2 continues the iterations
+    assert [it for it, _ in losses[1]] == [0, 1, 2]
+    assert [it for it, _ in losses[2]] == [2, 3, 4]       # stage 2 continues the iterations
     assert all(math.isfinite(loss) for curve in losses.values() for _, loss in curve)
     stage2_log = (tmp_path / "logs" / "stage2.log").read_text()
     assert "Resuming from" in stage2_log

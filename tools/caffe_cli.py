@@ -5,8 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRAIN_LOSS = re.compile(r"Iteration (\d+) \(.*\), loss = ([-+0-9.eE]+|nan|inf)")
-TRAIN_LOSS_OLD = re.compile(r"Iteration (\d+), loss = ([-+0-9.eE]+|nan|inf)")
+# "Iteration 20 (97 iter/s, 0.05s/5 iters), loss = 0.25" (BVLC since 2017) or
+# "Iteration 20, loss = 0.25" (older Caffe and forks; also the final line after training)
+TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (-?nan|-?inf|[-+0-9.eE]+)")
 
 
 class CaffeError(RuntimeError):
@@ -36,9 +37,12 @@ def run_caffe(args, log_path, cwd=None):
 
 
 def train_losses(log_text):
-    """[(iteration, loss)] of the solver's display lines in a `caffe train` log."""
-    found = TRAIN_LOSS.findall(log_text) or TRAIN_LOSS_OLD.findall(log_text)
-    return [(int(it), float(loss)) for it, loss in found]
+    """[(iteration, loss)] of the solver's loss lines in a `caffe train` log: every display
+    iteration and the final one, each once."""
+    losses = {}
+    for iteration, loss in TRAIN_LOSS.findall(log_text):
+        losses.setdefault(int(iteration), float(loss))
+    return sorted(losses.items())
 
 
 def forward_backward_ms(log_text):

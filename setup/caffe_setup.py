@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from caffe_sources import SOURCES, BuildContext, FetchError, SetupError, run
+from caffe_sources import SOURCES, BuildContext, FetchError, SetupError, run, sha256_of
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_DIR = REPO / "setup"
@@ -113,14 +113,6 @@ def python_info(python):
     return info
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def ensure_venv(venv, base_python, logs):
     python = venv / "bin" / "python"
     if not python.exists():
@@ -130,7 +122,7 @@ def ensure_venv(venv, base_python, logs):
     info = python_info(python)
     requirements = SETUP_DIR / "requirements.txt"
     stamp = venv / ".requirements.sha256"
-    wanted = sha256_file(requirements)
+    wanted = sha256_of(requirements)
     if stamp.exists() and stamp.read_text().strip() == wanted:
         log(f"venv: {venv} up to date (Python {info['version']})")
         return info
@@ -167,13 +159,18 @@ def tool_version(cmd):
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
 
 
+def patch_series(source):
+    """setup/patches/<source>/*.patch in the order they apply (by their NN- prefix)."""
+    return sorted((SETUP_DIR / "patches" / source.name).glob("*.patch"))
+
+
 def build_identity(source, ctx):
     """Everything the compiled result depends on; its hash names the cache entry."""
-    patches = sorted((SETUP_DIR / "patches" / source.name).glob("*.patch"))
+    patches = patch_series(source)
     return {
         "recipe": RECIPE_VERSION,
         "source": source.identity,
-        "patches": {p.name: sha256_file(p) for p in patches},
+        "patches": {p.name: sha256_of(p) for p in patches},
         "cmake_flags": source.cmake_flags(ctx, prefix=None),
         "python": ctx.python_version,
         "libpython": ctx.python_library,
@@ -211,7 +208,7 @@ def build_into_cache(source, ctx, entry, identity, logs):
     started = time.monotonic()
     try:
         tree = source.fetch(cache / "downloads" / source.name, staging / "src", logs)
-        apply_patches(tree, sorted((SETUP_DIR / "patches" / source.name).glob("*.patch")), logs)
+        apply_patches(tree, patch_series(source), logs)
         destdir = staging / "install"
         source.build(tree, ctx, prefix=entry, destdir=destdir, build_dir=staging / "build",
                      logs=logs)

@@ -8,7 +8,6 @@ import caffe
 from config import PAPER
 from prototxt.pose_net import generated_files, write_files
 from solver.pose_solver import make_solver, stage_iterations, write_solvers
-from tools.caffe_cli import train_losses
 from tools.train_stages import train_two_stages
 
 

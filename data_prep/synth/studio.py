@@ -1,0 +1,70 @@
+"""The synthetic capture studio: the four Human3.6M cameras placed around the capture area.
+
+Intrinsics are the real ones (data_prep.h36m.CAMERAS); the extrinsics place each camera at a
+corner of a roughly 4 m x 4 m capture area, 4-6 m from its centre and about 1.5 m high,
+looking at the middle of the person's height, as in the real studio (REFERENCE.md 2).
+`scale` shrinks the image (resolution flag): focal lengths, centres and sizes scale with it,
+distortion stays.
+"""
+import dataclasses
+
+import numpy as np
+
+from data_prep.h36m import CAMERAS, Camera
+
+# (azimuth degrees around the area, distance mm, height mm) per camera id: ASSUMPTION, the
+# real extrinsics ship with the dataset; these are plausible placements at the four corners.
+PLACEMENTS = {
+    "54138969": (45.0, 5200.0, 1550.0),
+    "55011271": (135.0, 4800.0, 1500.0),
+    "58860488": (-45.0, 5600.0, 1600.0),
+    "60457274": (-135.0, 5000.0, 1450.0),
+}
+LOOK_AT_HEIGHT = 900.0   # mm: the middle of a standing person
+
+
+@dataclasses.dataclass(frozen=True)
+class PlacedCamera:
+    camera: Camera           # intrinsics at the rendered resolution
+    rotation: np.ndarray     # (3, 3) world -> camera
+    position: np.ndarray     # (3,) camera centre in world mm
+
+    def to_camera(self, world):
+        """World points (..., 3) mm -> camera frame (x right, y down, z forward), mm."""
+        return (np.asarray(world, dtype=np.float64) - self.position) @ self.rotation.T
+
+    def to_dict(self):
+        c = self.camera
+        return {"id": c.id, "width": c.width, "height": c.height, "center": list(c.center),
+                "focal": list(c.focal), "radial": list(c.radial), "tangential": list(c.tangential),
+                "rotation_world_to_camera": self.rotation.tolist(),
+                "position_mm": self.position.tolist()}
+
+
+def look_at(position, target):
+    """Rotation world -> camera for a camera at `position` looking at `target`, z up in the
+    world and the image's y axis pointing down."""
+    forward = np.asarray(target, float) - np.asarray(position, float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    return np.stack([right, down, forward])
+
+
+def scaled(camera, scale):
+    """Intrinsics of the same camera rendering an image `scale` times the size."""
+    return dataclasses.replace(
+        camera, width=int(round(camera.width * scale)), height=int(round(camera.height * scale)),
+        center=tuple(v * scale for v in camera.center), focal=tuple(v * scale for v in camera.focal))
+
+
+def studio_cameras(scale=1.0):
+    """{camera id: PlacedCamera} of the four cameras."""
+    placed = {}
+    for camera_id, (azimuth, distance, height) in PLACEMENTS.items():
+        angle = np.radians(azimuth)
+        position = np.array([distance * np.cos(angle), distance * np.sin(angle), height])
+        rotation = look_at(position, [0.0, 0.0, LOOK_AT_HEIGHT])
+        placed[camera_id] = PlacedCamera(scaled(CAMERAS[camera_id], scale), rotation, position)
+    return placed

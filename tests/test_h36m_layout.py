@@ -1,0 +1,69 @@
+"""Human3.6M facts: file names, the camera model, and the synthetic studio's placement."""
+import numpy as np
+import pytest
+
+from data_prep.h36m import (CAMERAS, JOINTS_17, JOINTS_17_FROM_32, JOINTS_32, PARENTS_17,
+                            PARENTS_32, project, sequence_name, sequence_paths)
+from data_prep.synth.studio import studio_cameras
+
+
+def test_sequence_names_follow_the_real_disks():
+    assert sequence_name("S5", "Directions", 1) == "Directions 1"
+    assert sequence_name("S11", "WalkDog", 2) == "WalkDog 2"
+    assert sequence_name("S1", "WalkDog", 1) == "WalkingDog"
+    assert sequence_name("S1", "Photo", 2) == "TakingPhoto 1"
+    with pytest.raises(ValueError, match="unknown action 'Dancing'"):
+        sequence_name("S5", "Dancing", 1)
+    paths = sequence_paths("/h36m", "S9", "Sitting 1", "54138969")
+    assert str(paths["video"]) == "/h36m/S9/Videos/Sitting 1.54138969.mp4"
+    assert str(paths["d2"]) == "/h36m/S9/MyPoseFeatures/D2_Positions/Sitting 1.54138969.cdf"
+    assert str(paths["mask"]).endswith("MySegmentsMat/ground_truth_bs/Sitting 1.54138969.mat")
+
+
+def test_joint_tables_agree():
+    assert len(JOINTS_32) == len(PARENTS_32) == 32
+    assert len(JOINTS_17) == len(PARENTS_17) == len(JOINTS_17_FROM_32) == 17
+    # every 17-joint parent is an ancestor in the 32-joint tree, except that the evaluation
+    # skeleton hangs the shoulders off the thorax where the 32 tree has them off Spine1
+    rewired = {JOINTS_17.index("LShoulder"), JOINTS_17.index("RShoulder")}
+    for child, parent in enumerate(PARENTS_17):
+        if parent < 0:
+            continue
+        ancestor, chain = PARENTS_32[JOINTS_17_FROM_32[child]], set()
+        while ancestor >= 0:
+            chain.add(ancestor)
+            ancestor = PARENTS_32[ancestor]
+        if child in rewired:
+            assert JOINTS_17[parent] == "Thorax" and 12 in chain
+        else:
+            assert JOINTS_17_FROM_32[parent] in chain, JOINTS_17[child]
+
+
+def test_projection_hand_computed():
+    camera = CAMERAS["55011271"]
+    np.testing.assert_allclose(project([0, 0, 4000.0], camera), camera.center)
+    # x = 0.1, y = 0: r2 = 0.01, radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3, tangential = p2 x
+    k1, k2, k3 = camera.radial
+    p1, p2 = camera.tangential
+    r2 = 0.01
+    factor = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3 + p2 * 0.1
+    expected = [camera.focal[0] * (0.1 * factor + p2 * r2) + camera.center[0],
+                camera.focal[1] * (p1 * r2) + camera.center[1]]
+    np.testing.assert_allclose(project([400.0, 0, 4000.0], camera), expected)
+    np.testing.assert_allclose(project([400.0, 0, 4000.0], camera, scale=0.5),
+                               np.array(expected) * 0.5)
+
+
+def test_studio_cameras_look_at_the_capture_area():
+    for camera_id, placed in studio_cameras(scale=0.5).items():
+        np.testing.assert_allclose(placed.rotation @ placed.rotation.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(placed.rotation) == pytest.approx(1)
+        distance = np.linalg.norm(placed.position[:2])
+        assert 4000 <= distance <= 6000 and 1300 <= placed.position[2] <= 1800
+        centre = placed.to_camera([0, 0, 900])
+        assert centre[0] == pytest.approx(0, abs=1e-9) and centre[2] > 4000
+        pixel = project(centre, placed.camera)
+        np.testing.assert_allclose(pixel, placed.camera.center, atol=1e-6)
+        head, feet = placed.to_camera([0, 0, 1700]), placed.to_camera([0, 0, 0])
+        assert project(head, placed.camera)[1] < project(feet, placed.camera)[1]   # z up
+        assert placed.camera.width == 500

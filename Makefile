@@ -9,12 +9,15 @@ VPY := $(VENV)/bin/python
 # Extra flags for setup/caffe_setup.py, e.g. SETUP_FLAGS=--rebuild or
 # SETUP_FLAGS=--debian-mirror=URI (a Debian archive that still serves bullseye's sources)
 SETUP_FLAGS ?=
+# Where the synthetic Human3.6M goes, and flags for data_prep/make_synth.py (e.g. --frames 48)
+SYNTH_ROOT ?= data/synth-h36m
+SYNTH_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) and training-set size for `make solver`
 VARIANT ?= full
 TRAIN_SIZE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo synth synth-sheet prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -34,6 +37,14 @@ test-project:  ## the project's pytest suite
 
 demo: setup  ## the main job (for now a smoke run: a tiny net trained with `caffe train`)
 	$(VPY) tools/smoke_train.py --out runs/smoke --force
+
+synth: setup  ## write the synthetic Human3.6M (raw layout) to SYNTH_ROOT, unless it is there
+	@if [ -d "$(SYNTH_ROOT)" ] && [ -z "$(findstring --force,$(SYNTH_FLAGS))" ]; then \
+	  echo "$(SYNTH_ROOT) exists (make synth SYNTH_FLAGS=--force rebuilds it)"; \
+	else $(VPY) -m data_prep.make_synth --out $(SYNTH_ROOT) $(SYNTH_FLAGS); fi
+
+synth-sheet: synth  ## contact sheet PNG of the synthetic frames with their 2D joints
+	$(VPY) tools/contact_sheet.py --root $(SYNTH_ROOT) --out runs/synth/contact_sheet.png
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py

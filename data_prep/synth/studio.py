@@ -31,7 +31,10 @@ class PlacedCamera:
 
     def to_camera(self, world):
         """World points (..., 3) mm -> camera frame (x right, y down, z forward), mm."""
-        return (np.asarray(world, dtype=np.float64) - self.position) @ self.rotation.T
+        offset = np.asarray(world, dtype=np.float64) - self.position
+        # elementwise products, not a BLAS matmul, whose rounding can change with the thread
+        # count: the same seed must give the same bytes in any process
+        return (offset[..., None, :] * self.rotation).sum(axis=-1)
 
     def to_dict(self):
         c = self.camera

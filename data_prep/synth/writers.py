@@ -33,8 +33,10 @@ def write_pose_cdf(path, poses):
     frames = poses.reshape(poses.shape[0], -1)
     with atomic_path(path) as tmp:
         cdf = CDF(str(tmp), cdf_spec={"Majority": "Row_major"})
+        # uncompressed: cdflib's gzip would stamp the time into the file, and the same data
+        # must give the same bytes
         cdf.write_var({"Variable": "Pose", "Data_Type": CDF.CDF_DOUBLE, "Num_Elements": 1,
-                       "Rec_Vary": True, "Dim_Sizes": list(frames.shape)},
+                       "Rec_Vary": True, "Dim_Sizes": list(frames.shape), "Compress": 0},
                       var_data=frames[None])
         cdf.close()
 

@@ -161,3 +161,46 @@ def test_existing_output_needs_force_and_unwritable_path(tmp_path):
                      "--frames", "2")
     assert result.returncode == 1 and "cannot write" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "d"]
+
+
+def test_32_joint_tree_is_rigid_and_sided(dataset):
+    from data_prep.h36m import PARENTS_32
+    for stem, _, paths in recordings(dataset):
+        world = read_pose(paths["d3_world"], 3)
+        bones = np.array([np.linalg.norm(world[:, j] - world[:, p], axis=-1)
+                          for j, p in enumerate(PARENTS_32) if p >= 0])
+        np.testing.assert_allclose(bones, bones[:, :1].repeat(FRAMES, 1), atol=1e-6)
+        # the left leg (6-10) hangs off the left hip, the right leg (1-5) off the right one
+        left_foot_to_left_hip = np.linalg.norm(world[:, 8] - world[:, 6], axis=-1)
+        left_foot_to_right_hip = np.linalg.norm(world[:, 8] - world[:, 1], axis=-1)
+        assert (left_foot_to_left_hip < left_foot_to_right_hip).mean() > 0.5, stem
+
+
+def test_motion_from_bvh_files(tmp_path):
+    """--bvh DIR: the motion of a BVH file (written here) becomes the dataset's 3D poses."""
+    from data_prep.synth.bvh import read_bvh, retarget_to_h36m
+    from tests.test_synth_bvh import bvh_text, cmu_skeleton, frame_row, joint_order
+    skeleton = cmu_skeleton()
+    order = joint_order(skeleton)
+    rows = [frame_row(order, angles={"LeftArm": (30 + 10 * i, 0, 0), "Hips": (0, 9 * i, 0)})
+            for i in range(10)]
+    folder = tmp_path / "bvh"
+    folder.mkdir()
+    (folder / "wave.bvh").write_text(bvh_text(skeleton, rows, 1 / 50))
+    out = tmp_path / "from-bvh"
+    assert make_synth(["--out", str(out), "--subjects", "S9", "--actions", "Greeting",
+                       "--frames", "6", "--scale", "0.2", "--bvh", str(folder), "--workers", "1",
+                       "--quiet"]) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["bvh"] == ["wave.bvh"]
+    stem = sequence_name("S9", "Greeting", 1)
+    world = cdflib.CDF(str(sequence_paths(out, "S9", stem, "54138969")["d3_world"]))["Pose"]
+    world = world.reshape(6, 32, 3)
+    expected = retarget_to_h36m(read_bvh(folder / "wave.bvh"))[:6]
+    # the same motion, moved as a whole to a place in the capture area
+    shift = world - expected
+    np.testing.assert_allclose(shift, shift[:1, :1].repeat(6, 0).repeat(32, 1), atol=1e-6)
+    assert shift[0, 0, 2] == pytest.approx(0)
+    (tmp_path / "empty").mkdir()
+    result = run_cli("--out", str(tmp_path / "x"), "--bvh", str(tmp_path / "empty"))
+    assert result.returncode == 2 and "no .bvh files there" in result.stderr

@@ -12,12 +12,18 @@ SETUP_FLAGS ?=
 # Where the synthetic Human3.6M goes, and flags for data_prep/make_synth.py (e.g. --frames 48)
 SYNTH_ROOT ?= data/synth-h36m
 SYNTH_FLAGS ?=
+# Human3.6M root for `make lmdb` (default: the synthetic one), actions (default: all),
+# output folder, and extra flags for data_prep/make_lmdb.py (e.g. --force, --test-stride 5)
+H36M_ROOT ?= $(SYNTH_ROOT)
+ACTIONS ?=
+LMDB_DIR ?= data/lmdb/$(notdir $(H36M_ROOT))
+LMDB_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) and training-set size for `make solver`
 VARIANT ?= full
 TRAIN_SIZE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo synth synth-sheet prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo synth synth-sheet lmdb prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -45,6 +51,13 @@ synth: setup  ## write the synthetic Human3.6M (raw layout) to SYNTH_ROOT, unles
 
 synth-sheet: synth  ## contact sheet PNG of the synthetic frames with their 2D joints
 	$(VPY) tools/contact_sheet.py --root $(SYNTH_ROOT) --out runs/synth/contact_sheet.png
+
+lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the synthetic set)
+	@if [ "$(H36M_ROOT)" = "$(SYNTH_ROOT)" ]; then $(MAKE) --no-print-directory synth; fi
+	@if [ -d "$(LMDB_DIR)" ] && [ -z "$(findstring --force,$(LMDB_FLAGS))" ]; then \
+	  echo "$(LMDB_DIR) exists (make lmdb LMDB_FLAGS=--force rebuilds it)"; \
+	else $(VPY) -m data_prep.make_lmdb --root $(H36M_ROOT) --out $(LMDB_DIR) \
+	  $(if $(ACTIONS),--actions $(ACTIONS)) $(LMDB_FLAGS); fi
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py

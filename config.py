@@ -35,6 +35,11 @@ class Config:
 
     # ---- input
     crop_size: int = 250                 # person crops resized to 250 x 250 [sec. 4]
+    # ASSUMPTION: the square crop around the segmentation box is this much larger than the
+    # box's longer side ("a person is located around the center of an image" [sec. 4])
+    crop_margin: float = 0.2
+    # ASSUMPTION: JPEG quality of the crops stored in the image LMDB
+    jpeg_quality: int = 95
     input_size: int = 225                # random (train) / centre (test) 225 x 225 crop [sec. 3.1, 4]
 
     # ---- network: ZFNet filter sizes and strides with fewer feature maps [sec. 3.1, Fig. 1]
@@ -73,6 +78,11 @@ class Config:
     snapshot_epochs: int = 4                   # ASSUMPTION: a snapshot every 4 epochs and at the end
     display_iters: int = 20                    # ASSUMPTION: loss printed every 20 iterations
 
+    # ---- scale recovery [sec. 4]: "we only used the length of joints in the torso"
+    # ASSUMPTION: which torso bones (named by their child joint): pelvis-hips, pelvis-spine,
+    # spine-thorax, thorax-shoulders (../shared/REFERENCE.md section 2)
+    torso_bones: tuple = ("RHip", "LHip", "Spine", "Thorax", "LShoulder", "RShoulder")
+
     # ---- random-data nets (before the LMDB data layer exists, and for smoke runs)
     # ASSUMPTION: plausible ranges for DummyData joints (pixels of the input, mm).
     dummy_pose_std_mm: float = 300.0
@@ -91,6 +101,9 @@ class Config:
         need(all(0 <= r < self.num_joints for r in self.root_joints + (self.single_root,)),
              "root joints must index the 17 joints")
         need(0 < self.input_size <= self.crop_size, "need 0 < input_size <= crop_size")
+        need(self.crop_margin >= 0, "crop_margin must be >= 0")
+        need(1 <= self.jpeg_quality <= 100, "jpeg_quality must be within 1 and 100")
+        need(set(self.torso_bones) <= set(JOINT_NAMES[1:]), "torso_bones name non-root joints")
         need(self.grid_size >= 2, "grid_size must be at least 2")
         layers = len(self.conv_channels)
         need(len(self.conv_kernels) == len(self.conv_strides) == len(self.conv_pads) == layers,

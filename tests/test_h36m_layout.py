@@ -66,4 +66,5 @@ def test_studio_cameras_look_at_the_capture_area():
         np.testing.assert_allclose(pixel, placed.camera.center, atol=1e-6)
         head, feet = placed.to_camera([0, 0, 1700]), placed.to_camera([0, 0, 0])
         assert project(head, placed.camera)[1] < project(feet, placed.camera)[1]   # z up
-        assert placed.camera.width == 500
+        assert placed.camera.width == 500 and placed.camera.height == 500   # even, for mp4
+    assert studio_cameras(scale=1.0)["54138969"].camera.height == 1002

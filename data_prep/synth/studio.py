@@ -55,10 +55,16 @@ def look_at(position, target):
     return np.stack([right, down, forward])
 
 
+def even(pixels):
+    """The nearest even size: mp4 encoders store even frame sizes only (1002 * 0.5 = 501 would
+    come back from the video as 500 rows)."""
+    return 2 * int(round(pixels / 2))
+
+
 def scaled(camera, scale):
-    """Intrinsics of the same camera rendering an image `scale` times the size."""
+    """Intrinsics of the same camera rendering an image about `scale` times the size."""
     return dataclasses.replace(
-        camera, width=int(round(camera.width * scale)), height=int(round(camera.height * scale)),
+        camera, width=even(camera.width * scale), height=even(camera.height * scale),
         center=tuple(v * scale for v in camera.center), focal=tuple(v * scale for v in camera.focal))
 
 

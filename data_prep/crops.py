@@ -1,0 +1,53 @@
+"""Person crops as in section 4: the box of the segmentation mask, made square with a margin,
+resized to crop_size x crop_size; the 2D joints mapped into crop pixels by the same map.
+
+The crop is an affine map x_crop = (x - x0) * s, y_crop = (y - y0) * s applied with
+cv2.warpAffine, so a point at image pixel (u, v) lands at crop pixel ((u - x0) s, (v - y0) s)
+exactly (pixel centres at integer coordinates in both), and parts of the square outside the
+image are filled with black rather than shifting the person off centre.
+"""
+import cv2
+import numpy as np
+
+
+class EmptyMask(ValueError):
+    """The mask has no foreground pixel."""
+
+
+def mask_box(mask):
+    """(x_min, y_min, x_max, y_max) of the True pixels of a (H, W) mask, inclusive."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise EmptyMask("the mask is empty")
+    return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
+
+
+def square_around(box, margin):
+    """(x0, y0, side): the square centred on the box, its side the box's longer side
+    (in pixels, counting both end pixels) times (1 + margin)."""
+    x_min, y_min, x_max, y_max = box
+    side = max(x_max - x_min + 1, y_max - y_min + 1) * (1 + margin)
+    cx, cy = (x_min + x_max) / 2, (y_min + y_max) / 2
+    return cx - (side - 1) / 2, cy - (side - 1) / 2, side
+
+
+def crop_transform(x0, y0, side, crop_size):
+    """The 2x3 affine map of image pixels to crop pixels."""
+    scale = crop_size / side
+    return np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
+
+
+def map_points(points, transform):
+    """Apply a 2x3 affine map to (..., 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ transform[:, :2].T + transform[:, 2]
+
+
+def person_crop(image, mask, joints_2d, crop_size, margin):
+    """(crop uint8 (S, S, 3), joints in crop pixels (J, 2), transform) of one frame."""
+    x0, y0, side = square_around(mask_box(mask), margin)
+    transform = crop_transform(x0, y0, side, crop_size)
+    crop = cv2.warpAffine(image, transform, (crop_size, crop_size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return crop, map_points(joints_2d, transform), transform

@@ -1,0 +1,360 @@
+"""Reader of a raw Human3.6M tree (the real dataset, or the synthetic one in the same layout).
+
+Discovery (`find_sequences`) walks each subject's D2_Positions files, maps their file stems to
+the canonical action names of h36m.ACTIONS and reports what it cannot use as `Skip`s instead of
+failing. Loading (`load_sequence`) reads the 2D and 3D poses of one sequence and camera, checks
+them and the video and mask files, and settles on the number of usable frames. `iter_frames`
+then decodes the video and masks frame by frame, sequentially.
+
+Known quirks handled (../shared/REFERENCE.md section 2): subaction names vary per subject
+("Directions" / "Directions 1" / "Discussion 2"), S1 spells TakingPhoto and WalkingDog, `_ALL`
+files are skipped, some videos are missing or corrupt, and videos often have more frames than
+their pose files (the shortest count is used and the truncation reported).
+"""
+import dataclasses
+import re
+from pathlib import Path
+
+import cdflib
+import cv2
+import h5py
+import numpy as np
+
+from data_prep.h36m import ACTIONS, CAMERAS, JOINTS_17_FROM_32, SUBJECTS, sequence_paths
+
+N_JOINTS_RAW = 32
+# Files besides D2_Positions that a sequence needs; D3_Positions (world) is not needed.
+REQUIRED_FILES = {"video": "video", "d3_mono": "mono 3D pose file", "mask": "mask file"}
+# How many bad frame indices an error message lists before summarising.
+MAX_FRAMES_LISTED = 10
+# Masks may be this many pixels taller or wider than their video frames: MPEG-4 encoders keep
+# even sizes only, so a 500x501 rendering (camera 54138969 at half size) is stored 500x500.
+MAX_MASK_SIZE_MISMATCH = 2
+
+
+class SequenceError(Exception):
+    """A sequence's files cannot be used; the message names the file and what is wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequence:
+    """One recording of one subject seen by one camera."""
+    subject: str
+    action: str        # canonical name, one of h36m.ACTIONS
+    stem: str          # file stem on disk, e.g. "Directions 1" or "WalkingDog"
+    camera: str        # camera id, e.g. "54138969"
+    # {kind: Path} from h36m.sequence_paths; left out of the hash (a dict has none), which
+    # the other fields determine anyway
+    paths: dict = dataclasses.field(hash=False)
+
+    @property
+    def name(self):
+        """Readable name, e.g. 'S11/Directions 1.54138969'."""
+        return f"{self.subject}/{self.stem}.{self.camera}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Skip:
+    """Something found (or expected) on disk that discovery could not use, and why."""
+    what: str          # e.g. "S11/Directions 1.54138969"
+    reason: str        # a sentence naming the file and what is wrong with it
+
+
+@dataclasses.dataclass
+class SequenceData:
+    """Checked poses of one sequence, truncated to the frames usable in all of its files."""
+    sequence: Sequence
+    poses_2d: np.ndarray   # (n_frames, 17, 2) pixels
+    poses_3d: np.ndarray   # (n_frames, 17, 3) camera coordinates, mm
+    n_frames: int
+    note: str | None = None   # e.g. what was truncated
+
+
+def _squashed(name):
+    """Lower case without spaces, dashes or underscores: 'Walk Dog' -> 'walkdog'."""
+    return re.sub(r"[\s_\-]+", "", name).lower()
+
+
+def _action_spellings():
+    """{squashed spelling: canonical action}: the canonical names plus the variants seen on
+    disk (S1's TakingPhoto and WalkingDog, and their spaced forms, which squash the same)."""
+    spellings = {_squashed(action): action for action in ACTIONS}
+    spellings.update({"takingphoto": "Photo", "walkingdog": "WalkDog"})
+    return spellings
+
+
+def is_all_file(stem):
+    """Whether a stem names one of the `_ALL` files (all subactions concatenated), which
+    duplicate the per-subaction files and are skipped."""
+    return re.search(r"_all$", stem.strip(), flags=re.IGNORECASE) is not None
+
+
+def canonical_action(stem):
+    """Canonical action (from h36m.ACTIONS) of a file stem such as 'Directions', 'Directions 1',
+    'Discussion 2', 'WalkingDog', 'Walk Together 1'; None for `_ALL` stems and unknown names."""
+    if is_all_file(stem):
+        return None
+    # the subaction number, when there is one, trails the name ("Directions 1", "Eating2")
+    name = re.sub(r"[\s_]*\d+$", "", stem.strip())
+    return _action_spellings().get(_squashed(name))
+
+
+def _split_file_name(name):
+    """('Directions 1', '54138969') from 'Directions 1.54138969.cdf'; None if the name does not
+    have a stem and a camera."""
+    parts = name[:-len(".cdf")].rsplit(".", 1)
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        return None
+    return parts[0], parts[1]
+
+
+def _check_requested(actions, cameras):
+    """Validate the filters, returning them as sets (None = everything)."""
+    if actions is not None:
+        unknown = [a for a in actions if a not in ACTIONS]
+        if unknown:
+            raise ValueError(f"unknown action(s) {unknown}; known: {', '.join(ACTIONS)}")
+        actions = set(actions)
+    if cameras is not None:
+        cameras = {str(c) for c in cameras}
+    return actions, cameras
+
+
+def _existing_subjects(root, subjects):
+    """The subject folders present under root, as Skips for those missing; ValueError if the
+    root is missing or has none of them (most likely the wrong folder was given)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Human3.6M root {root} does not exist or is not a folder")
+    present = [s for s in subjects if (root / s).is_dir()]
+    if not present:
+        raise ValueError(f"Human3.6M root {root} has none of the subject folders "
+                         f"{', '.join(subjects)}; is it the folder that holds S1, S5, ...?")
+    skips = [Skip(s, f"subject folder {root / s} is missing") for s in subjects
+             if s not in present]
+    return present, skips
+
+
+def _missing_files(paths):
+    """Sentence listing the required files of a sequence that do not exist, or None."""
+    missing = [f"{label} {paths[kind]}" for kind, label in REQUIRED_FILES.items()
+               if not paths[kind].is_file()]
+    return f"missing {'; '.join(missing)}" if missing else None
+
+
+def _subject_sequences(root, subject, actions, cameras):
+    """Sequences and Skips of one subject, ordered by stem, then camera."""
+    folder = Path(root) / subject / "MyPoseFeatures" / "D2_Positions"
+    if not folder.is_dir():
+        return [], [Skip(subject, f"2D pose folder {folder} is missing")]
+    sequences, skips, named = [], [], []
+    # hidden files are temporary files of interrupted writes, not data
+    for path in sorted(p for p in folder.glob("*.cdf") if not p.name.startswith(".")):
+        split = _split_file_name(path.name)
+        if split is None:
+            skips.append(Skip(f"{subject}/{path.name}",
+                              f"2D pose file {path} is not named <action>.<camera>.cdf"))
+        else:
+            named.append((*split, path))
+    # by stem, then camera: "Directions" before "Directions 1" (file names sort the other way)
+    for stem, camera, path in sorted(named):
+        if cameras is not None and camera not in cameras:
+            continue
+        found = _classify(root, subject, stem, camera, path, actions)
+        if isinstance(found, Sequence):
+            sequences.append(found)
+        elif found is not None:
+            skips.append(found)
+    return sequences, skips
+
+
+def _classify(root, subject, stem, camera, path, actions):
+    """The Sequence of one 2D pose file, a Skip saying why it cannot be used, or None if its
+    action was not requested."""
+    what = f"{subject}/{stem}.{camera}"
+    if is_all_file(stem):
+        if actions is None or canonical_action(stem[:-len("_ALL")]) in actions:
+            return Skip(what, f"{path} is an _ALL file (all subactions concatenated), which "
+                              "duplicates the others")
+        return None
+    action = canonical_action(stem)
+    if action is None:
+        return Skip(what, f"unknown action name {stem!r} in {path}")
+    if actions is not None and action not in actions:
+        return None
+    if camera not in CAMERAS:
+        return Skip(what, f"unknown camera id {camera!r} in {path}; known: {', '.join(CAMERAS)}")
+    paths = sequence_paths(root, subject, stem, camera)
+    missing = _missing_files(paths)
+    if missing:
+        return Skip(what, missing)
+    return Sequence(subject, action, stem, camera, paths)
+
+
+def find_sequences(root, subjects=SUBJECTS, actions=None, cameras=None):
+    """(sequences, skips) of the given subjects under a Human3.6M root, discovered from the
+    D2_Positions files and ordered by subject (as given), then stem, then camera. actions: canonical
+    names to keep (None = all); cameras: camera ids to keep (None = all). Files that cannot be
+    used are reported as Skips; a missing root, or one without any of the subjects, raises
+    ValueError."""
+    actions, cameras = _check_requested(actions, cameras)
+    present, skips = _existing_subjects(root, subjects)
+    sequences = []
+    for subject in present:
+        found, skipped = _subject_sequences(root, subject, actions, cameras)
+        sequences += found
+        skips += skipped
+    return sequences, skips
+
+
+def _frames_listed(frames):
+    """'3, 5, 7' or '3, 5, ... (25 frames)' for error messages."""
+    listed = ", ".join(str(i) for i in frames[:MAX_FRAMES_LISTED])
+    if len(frames) > MAX_FRAMES_LISTED:
+        listed += f", ... ({len(frames)} frames)"
+    return listed
+
+
+def _read_pose_variable(path, width):
+    """Frames (N, width) of the Pose variable of a CDF: shape (1, N, width) as cdflib reads it;
+    (0, width) when Pose has no records or no frames. SequenceError naming the file if it is not
+    a CDF, has no Pose or has the wrong shape."""
+    try:
+        cdf = cdflib.CDF(str(path))
+        info = cdf.varinq("Pose")
+        # cdflib cannot read a variable of 0 frames (zero item size), so check before reading
+        if info.Last_Rec < 0 or 0 in info.Dim_Sizes:
+            return np.zeros((0, width))
+        raw = np.asarray(cdf.varget("Pose"))
+    except (OSError, ValueError, KeyError) as error:
+        raise SequenceError(f"cannot read variable Pose of {path}: {error}") from error
+    if raw.ndim != 3 or raw.shape[0] != 1 or raw.shape[2] != width:
+        raise SequenceError(f"Pose of {path} has shape {raw.shape}, expected (1, N, {width})")
+    return raw[0]
+
+
+def read_pose_cdf(path, n_coords):
+    """Poses (N, 17, n_coords) of a Human3.6M pose CDF (variable Pose, shape (1, N, 32 *
+    n_coords)); SequenceError naming the file if it is unreadable, has no Pose, has the wrong
+    shape or holds NaN/inf."""
+    frames = _read_pose_variable(path, N_JOINTS_RAW * n_coords)
+    poses = frames.reshape(-1, N_JOINTS_RAW, n_coords)
+    bad = np.flatnonzero(~np.isfinite(poses).all(axis=(1, 2)))
+    if len(bad):
+        raise SequenceError(f"Pose of {path} has NaN or inf values in frames "
+                            f"{_frames_listed(bad.tolist())}")
+    return poses[:, JOINTS_17_FROM_32]
+
+
+def count_masks(path):
+    """Number of frame masks in a MATLAB v7.3 ground_truth_bs file; SequenceError naming the
+    file if it is not HDF5 or has no (N, 1) 'Masks' cell array."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "Masks" not in f:
+                raise SequenceError(f"mask file {path} has no 'Masks' dataset")
+            shape = f["Masks"].shape
+    except OSError as error:
+        raise SequenceError(f"mask file {path} is not an HDF5 (MATLAB v7.3) file: "
+                            f"{error}") from error
+    if len(shape) != 2 or shape[1] != 1:
+        raise SequenceError(f"'Masks' of {path} has shape {shape}, expected (N, 1)")
+    return shape[0]
+
+
+def count_video_frames(path):
+    """Frame count of a video from its container (no decoding); SequenceError naming the file
+    if OpenCV cannot open it or it reports no frames."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise SequenceError(f"OpenCV cannot open video {path} (missing or corrupt)")
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    if count <= 0:
+        raise SequenceError(f"video {path} reports {count} frames (corrupt?)")
+    return count
+
+
+def _truncation_note(counts, n_frames):
+    """'video has 1390 frames, poses 1383: using 1383' when the counts disagree, else None."""
+    if len(set(counts.values())) == 1:
+        return None
+    kinds = list(counts)
+    listed = ", ".join([f"{kinds[0]} has {counts[kinds[0]]} frames"]
+                       + [f"{kind} {counts[kind]}" for kind in kinds[1:]])
+    return f"{listed}: using {n_frames}"
+
+
+def load_sequence(seq):
+    """Checked poses of a sequence, truncated to the frames present in the poses, the video and
+    the masks alike (real videos are often longer than their pose files; `note` says so).
+    Raises SequenceError naming the file for unreadable, malformed or empty data."""
+    poses_2d = read_pose_cdf(seq.paths["d2"], 2)
+    poses_3d = read_pose_cdf(seq.paths["d3_mono"], 3)
+    if len(poses_2d) != len(poses_3d):
+        raise SequenceError(f"{seq.paths['d2']} has {len(poses_2d)} frames but "
+                            f"{seq.paths['d3_mono']} has {len(poses_3d)}")
+    if len(poses_2d) == 0:
+        raise SequenceError(f"pose files of {seq.name} are empty (0 frames): {seq.paths['d2']}")
+    counts = {"video": count_video_frames(seq.paths["video"]), "poses": len(poses_2d),
+              "masks": count_masks(seq.paths["mask"])}
+    n_frames = min(counts.values())
+    if n_frames == 0:
+        raise SequenceError(f"{seq.name} has no usable frames: {counts} "
+                            f"(mask file {seq.paths['mask']})")
+    return SequenceData(seq, poses_2d[:n_frames], poses_3d[:n_frames], n_frames,
+                        _truncation_note(counts, n_frames))
+
+
+def _read_mask(masks_file, references, index, path):
+    """Mask (H, W) bool of one frame: the cell holds a reference to the mask stored transposed
+    (MATLAB is column-major)."""
+    try:
+        return masks_file[references[index]][:].T.astype(bool)
+    except (OSError, ValueError, KeyError) as error:
+        raise SequenceError(f"cannot read mask {index} of {path}: {error}") from error
+
+
+def _fit_mask(mask, size, mask_name, frame_name):
+    """The mask cropped or padded (with False, at the bottom and right) to the frame size (H, W)
+    when they differ by at most MAX_MASK_SIZE_MISMATCH pixels; SequenceError otherwise."""
+    if mask.shape == size:
+        return mask
+    if max(abs(m - s) for m, s in zip(mask.shape, size)) > MAX_MASK_SIZE_MISMATCH:
+        raise SequenceError(f"{mask_name} is {mask.shape}, but {frame_name} is {size}")
+    fitted = np.zeros(size, dtype=bool)
+    rows, columns = min(mask.shape[0], size[0]), min(mask.shape[1], size[1])
+    fitted[:rows, :columns] = mask[:rows, :columns]
+    return fitted
+
+
+def iter_frames(data, stride=1):
+    """Yield (frame_index, image BGR uint8 (H, W, 3), mask bool (H, W), joints_2d (17, 2),
+    joints_3d (17, 3)) for frames 0, stride, 2 * stride, ... < data.n_frames. The video is
+    decoded sequentially (skipped frames are grabbed, not decoded: seeking in mp4 is slow and
+    not frame-exact); SequenceError naming the file if a frame cannot be read."""
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    video_path, mask_path = data.sequence.paths["video"], data.sequence.paths["mask"]
+    capture = cv2.VideoCapture(str(video_path))
+    if not capture.isOpened():
+        raise SequenceError(f"OpenCV cannot open video {video_path}")
+    try:
+        with h5py.File(mask_path, "r") as masks_file:
+            references = masks_file["Masks"][:, 0]
+            for index in range(data.n_frames):
+                if index % stride:
+                    if not capture.grab():
+                        raise SequenceError(f"cannot read frame {index} of video {video_path}")
+                    continue
+                ok, image = capture.read()
+                if not ok or image is None:
+                    raise SequenceError(f"cannot decode frame {index} of video {video_path}")
+                mask = _read_mask(masks_file, references, index, mask_path)
+                mask = _fit_mask(mask, image.shape[:2], f"mask {index} of {mask_path}",
+                                 f"frame {index} of {video_path}")
+                yield index, image, mask, data.poses_2d[index], data.poses_3d[index]
+    finally:
+        capture.release()

@@ -1,0 +1,42 @@
+"""Person crops: a joint drawn at a known pixel lands at its mapped crop pixel."""
+import numpy as np
+import pytest
+
+from data_prep.crops import EmptyMask, map_points, mask_box, person_crop, square_around
+
+
+def test_mask_box_and_square():
+    mask = np.zeros((50, 80), bool)
+    mask[10:30, 40:50] = True                         # rows 10-29, cols 40-49
+    assert mask_box(mask) == (40, 10, 49, 29)
+    x0, y0, side = square_around((40, 10, 49, 29), margin=0.5)
+    assert side == pytest.approx(30)                  # longer side 20 px, plus 50 %
+    assert (x0 + (side - 1) / 2, y0 + (side - 1) / 2) == pytest.approx((44.5, 19.5))
+    with pytest.raises(EmptyMask):
+        mask_box(np.zeros((4, 4), bool))
+
+
+@pytest.mark.parametrize("joint", [(61, 37), (45, 22), (70, 55)])
+def test_a_dot_at_a_joint_lands_on_the_mapped_joint(joint):
+    image = np.zeros((120, 160, 3), np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[20:100, 40:90] = True                        # an 80 x 50 person box
+    image[joint[1] - 1:joint[1] + 2, joint[0] - 1:joint[0] + 2] = 255     # a 3x3 dot
+    crop, mapped, transform = person_crop(image, mask, np.array([joint], float), 250, 0.2)
+    assert crop.shape == (250, 250, 3)
+    weights = crop[..., 0].astype(float)             # the dot, enlarged by the resize
+    rows, cols = np.mgrid[:250, :250]
+    centroid = (np.sum(cols * weights) / weights.sum(), np.sum(rows * weights) / weights.sum())
+    assert np.allclose(centroid, mapped[0], atol=0.5)
+    # the box of 80 px plus 20 % margin fills the crop: 96 image pixels -> 250 crop pixels
+    assert transform[0, 0] == pytest.approx(250 / 96)
+    np.testing.assert_allclose(map_points(joint, transform), mapped[0])
+
+
+def test_square_outside_the_image_is_padded_black_not_shifted():
+    image = np.full((60, 60, 3), 200, np.uint8)
+    mask = np.zeros((60, 60), bool)
+    mask[0:50, 0:10] = True                           # person at the left border
+    crop, mapped, _ = person_crop(image, mask, np.array([[5.0, 25.0]]), 100, 0.0)
+    assert mapped[0, 0] == pytest.approx(50, abs=1.5)    # centred horizontally
+    assert crop[50, 5].max() == 0 and crop[50, 50].min() == 200

@@ -1,0 +1,293 @@
+"""Tests of data_prep/reader.py on tiny Human3.6M trees written in the real file formats."""
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from cdflib.cdfwrite import CDF
+
+from data_prep.h36m import JOINTS_17_FROM_32, sequence_paths
+from data_prep.reader import (Sequence, SequenceError, canonical_action, find_sequences,
+                              iter_frames, load_sequence)
+from data_prep.synth.writers import VideoWriter, write_mask_mat, write_pose_cdf
+
+CAMERA = "54138969"
+WIDTH, HEIGHT = 64, 48
+SYNTH_ROOT = Path(__file__).resolve().parents[1] / "data" / "synth-h36m"
+
+
+def grey_level(frame):
+    """Flat grey level of frame `frame` in the fixture videos: far enough apart to tell."""
+    return 30 + 25 * frame
+
+
+def fixture_poses_2d(n_frames):
+    """(N, 32, 2) poses whose every coordinate is the frame index plus the joint index / 100,
+    so that a frame's joints tell which frame (and joint) they came from."""
+    joints = np.arange(32) / 100.0
+    return np.broadcast_to(np.arange(n_frames)[:, None, None] + joints[None, :, None],
+                           (n_frames, 32, 2)).copy()
+
+
+def fixture_masks(n_frames):
+    """(N, H, W) masks: frame i has its first i + 1 columns set."""
+    masks = np.zeros((n_frames, HEIGHT, WIDTH), dtype=bool)
+    for i in range(n_frames):
+        masks[i, :, :i + 1] = True
+    return masks
+
+
+def write_video(path, n_frames):
+    """mp4 video of n_frames flat grey frames."""
+    with VideoWriter(path, WIDTH, HEIGHT, 50) as video:
+        for i in range(n_frames):
+            video.write(np.full((HEIGHT, WIDTH, 3), grey_level(i), dtype=np.uint8))
+
+
+def write_sequence(root, subject, stem, n_frames=4, video_frames=None, camera=CAMERA):
+    """Write all files of one sequence and camera; returns its paths."""
+    paths = sequence_paths(root, subject, stem, camera)
+    poses_2d = fixture_poses_2d(n_frames)
+    poses_3d = np.concatenate([poses_2d, np.full((n_frames, 32, 1), 5000.0)], axis=2)
+    write_pose_cdf(paths["d2"], poses_2d)
+    write_pose_cdf(paths["d3_mono"], poses_3d)
+    write_mask_mat(paths["mask"], fixture_masks(n_frames))
+    write_video(paths["video"], n_frames if video_frames is None else video_frames)
+    return paths
+
+
+def write_empty_pose_cdf(path, width):
+    """Pose CDF whose Pose variable has no records (0 frames)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cdf = CDF(str(path), cdf_spec={"Majority": "Row_major"})
+    cdf.write_var({"Variable": "Pose", "Data_Type": CDF.CDF_DOUBLE, "Num_Elements": 1,
+                   "Rec_Vary": True, "Dim_Sizes": [0, width], "Compress": 0})
+    cdf.close()
+
+
+def only_sequence(root, subject="S5"):
+    """The single sequence of a subject in a fixture tree."""
+    sequences, skips = find_sequences(root, [subject])
+    assert skips == [] and len(sequences) == 1
+    return sequences[0]
+
+
+@pytest.mark.parametrize("stem, action", [
+    ("Directions", "Directions"), ("Directions 1", "Directions"), ("Discussion 2", "Discussion"),
+    ("TakingPhoto", "Photo"), ("TakingPhoto 1", "Photo"), ("Photo 2", "Photo"),
+    ("WalkingDog", "WalkDog"), ("WalkDog 1", "WalkDog"), ("Walk Dog", "WalkDog"),
+    ("walkingdog 2", "WalkDog"), ("WalkTogether 1", "WalkTogether"),
+    ("Walk Together 2", "WalkTogether"), ("SittingDown", "SittingDown"),
+    ("Directions_ALL", None), ("Directions 1_ALL", None), ("Dancing 1", None), ("", None),
+])
+def test_canonical_action(stem, action):
+    assert canonical_action(stem) == action
+
+
+def test_discovery_handles_name_variants_all_files_and_missing_files(tmp_path):
+    for stem in ("WalkingDog", "Directions", "Directions 1"):
+        write_sequence(tmp_path, "S1", stem, n_frames=3)
+    for stem in ("Directions 1", "Directions 2"):
+        write_sequence(tmp_path, "S5", stem, n_frames=3)
+    all_paths = sequence_paths(tmp_path, "S5", "Directions_ALL", CAMERA)
+    write_pose_cdf(all_paths["d2"], fixture_poses_2d(3))
+    unknown_paths = sequence_paths(tmp_path, "S5", "Dancing 1", CAMERA)
+    write_pose_cdf(unknown_paths["d2"], fixture_poses_2d(3))
+    write_sequence(tmp_path, "S5", "Eating 1", n_frames=3)["video"].unlink()
+
+    sequences, skips = find_sequences(tmp_path, ["S1", "S5", "S9"])
+
+    assert [(s.subject, s.stem, s.action, s.camera) for s in sequences] == [
+        ("S1", "Directions", "Directions", CAMERA), ("S1", "Directions 1", "Directions", CAMERA),
+        ("S1", "WalkingDog", "WalkDog", CAMERA), ("S5", "Directions 1", "Directions", CAMERA),
+        ("S5", "Directions 2", "Directions", CAMERA)]
+    reasons = {skip.what: skip.reason for skip in skips}
+    assert set(reasons) == {"S9", f"S5/Directions_ALL.{CAMERA}", f"S5/Dancing 1.{CAMERA}",
+                            f"S5/Eating 1.{CAMERA}"}
+    assert "_ALL" in reasons[f"S5/Directions_ALL.{CAMERA}"]
+    assert "unknown action" in reasons[f"S5/Dancing 1.{CAMERA}"]
+    assert "video" in reasons[f"S5/Eating 1.{CAMERA}"]
+    assert f"Eating 1.{CAMERA}.mp4" in reasons[f"S5/Eating 1.{CAMERA}"]
+    assert "missing" in reasons["S9"] and "S9" in reasons["S9"]
+
+
+def test_discovery_filters_actions_and_cameras(tmp_path):
+    write_sequence(tmp_path, "S1", "WalkingDog", n_frames=3)
+    write_sequence(tmp_path, "S1", "Directions", n_frames=3)
+    write_sequence(tmp_path, "S1", "Directions", n_frames=3, camera="55011271")
+
+    sequences, _ = find_sequences(tmp_path, ["S1"], actions=["WalkDog"])
+    assert [s.stem for s in sequences] == ["WalkingDog"]
+    sequences, _ = find_sequences(tmp_path, ["S1"], cameras=["55011271"])
+    assert [(s.stem, s.camera) for s in sequences] == [("Directions", "55011271")]
+    with pytest.raises(ValueError, match="unknown action"):
+        find_sequences(tmp_path, ["S1"], actions=["WalkingDog"])
+
+
+def test_discovery_rejects_a_root_without_subjects(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        find_sequences(tmp_path / "nowhere", ["S1"])
+    with pytest.raises(ValueError, match="none of the subject folders"):
+        find_sequences(tmp_path, ["S1", "S5"])
+
+
+def test_load_sequence_reads_poses(tmp_path):
+    write_sequence(tmp_path, "S5", "Directions 1", n_frames=5)
+    data = load_sequence(only_sequence(tmp_path))
+    assert data.n_frames == 5 and data.note is None
+    assert data.poses_2d.shape == (5, 17, 2) and data.poses_3d.shape == (5, 17, 3)
+    expected = fixture_poses_2d(5)[:, JOINTS_17_FROM_32]
+    np.testing.assert_allclose(data.poses_2d, expected)
+    np.testing.assert_allclose(data.poses_3d[..., :2], expected)
+    np.testing.assert_allclose(data.poses_3d[..., 2], 5000.0)
+
+
+def test_video_longer_than_poses_is_truncated_with_a_note(tmp_path):
+    write_sequence(tmp_path, "S5", "Directions 1", n_frames=4, video_frames=7)
+    data = load_sequence(only_sequence(tmp_path))
+    assert data.n_frames == 4 and len(data.poses_2d) == 4
+    assert data.note == "video has 7 frames, poses 4, masks 4: using 4"
+    assert [frame[0] for frame in iter_frames(data)] == [0, 1, 2, 3]
+
+
+def test_nan_in_a_pose_names_the_frames(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=6)
+    poses = fixture_poses_2d(6)
+    poses[2, 5, 0] = np.nan
+    poses[4, 0, 1] = np.inf
+    write_pose_cdf(paths["d2"], poses)
+    with pytest.raises(SequenceError, match=r"frames 2, 4") as error:
+        load_sequence(only_sequence(tmp_path))
+    assert str(paths["d2"]) in str(error.value)
+
+
+def test_pose_cdf_of_the_wrong_shape(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    write_pose_cdf(paths["d3_mono"], fixture_poses_2d(4))    # 2D values in the 3D file
+    with pytest.raises(SequenceError, match=r"shape \(1, 4, 64\), expected \(1, N, 96\)") as error:
+        load_sequence(only_sequence(tmp_path))
+    assert str(paths["d3_mono"]) in str(error.value)
+
+
+def test_pose_cdf_without_pose_variable(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    paths["d2"].unlink()
+    cdf = CDF(str(paths["d2"]), cdf_spec={"Majority": "Row_major"})
+    cdf.write_var({"Variable": "Positions", "Data_Type": CDF.CDF_DOUBLE, "Num_Elements": 1,
+                   "Rec_Vary": True, "Dim_Sizes": [4, 64], "Compress": 0},
+                  var_data=np.zeros((1, 4, 64)))
+    cdf.close()
+    with pytest.raises(SequenceError, match="cannot read variable Pose") as error:
+        load_sequence(only_sequence(tmp_path))
+    assert str(paths["d2"]) in str(error.value)
+
+
+def test_2d_and_3d_frame_counts_must_agree(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    write_pose_cdf(paths["d2"], fixture_poses_2d(3))
+    with pytest.raises(SequenceError, match="has 3 frames but"):
+        load_sequence(only_sequence(tmp_path))
+
+
+def test_mask_file_that_is_not_hdf5(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    paths["mask"].write_bytes(b"MATLAB 5.0 MAT-file, not HDF5" + bytes(200))
+    with pytest.raises(SequenceError, match="not an HDF5") as error:
+        load_sequence(only_sequence(tmp_path))
+    assert str(paths["mask"]) in str(error.value)
+
+
+def test_mask_file_without_masks(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    with h5py.File(paths["mask"], "w") as f:
+        f.create_dataset("Other", data=np.zeros(3))
+    with pytest.raises(SequenceError, match="no 'Masks' dataset"):
+        load_sequence(only_sequence(tmp_path))
+
+
+def test_empty_sequence(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    paths["d2"].unlink()
+    paths["d3_mono"].unlink()
+    write_empty_pose_cdf(paths["d2"], 64)
+    write_empty_pose_cdf(paths["d3_mono"], 96)
+    with pytest.raises(SequenceError, match=r"empty \(0 frames\)"):
+        load_sequence(only_sequence(tmp_path))
+
+
+def test_empty_mask_file_leaves_no_usable_frames(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    write_mask_mat(paths["mask"], np.zeros((0, HEIGHT, WIDTH), dtype=bool))
+    with pytest.raises(SequenceError, match="no usable frames"):
+        load_sequence(only_sequence(tmp_path))
+
+
+def test_corrupt_video(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=4)
+    paths["video"].write_bytes(b"\x00garbage, not an mp4" * 50)
+    with pytest.raises(SequenceError, match="cannot open video") as error:
+        load_sequence(only_sequence(tmp_path))
+    assert str(paths["video"]) in str(error.value)
+
+
+def test_iter_frames_with_stride_2(tmp_path):
+    write_sequence(tmp_path, "S5", "Directions 1", n_frames=7)
+    data = load_sequence(only_sequence(tmp_path))
+    frames = list(iter_frames(data, stride=2))
+
+    assert [frame[0] for frame in frames] == [0, 2, 4, 6]
+    masks = fixture_masks(7)
+    for index, image, mask, joints_2d, joints_3d in frames:
+        assert image.shape == (HEIGHT, WIDTH, 3) and image.dtype == np.uint8
+        assert abs(image.mean() - grey_level(index)) <= 4
+        assert mask.dtype == bool and np.array_equal(mask, masks[index])
+        assert joints_2d.shape == (17, 2) and joints_3d.shape == (17, 3)
+        np.testing.assert_allclose(joints_2d[:, 0], index + np.array(JOINTS_17_FROM_32) / 100)
+
+
+def test_iter_frames_reports_a_video_that_ends_early(tmp_path):
+    write_sequence(tmp_path, "S5", "Directions 1", n_frames=5)
+    data = load_sequence(only_sequence(tmp_path))
+    data.n_frames = 8    # as if the container had promised more frames than it holds
+    data.poses_2d = fixture_poses_2d(8)[:, JOINTS_17_FROM_32]
+    with pytest.raises(SequenceError, match="frame 5 of video"):
+        list(iter_frames(data, stride=1))
+
+
+def test_sequences_are_named_hashable_and_picklable(tmp_path):
+    sequence = Sequence("S11", "Directions", "Directions 1", CAMERA,
+                        sequence_paths(tmp_path, "S11", "Directions 1", CAMERA))
+    assert sequence.name == f"S11/Directions 1.{CAMERA}"
+    assert {sequence: 1}[sequence] == 1
+    assert pickle.loads(pickle.dumps(sequence)) == sequence    # sent to worker processes
+
+
+@pytest.mark.skipif(not SYNTH_ROOT.is_dir(), reason="no synthetic dataset at data/synth-h36m")
+def test_reads_the_synthetic_dataset():
+    sequences, skips = find_sequences(SYNTH_ROOT, ["S1"], actions=["WalkDog"],
+                                      cameras=[CAMERA])
+    assert skips == []
+    assert [s.stem for s in sequences] == ["WalkingDog", "WalkingDog 1"]
+    data = load_sequence(sequences[0])
+    assert data.n_frames > 0
+    assert data.poses_2d.shape == (data.n_frames, 17, 2)
+    assert data.poses_3d.shape == (data.n_frames, 17, 3)
+    index, image, mask, joints_2d, joints_3d = next(iter_frames(data))
+    assert index == 0 and image.ndim == 3 and mask.shape == image.shape[:2]
+    assert mask.any()
+    assert np.all(joints_3d[:, 2] > 0)    # in front of the camera
+
+
+def test_masks_a_row_taller_than_the_video_are_cropped(tmp_path):
+    # as the synthetic 500x501 renderings, which the mp4 encoder stores 500x500
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=3)
+    taller = np.zeros((3, HEIGHT + 1, WIDTH), dtype=bool)
+    taller[:, :HEIGHT] = fixture_masks(3)
+    write_mask_mat(paths["mask"], taller)
+    frames = list(iter_frames(load_sequence(only_sequence(tmp_path))))
+    assert all(np.array_equal(mask, fixture_masks(3)[i]) for i, _, mask, _, _ in frames)
+
+    write_mask_mat(paths["mask"], np.zeros((3, HEIGHT * 2, WIDTH), dtype=bool))
+    with pytest.raises(SequenceError, match="mask 0 of"):
+        list(iter_frames(load_sequence(only_sequence(tmp_path))))

@@ -1,0 +1,480 @@
+"""Training data: Human3.6M crops from LMDB with the paper's augmentation, prefetched in threads.
+
+Dataset folder (written by `make lmdb`), per split ("train", "test"):
+  <dir>/<split>_images/  LMDB, key = 8-digit zero-padded index ("00000000"), value = Datum
+                         (3 x 250 x 250, encoded=True, data = JPEG of the BGR crop)
+  <dir>/<split>_poses/   LMDB, same keys, value = Datum (85 x 1 x 1) whose float_data holds
+                         17 x (x, y) 2D joints in crop pixels, then 17 x (x, y, z) 3D joints (mm)
+  <dir>/manifest.json    {"crop_size": 250, "splits": {split: {"count": N}}, "mean_bgr": [b, g, r],
+                          "pca": {"eigenvalues": [3], "eigenvectors": [[3x3]]}} (RGB, 0-255 scale,
+                          eigenvectors are the columns); other keys are ignored
+
+Augmentation. TRAIN: a random input_size x input_size crop of the 250 x 250 crop (offsets
+uniform over all positions) and AlexNet's PCA colour shift (alpha_i ~ N(0, pca_std), shift =
+V (alpha * lambda) added to every pixel). TEST: the centre crop, no colour shift. The 2D joints
+move with the crop; the mean pixel is subtracted in both phases.
+
+Order and randomness. The samples form one endless stream, epoch after epoch; epoch e visits
+every key once, in the order of a permutation drawn by numpy's Generator seeded with seed + e
+(or in key order without shuffle). Batch b takes stream positions [b N, (b + 1) N), so a batch
+may straddle two epochs. Its crops and colour shifts come from its own Generator seeded with
+(seed, epoch of its first sample, b), so a batch's content depends on nothing but (seed, b):
+the same seed gives the same batches whatever the number of worker threads.
+
+Threads. BatchLoader starts `workers` daemon threads; worker w builds batches w, w + workers,
+w + 2 workers, ... and puts them in its own bounded queue (about prefetch / workers deep). The
+consumer takes batch b from queue b mod workers, which keeps batch order without any sorting.
+JPEG decoding and numpy release the GIL, so the workers run in parallel with the network. The
+threads hold no reference to the loader, so close() (or garbage collection, or interpreter
+exit) stops them.
+
+Layer `H36MData` (python_param { module: "layers.h36m_data" layer: "H36MData" }):
+  no bottoms
+  top[0]     data, (N, 3, S, S) float32: mean-subtracted BGR crop, S = input_size
+  top[1]     joints_2D, (N, 17, 2): 2D joints (x, y) in input pixels
+  top[2]     joints_3D, (N, 17, 3): 3D joints in camera coordinates (mm)
+  param_str  JSON:
+    "dir"         dataset folder (required)
+    "split"       "train" or "test" (required)
+    "batch_size"  N (required)
+    "input_size"  S, at most the stored crop size (default 225)
+    "shuffle"     reshuffle every epoch (default true in TRAIN, false in TEST)
+    "seed"        seed of the shuffles, crops and colour shifts (default 0)
+    "pca_std"     std of the PCA colour-shift coefficients (default 0.1 in TRAIN; always 0 in TEST)
+    "workers"     prefetching threads (default 2)
+    "prefetch"    batches prepared ahead (default 4)
+  The phase (TRAIN / TEST of the net) picks the augmentation. No backward: tops are data.
+
+`images_per_second(dir, split, batch_size, ...)` measures BatchLoader's rate (make bench-data).
+"""
+import dataclasses
+import json
+import os
+import queue
+import threading
+import time
+import weakref
+
+import cv2
+import lmdb
+import numpy as np
+
+import caffe
+from caffe.proto import caffe_pb2
+
+NUM_JOINTS = 17
+POSE_VALUES = NUM_JOINTS * 2 + NUM_JOINTS * 3
+KEY_DIGITS = 8
+# how often (s) a blocked thread looks whether the loader was closed
+POLL_SECONDS = 0.1
+
+
+def decode_image(datum_bytes):
+    """Serialized Datum (JPEG-encoded or raw C x H x W) -> uint8 (H, W, 3) BGR image."""
+    datum = caffe_pb2.Datum()
+    datum.ParseFromString(datum_bytes)
+    if datum.encoded:
+        image = cv2.imdecode(np.frombuffer(datum.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError("decode_image: the Datum's data is not a decodable image")
+    else:
+        image = np.frombuffer(datum.data, dtype=np.uint8).reshape(
+            datum.channels, datum.height, datum.width).transpose(1, 2, 0)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"decode_image: expected a 3-channel image, got shape {image.shape}")
+    return image
+
+
+def decode_pose(datum_bytes):
+    """Serialized pose Datum -> (joints_2d (17, 2) crop pixels, joints_3d (17, 3) mm), float32."""
+    datum = caffe_pb2.Datum()
+    datum.ParseFromString(datum_bytes)
+    values = np.asarray(datum.float_data, dtype=np.float32)
+    if values.size != POSE_VALUES:
+        raise ValueError(f"decode_pose: expected {POSE_VALUES} float_data values "
+                         f"(17 x 2 then 17 x 3), got {values.size}")
+    split = NUM_JOINTS * 2
+    return values[:split].reshape(NUM_JOINTS, 2), values[split:].reshape(NUM_JOINTS, 3)
+
+
+def crop_offsets(rng, crop_size, input_size, train):
+    """(dy, dx) of the input window: uniform over [0, crop - input] in TRAIN, the centre in TEST."""
+    if input_size > crop_size:
+        raise ValueError(f"crop_offsets: input_size {input_size} exceeds crop_size {crop_size}")
+    if train:
+        dy, dx = rng.integers(0, crop_size - input_size + 1, size=2)
+        return int(dy), int(dx)
+    centre = (crop_size - input_size) // 2
+    return centre, centre
+
+
+def crop(image, joints_2d, dy, dx, input_size):
+    """Cut image[dy:dy+S, dx:dx+S] and move the 2D joints (x, y) into its pixels."""
+    window = image[dy:dy + input_size, dx:dx + input_size]
+    return window, np.asarray(joints_2d) - np.array([dx, dy], dtype=np.float32)
+
+
+def pca_color_shift(rng, eigenvalues, eigenvectors, std=0.1):
+    """AlexNet colour augmentation: (3,) BGR offset V (alpha * lambda), alpha_i ~ N(0, std).
+
+    eigenvalues (3,), eigenvectors (3, 3) with eigenvectors as columns, both in RGB order.
+    Always draws three normals (even for std = 0) so the rng stream does not depend on std.
+    """
+    alpha = rng.normal(0.0, 1.0, size=3) * std
+    shift_rgb = np.asarray(eigenvectors, dtype=np.float64) @ (
+        alpha * np.asarray(eigenvalues, dtype=np.float64))
+    return shift_rgb[::-1].copy()
+
+
+def lmdb_key(index):
+    """Key of sample `index`: 8-digit zero-padded ASCII."""
+    return f"{index:0{KEY_DIGITS}d}".encode("ascii")
+
+
+def load_manifest(directory, split):
+    """Read and check <dir>/manifest.json and the split's LMDB folders; returns the manifest."""
+    hint = "run `make lmdb` to build the dataset, or fix the \"dir\" parameter"
+    path = os.path.join(directory, "manifest.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"H36M data: no manifest at {path}; {hint}")
+    with open(path) as handle:
+        manifest = json.load(handle)
+    for key in ("crop_size", "splits", "mean_bgr", "pca"):
+        if key not in manifest:
+            raise ValueError(f"H36M data: {path} lacks \"{key}\"; {hint}")
+    if split not in manifest["splits"]:
+        raise ValueError(f"H36M data: {path} has no split \"{split}\" "
+                         f"(has {sorted(manifest['splits'])}); {hint}")
+    for kind in ("images", "poses"):
+        folder = os.path.join(directory, f"{split}_{kind}")
+        if not os.path.isdir(folder):
+            raise ValueError(f"H36M data: LMDB {folder} is missing; {hint}")
+    return manifest
+
+
+# py-lmdb refuses to open one environment twice in a process, yet a TRAIN and a TEST net (or a
+# layer and a test's loader) may read the same split: loaders share one handle per path,
+# counted, closed with its last user. The only module state; guarded by its lock.
+_SHARED_ENVS = {}
+_SHARED_ENVS_LOCK = threading.Lock()
+
+
+def _open_shared_env(path):
+    """Open (or share) the read-only LMDB at path; pair every call with _release_shared_env."""
+    key = os.path.realpath(path)
+    with _SHARED_ENVS_LOCK:
+        if key not in _SHARED_ENVS:
+            # lock=False: the LMDBs are read-only during training, so readers need no lock
+            # file (which also allows read-only dataset folders); readahead=False suits the
+            # random access of shuffled epochs
+            env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=256)
+            _SHARED_ENVS[key] = [env, 0]
+        _SHARED_ENVS[key][1] += 1
+        return _SHARED_ENVS[key][0]
+
+
+def _release_shared_env(path):
+    """Drop one user of the LMDB at path; the last one closes it."""
+    key = os.path.realpath(path)
+    with _SHARED_ENVS_LOCK:
+        entry = _SHARED_ENVS[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            entry[0].close()
+            del _SHARED_ENVS[key]
+
+
+@dataclasses.dataclass
+class Batch:
+    """One batch: network inputs and labels, plus the sample indices (for tests and debugging)."""
+    images: np.ndarray      # (N, 3, S, S) float32, mean-subtracted BGR
+    joints_2d: np.ndarray   # (N, 17, 2) float32, input pixels
+    joints_3d: np.ndarray   # (N, 17, 3) float32, mm
+    indices: np.ndarray     # (N,) int64 sample indices (LMDB keys)
+
+
+class _BatchMaker:
+    """Everything needed to build batch b from (seed, b); shared read-only by the threads.
+
+    Kept apart from BatchLoader so the worker threads do not keep the loader alive.
+    """
+
+    def __init__(self, directory, split, batch_size, input_size, train, shuffle, seed, pca_std):
+        manifest = load_manifest(directory, split)
+        self.crop_size = int(manifest["crop_size"])
+        if not 0 < input_size <= self.crop_size:
+            raise ValueError(f"H36M data: input_size {input_size} must be in "
+                             f"[1, crop_size {self.crop_size}]")
+        if batch_size < 1:
+            raise ValueError(f"H36M data: batch_size must be >= 1, got {batch_size}")
+        self.count = int(manifest["splits"][split]["count"])
+        self.mean_bgr = np.asarray(manifest["mean_bgr"], dtype=np.float32).reshape(3)
+        self.eigenvalues = np.asarray(manifest["pca"]["eigenvalues"], dtype=np.float64)
+        self.eigenvectors = np.asarray(manifest["pca"]["eigenvectors"], dtype=np.float64)
+        self.batch_size, self.input_size = int(batch_size), int(input_size)
+        self.train, self.shuffle, self.seed = bool(train), bool(shuffle), int(seed)
+        self.pca_std = float(pca_std) if train else 0.0
+        self.images = self._open(os.path.join(directory, f"{split}_images"))
+        try:
+            self.poses = self._open(os.path.join(directory, f"{split}_poses"))
+        except Exception:
+            _release_shared_env(self.images[0])
+            raise
+        self._orders = {}
+        self._orders_lock = threading.Lock()
+
+    def _open(self, path):
+        env = _open_shared_env(path)
+        entries = env.stat()["entries"]
+        if entries != self.count:
+            _release_shared_env(path)
+            raise ValueError(f"H36M data: LMDB {path} holds {entries} entries but the manifest "
+                             f"says {self.count}; run `make lmdb` again")
+        return path, env
+
+    def close(self):
+        for path, _ in (self.images, self.poses):
+            _release_shared_env(path)
+
+    def epoch_order(self, epoch):
+        """Sample indices in the order epoch `epoch` visits them (seeded with seed + epoch)."""
+        with self._orders_lock:
+            order = self._orders.get(epoch)
+            if order is None:
+                if self.shuffle:
+                    order = np.random.default_rng(self.seed + epoch).permutation(self.count)
+                else:
+                    order = np.arange(self.count)
+                # workers are at most a few epochs apart; forget the older orders
+                for old in [e for e in self._orders if e < epoch - 2]:
+                    del self._orders[old]
+                self._orders[epoch] = order
+            return order
+
+    def batch_indices(self, batch_index):
+        """Sample indices of batch `batch_index` in the endless epoch-after-epoch stream."""
+        positions = batch_index * self.batch_size + np.arange(self.batch_size)
+        epochs, within = np.divmod(positions, self.count)
+        return np.array([self.epoch_order(int(e))[i] for e, i in zip(epochs, within)],
+                        dtype=np.int64)
+
+    def batch_rng(self, batch_index):
+        """The Generator of batch `batch_index`, seeded with (seed, epoch, batch index)."""
+        epoch = batch_index * self.batch_size // self.count
+        return np.random.default_rng([self.seed, epoch, batch_index])
+
+    def make(self, batch_index):
+        """Build batch `batch_index`: read, decode, crop, colour-shift, mean-subtract."""
+        indices = self.batch_indices(batch_index)
+        rng = self.batch_rng(batch_index)
+        size = self.input_size
+        images = np.empty((self.batch_size, 3, size, size), dtype=np.float32)
+        joints_2d = np.empty((self.batch_size, NUM_JOINTS, 2), dtype=np.float32)
+        joints_3d = np.empty((self.batch_size, NUM_JOINTS, 3), dtype=np.float32)
+        with self.images[1].begin() as image_txn, self.poses[1].begin() as pose_txn:
+            for slot, index in enumerate(indices):
+                key = lmdb_key(int(index))
+                image_bytes, pose_bytes = image_txn.get(key), pose_txn.get(key)
+                if image_bytes is None or pose_bytes is None:
+                    raise KeyError(f"H36M data: key {key.decode()} missing from the LMDBs; "
+                                   f"run `make lmdb` again")
+                image = decode_image(image_bytes)
+                pose_2d, joints_3d[slot] = decode_pose(pose_bytes)
+                dy, dx = crop_offsets(rng, self.crop_size, size, self.train)
+                window, joints_2d[slot] = crop(image, pose_2d, dy, dx, size)
+                # one per-pixel offset: minus the mean, plus the colour shift (TRAIN only; drawn
+                # even when pca_std = 0 so the crops do not depend on pca_std)
+                offset = -self.mean_bgr
+                if self.train:
+                    offset = offset + pca_color_shift(
+                        rng, self.eigenvalues, self.eigenvectors, self.pca_std).astype(np.float32)
+                images[slot] = (window.astype(np.float32) + offset).transpose(2, 0, 1)
+        return Batch(images, joints_2d, joints_3d, indices)
+
+
+def _worker(maker, first_batch, step, out, stop):
+    """Thread body: build batches first_batch, first_batch + step, ... into `out` until stopped."""
+    batch_index = first_batch
+    while not stop.is_set():
+        try:
+            item = maker.make(batch_index)
+        except Exception as error:  # handed to the consumer, which re-raises it
+            item = error
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=POLL_SECONDS)
+                break
+            except queue.Full:
+                continue
+        if isinstance(item, Exception):
+            return
+        batch_index += step
+
+
+def _stop_threads(stop, queues, threads, maker):
+    """Stop the workers: signal, unblock their puts, wait for them, then close the LMDBs."""
+    stop.set()
+    for out in queues:
+        while True:
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                break
+    for thread in threads:
+        if thread is not threading.current_thread():
+            thread.join(timeout=5)
+    if not any(thread.is_alive() for thread in threads):
+        maker.close()
+
+
+class BatchLoader:
+    """Batches of a split, prepared ahead by daemon threads; see the module docstring.
+
+        loader = BatchLoader("data/h36m_lmdb", "train", batch_size=32)
+        batch = loader.next_batch()   # Batch(images, joints_2d, joints_3d, indices)
+        loader.close()
+
+    train: random crop + PCA colour shift (else centre crop, no shift). shuffle defaults to
+    train, pca_std to 0.1 in train (ignored otherwise). Also a context manager.
+    """
+
+    def __init__(self, directory, split, batch_size, input_size=225, train=True, shuffle=None,
+                 seed=0, pca_std=0.1, workers=2, prefetch=4):
+        if workers < 1 or prefetch < 1:
+            raise ValueError(f"BatchLoader: workers and prefetch must be >= 1, "
+                             f"got {workers} and {prefetch}")
+        self.maker = _BatchMaker(directory, split, batch_size, input_size, train,
+                                 train if shuffle is None else shuffle, seed, pca_std)
+        self.workers = int(workers)
+        depth = max(1, -(-int(prefetch) // self.workers))  # ceil: about `prefetch` in all
+        self._queues = [queue.Queue(maxsize=depth) for _ in range(self.workers)]
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=_worker, name=f"H36MData-{split}-{w}", daemon=True,
+                             args=(self.maker, w, self.workers, self._queues[w], self._stop))
+            for w in range(self.workers)]
+        self._next = 0
+        # runs on close(), on garbage collection of the loader, or at interpreter exit
+        self._finalizer = weakref.finalize(self, _stop_threads, self._stop, self._queues,
+                                           self._threads, self.maker)
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def count(self):
+        """Number of samples in the split (one epoch)."""
+        return self.maker.count
+
+    def epoch_order(self, epoch):
+        """Sample indices in the order epoch `epoch` visits them."""
+        return self.maker.epoch_order(epoch)
+
+    def next_batch(self):
+        """The next Batch in order; waits for the worker that builds it."""
+        if self._stop.is_set():
+            raise RuntimeError("BatchLoader: next_batch() after close()")
+        out = self._queues[self._next % self.workers]
+        while True:
+            try:
+                item = out.get(timeout=POLL_SECONDS)
+                break
+            except queue.Empty:
+                if not self._threads[self._next % self.workers].is_alive():
+                    raise RuntimeError("BatchLoader: a worker thread died without a batch")
+        if isinstance(item, Exception):
+            self.close()
+            raise item
+        self._next += 1
+        return item
+
+    def close(self):
+        """Stop and join the worker threads and close the LMDBs (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        finalizer = getattr(self, "_finalizer", None)  # absent when __init__ failed early
+        if finalizer is not None:
+            finalizer()
+
+
+def images_per_second(directory, split, batch_size, seconds=None, batches=None, input_size=225,
+                      train=True, workers=2, prefetch=4):
+    """Rate of BatchLoader in images/s over `seconds` of wall time or `batches` batches.
+
+    The first batch (thread start, LMDB page-in) is excluded. Default: 5 seconds.
+    """
+    if seconds is None and batches is None:
+        seconds = 5.0
+    with BatchLoader(directory, split, batch_size, input_size=input_size, train=train,
+                     workers=workers, prefetch=prefetch) as loader:
+        loader.next_batch()
+        done = 0
+        start = time.perf_counter()
+        while True:
+            elapsed = time.perf_counter() - start
+            if (batches is not None and done >= batches) or (
+                    seconds is not None and elapsed >= seconds):
+                break
+            loader.next_batch()
+            done += 1
+        return done * batch_size / max(time.perf_counter() - start, 1e-9)
+
+
+LAYER_KEYS = {"dir", "split", "batch_size", "input_size", "shuffle", "seed", "pca_std",
+              "workers", "prefetch"}
+REQUIRED_KEYS = {"dir", "split", "batch_size"}
+
+
+def layer_params(param_str, train):
+    """Parse and check H36MData's param_str; returns BatchLoader keyword arguments."""
+    try:
+        params = json.loads(param_str or "{}")
+    except json.JSONDecodeError as error:
+        raise ValueError(f"H36MData param_str is not JSON ({error}): {param_str!r}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"H36MData param_str must be a JSON object, got {param_str!r}")
+    missing = REQUIRED_KEYS - set(params)
+    unknown = set(params) - LAYER_KEYS
+    if missing or unknown:
+        raise ValueError(f"H36MData param_str: missing keys {sorted(missing)}, unknown keys "
+                         f"{sorted(unknown)}; expected {sorted(LAYER_KEYS)}")
+    if params["split"] not in ("train", "test"):
+        raise ValueError(f"H36MData: split must be \"train\" or \"test\", got {params['split']!r}")
+    return dict(directory=str(params["dir"]), split=params["split"],
+                batch_size=int(params["batch_size"]),
+                input_size=int(params.get("input_size", 225)), train=train,
+                shuffle=bool(params.get("shuffle", train)), seed=int(params.get("seed", 0)),
+                pca_std=float(params.get("pca_std", 0.1)) if train else 0.0,
+                workers=int(params.get("workers", 2)), prefetch=int(params.get("prefetch", 4)))
+
+
+class H36MData(caffe.Layer):
+    """Human3.6M crops and 2D / 3D joints from LMDB, prefetched; see the module docstring."""
+
+    def setup(self, bottom, top):
+        if len(bottom) != 0 or len(top) != 3:
+            raise ValueError(f"H36MData takes no bottoms and 3 tops (data, joints_2D, "
+                             f"joints_3D), got {len(bottom)} and {len(top)}")
+        self.loader = BatchLoader(**layer_params(self.param_str, self.phase == caffe.TRAIN))
+
+    def reshape(self, bottom, top):
+        maker = self.loader.maker
+        size = maker.input_size
+        top[0].reshape(maker.batch_size, 3, size, size)
+        top[1].reshape(maker.batch_size, NUM_JOINTS, 2)
+        top[2].reshape(maker.batch_size, NUM_JOINTS, 3)
+
+    def forward(self, bottom, top):
+        batch = self.loader.next_batch()
+        top[0].data[...] = batch.images
+        top[1].data[...] = batch.joints_2d
+        top[2].data[...] = batch.joints_3d
+
+    def backward(self, top, propagate_down, bottom):
+        pass

@@ -1,0 +1,314 @@
+"""H36MData layer and BatchLoader on a small LMDB dataset written here.
+
+Each of the COUNT crops has its own background colour and a white 5 x 5 dot centred on joint 0,
+so the dot must follow joint 0 through every crop.
+"""
+import json
+
+import cv2
+import lmdb
+import numpy as np
+import pytest
+
+import caffe
+from caffe.proto import caffe_pb2
+
+from layers.h36m_data import (BatchLoader, crop, crop_offsets, decode_image,
+                              decode_pose, images_per_second, layer_params, lmdb_key,
+                              pca_color_shift)
+from tests.gradcheck import layer_net
+
+COUNT = 10
+CROP = 250
+INPUT = 225
+MEAN_BGR = [100.0, 110.0, 120.0]
+EIGENVALUES = np.array([30.0, 8.0, 2.0])
+# an orthonormal basis (columns), RGB order
+EIGENVECTORS = np.linalg.qr(np.array([[1.0, 0.3, 0.2], [0.5, 1.0, -0.4], [0.2, 0.7, 1.0]]))[0]
+
+
+def sample_image(index, joint):
+    """Dark background of a colour unique to `index`, white 5 x 5 dot centred on pixel joint."""
+    image = np.empty((CROP, CROP, 3), dtype=np.uint8)
+    image[...] = (10 + 5 * index, 40, 80 - 5 * index)
+    x, y = joint
+    image[y - 2:y + 3, x - 2:x + 3] = 255
+    return image
+
+
+def image_datum(image):
+    datum = caffe_pb2.Datum(channels=3, height=CROP, width=CROP, encoded=True,
+                            data=cv2.imencode(".jpg", image)[1].tobytes())
+    return datum.SerializeToString()
+
+
+def pose_datum(joints_2d, joints_3d):
+    datum = caffe_pb2.Datum(channels=85, height=1, width=1)
+    datum.float_data.extend(np.concatenate([joints_2d.ravel(), joints_3d.ravel()]).tolist())
+    return datum.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A dataset folder with train and test splits of COUNT samples; returns (dir, sources)."""
+    root = tmp_path_factory.mktemp("h36m_lmdb")
+    rng = np.random.default_rng(7)
+    sources = []
+    for index in range(COUNT):
+        # joint 0 lies inside every possible 225 window: x, y in [25, 225)
+        joints_2d = rng.integers(40, 210, size=(17, 2)).astype(np.float32)
+        joints_3d = (rng.normal(0, 300, size=(17, 3)) + [0, 0, 4000] + index).astype(np.float32)
+        image = sample_image(index, joints_2d[0].astype(int))
+        sources.append((image, joints_2d, joints_3d))
+    for split in ("train", "test"):
+        for kind in ("images", "poses"):
+            env = lmdb.open(str(root / f"{split}_{kind}"), map_size=1 << 26)
+            with env.begin(write=True) as txn:
+                for index, (image, joints_2d, joints_3d) in enumerate(sources):
+                    value = (image_datum(image) if kind == "images"
+                             else pose_datum(joints_2d, joints_3d))
+                    txn.put(lmdb_key(index), value)
+            env.close()
+    manifest = {"crop_size": CROP, "splits": {"train": {"count": COUNT}, "test": {"count": COUNT}},
+                "mean_bgr": MEAN_BGR, "pca": {"eigenvalues": EIGENVALUES.tolist(),
+                                              "eigenvectors": EIGENVECTORS.tolist()},
+                "builder": "ignored"}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return str(root), sources
+
+
+def dot_centre(image_chw):
+    """(x, y) centroid of the brightest pixels of a (3, H, W) image (any offset per channel)."""
+    brightness = image_chw.sum(axis=0)
+    ys, xs = np.nonzero(brightness > brightness.max() - 150)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def read_batches(directory, count, **kwargs):
+    with BatchLoader(directory, "train", **kwargs) as loader:
+        return [loader.next_batch() for _ in range(count)]
+
+
+def test_decode_round_trip(dataset):
+    _, sources = dataset
+    image, joints_2d, joints_3d = sources[3]
+    decoded = decode_image(image_datum(image))
+    assert decoded.shape == (CROP, CROP, 3) and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - image).mean() < 2  # JPEG is lossy
+    raw = caffe_pb2.Datum(channels=3, height=CROP, width=CROP,
+                          data=image.transpose(2, 0, 1).tobytes())
+    np.testing.assert_array_equal(decode_image(raw.SerializeToString()), image)
+    decoded_2d, decoded_3d = decode_pose(pose_datum(joints_2d, joints_3d))
+    np.testing.assert_array_equal(decoded_2d, joints_2d)
+    np.testing.assert_array_equal(decoded_3d, joints_3d)
+    with pytest.raises(ValueError, match="expected 85 float_data values"):
+        decode_pose(pose_datum(joints_2d[:16], joints_3d))
+
+
+def test_crop_functions():
+    rng = np.random.default_rng(0)
+    assert crop_offsets(rng, CROP, INPUT, train=False) == (12, 12)
+    offsets = np.array([crop_offsets(rng, CROP, INPUT, train=True) for _ in range(2000)])
+    assert offsets.min() == 0 and offsets.max() == CROP - INPUT
+    image = np.arange(10 * 10 * 3, dtype=np.uint8).reshape(10, 10, 3)
+    window, joints = crop(image, np.array([[5.0, 6.0]]), dy=2, dx=3, input_size=4)
+    np.testing.assert_array_equal(window, image[2:6, 3:7])
+    np.testing.assert_array_equal(joints, [[2.0, 4.0]])
+
+
+def test_test_phase_centre_crop_moves_joints_and_dot(dataset):
+    directory, sources = dataset
+    with BatchLoader(directory, "test", batch_size=COUNT, train=False) as loader:
+        batch = loader.next_batch()
+    np.testing.assert_array_equal(batch.indices, np.arange(COUNT))  # no shuffle in TEST
+    for slot, index in enumerate(batch.indices):
+        _, joints_2d, joints_3d = sources[index]
+        np.testing.assert_array_equal(batch.joints_2d[slot], joints_2d - 12)
+        np.testing.assert_array_equal(batch.joints_3d[slot], joints_3d)
+        np.testing.assert_allclose(dot_centre(batch.images[slot]), batch.joints_2d[slot, 0],
+                                   atol=0.5)
+
+
+def test_mean_subtraction(dataset):
+    directory, sources = dataset
+    with BatchLoader(directory, "test", batch_size=4, train=False) as loader:
+        batch = loader.next_batch()
+    for slot, index in enumerate(batch.indices):
+        decoded = decode_image(image_datum(sources[index][0]))[12:12 + INPUT, 12:12 + INPUT]
+        restored = batch.images[slot] + np.array(MEAN_BGR, dtype=np.float32)[:, None, None]
+        np.testing.assert_allclose(restored, decoded.transpose(2, 0, 1), atol=1e-4)
+
+
+def test_train_random_crops_stay_in_bounds_and_joints_follow(dataset):
+    directory, sources = dataset
+    batches = read_batches(directory, 6, batch_size=5, seed=3)
+    offsets = []
+    for batch in batches:
+        assert batch.images.shape == (5, 3, INPUT, INPUT) and batch.images.dtype == np.float32
+        for slot, index in enumerate(batch.indices):
+            shift = sources[index][1] - batch.joints_2d[slot]  # (dx, dy) for every joint
+            assert np.all(shift == shift[0]) and np.all(shift[0] == np.round(shift[0]))
+            assert 0 <= shift[0].min() and shift[0].max() <= CROP - INPUT
+            offsets.append(shift[0])
+            np.testing.assert_allclose(dot_centre(batch.images[slot]), batch.joints_2d[slot, 0],
+                                       atol=0.5)
+    assert len({tuple(o) for o in offsets}) > 10  # the crops really vary
+
+
+def test_pca_shift_statistics():
+    rng = np.random.default_rng(1)
+    std = 0.1
+    shifts = np.array([pca_color_shift(rng, EIGENVALUES, EIGENVECTORS, std)
+                       for _ in range(40000)])
+    rgb_covariance = EIGENVECTORS @ np.diag((std * EIGENVALUES) ** 2) @ EIGENVECTORS.T
+    bgr_covariance = rgb_covariance[::-1, ::-1]
+    scale = (std * EIGENVALUES.max()) ** 2
+    np.testing.assert_allclose(np.cov(shifts.T), bgr_covariance, atol=0.05 * scale)
+    np.testing.assert_allclose(shifts.mean(axis=0), 0, atol=0.05 * std * EIGENVALUES.max())
+    zero = pca_color_shift(rng, EIGENVALUES, EIGENVECTORS, std=0.0)
+    np.testing.assert_array_equal(zero, 0)
+
+
+def test_train_colour_shift_is_uniform_per_image(dataset):
+    directory, sources = dataset
+    shifted = read_batches(directory, 1, batch_size=4, seed=5)[0]
+    plain = read_batches(directory, 1, batch_size=4, seed=5, pca_std=0.0)[0]
+    np.testing.assert_array_equal(shifted.joints_2d, plain.joints_2d)  # same crops
+    difference = (shifted.images - plain.images).reshape(4, 3, -1)
+    np.testing.assert_allclose(difference, difference[..., :1].repeat(INPUT * INPUT, -1),
+                               atol=1e-3)
+    assert np.abs(difference[..., 0]).max() > 0.01
+
+
+def test_same_seed_same_batches_whatever_the_workers(dataset):
+    directory, _ = dataset
+    one = read_batches(directory, 7, batch_size=4, seed=11, workers=1, prefetch=1)
+    three = read_batches(directory, 7, batch_size=4, seed=11, workers=3, prefetch=5)
+    other = read_batches(directory, 7, batch_size=4, seed=12, workers=2)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_array_equal(a.joints_2d, b.joints_2d)
+        np.testing.assert_array_equal(a.joints_3d, b.joints_3d)
+    assert any(not np.array_equal(a.images, c.images) for a, c in zip(one, other))
+
+
+def test_every_key_once_per_epoch_reshuffled(dataset):
+    directory, sources = dataset
+    with BatchLoader(directory, "train", batch_size=5, seed=2) as loader:
+        stream = np.concatenate([loader.next_batch().indices for _ in range(6)])
+        epochs = stream.reshape(3, COUNT)
+        for epoch, order in enumerate(epochs):
+            np.testing.assert_array_equal(np.sort(order), np.arange(COUNT))
+            np.testing.assert_array_equal(order, loader.epoch_order(epoch))
+    np.testing.assert_array_equal(epochs[0], np.random.default_rng(2).permutation(COUNT))
+    assert not np.array_equal(epochs[0], epochs[1])
+    batch = read_batches(directory, 1, batch_size=COUNT, seed=2)[0]
+    for slot, index in enumerate(batch.indices):
+        np.testing.assert_array_equal(batch.joints_3d[slot], sources[index][2])
+
+
+def test_close_stops_the_threads(dataset):
+    directory, _ = dataset
+    loader = BatchLoader(directory, "train", batch_size=2, workers=3, prefetch=2)
+    loader.next_batch()
+    threads = list(loader._threads)
+    loader.close()
+    assert not any(thread.is_alive() for thread in threads)
+    loader.close()  # idempotent
+    with pytest.raises(RuntimeError, match="after close"):
+        loader.next_batch()
+
+
+def test_images_per_second_runs(dataset):
+    directory, _ = dataset
+    assert images_per_second(directory, "train", batch_size=4, batches=3) > 0
+
+
+def layer_param_str(directory, split, **extra):
+    return json.dumps({"dir": directory, "split": split, "batch_size": 4, **extra})
+
+
+@pytest.mark.parametrize("phase", [caffe.TRAIN, caffe.TEST])
+def test_layer_top_shapes(dataset, phase):
+    directory, _ = dataset
+    split = "train" if phase == caffe.TRAIN else "test"
+    net = layer_net("layers.h36m_data", "H36MData", [], layer_param_str(directory, split),
+                    n_tops=3, phase=phase)
+    net.forward()
+    assert net.blobs["top0"].data.shape == (4, 3, INPUT, INPUT)
+    assert net.blobs["top1"].data.shape == (4, 17, 2)
+    assert net.blobs["top2"].data.shape == (4, 17, 3)
+
+
+def test_layer_test_batches_equal_the_loader(dataset):
+    directory, _ = dataset
+    net = layer_net("layers.h36m_data", "H36MData", [], layer_param_str(directory, "test"),
+                    n_tops=3, phase=caffe.TEST)
+    with BatchLoader(directory, "test", batch_size=4, train=False) as loader:
+        for _ in range(3):  # crosses the end of the epoch (COUNT = 10)
+            net.forward()
+            batch = loader.next_batch()
+            np.testing.assert_array_equal(net.blobs["top0"].data, batch.images)
+            np.testing.assert_array_equal(net.blobs["top1"].data, batch.joints_2d)
+            np.testing.assert_array_equal(net.blobs["top2"].data, batch.joints_3d)
+
+
+def test_layer_params_defaults_follow_the_phase():
+    train = layer_params('{"dir": "d", "split": "train", "batch_size": 2}', train=True)
+    test = layer_params('{"dir": "d", "split": "test", "batch_size": 2, "pca_std": 0.3}',
+                        train=False)
+    assert train["shuffle"] and train["pca_std"] == 0.1 and train["input_size"] == 225
+    assert not test["shuffle"] and test["pca_std"] == 0.0
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"dir": "DATASET", "split": "train", "batch_size": 4, "crop": 3}, "unknown keys \\['crop'\\]"),
+    ({"split": "train"}, "missing keys \\['batch_size', 'dir'\\]"),
+    ({"dir": "/nonexistent/h36m", "split": "train", "batch_size": 4},
+     "no manifest at /nonexistent/h36m/manifest.json; run `make lmdb`"),
+    ({"dir": "DATASET", "split": "val", "batch_size": 4}, "split must be"),
+])
+def test_layer_rejects_bad_param_str(dataset, params, message):
+    directory, _ = dataset
+    if params.get("dir") == "DATASET":  # the real dataset, so only the named fault is wrong
+        params = {**params, "dir": directory}
+    with pytest.raises(Exception, match=message):
+        layer_net("layers.h36m_data", "H36MData", [], json.dumps(params), n_tops=3)
+
+
+def test_missing_lmdb_names_the_path(dataset, tmp_path):
+    directory, _ = dataset
+    (tmp_path / "manifest.json").write_text(open(f"{directory}/manifest.json").read())
+    message = f"LMDB {tmp_path}/train_images is missing; run `make lmdb`"
+    with pytest.raises(ValueError, match=message):
+        BatchLoader(str(tmp_path), "train", batch_size=2)
+
+
+def test_layer_rejects_wrong_tops(dataset):
+    directory, _ = dataset
+    with pytest.raises(Exception, match="3 tops"):
+        layer_net("layers.h36m_data", "H36MData", [], layer_param_str(directory, "train"),
+                  n_tops=2)
+
+
+def test_worker_errors_reach_the_consumer(dataset, tmp_path):
+    directory, sources = dataset
+    manifest = json.loads(open(f"{directory}/manifest.json").read())
+    manifest["splits"]["train"]["count"] = 2
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    image, joints_2d, joints_3d = sources[0]
+    for kind, value in (("images", image_datum(image)),
+                        ("poses", pose_datum(joints_2d[:16], joints_3d))):  # one joint short
+        env = lmdb.open(str(tmp_path / f"train_{kind}"), map_size=1 << 24)
+        with env.begin(write=True) as txn:
+            txn.put(lmdb_key(0), value)
+            txn.put(lmdb_key(1), value)
+        env.close()
+    with BatchLoader(str(tmp_path), "train", batch_size=2) as loader:
+        with pytest.raises(ValueError, match="expected 85 float_data values"):
+            loader.next_batch()
+    manifest["splits"]["train"]["count"] = 3
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="holds 2 entries but the manifest says 3"):
+        BatchLoader(str(tmp_path), "train", batch_size=2)

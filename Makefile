@@ -23,7 +23,7 @@ VARIANT ?= full
 TRAIN_SIZE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo synth synth-sheet lmdb prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo synth synth-sheet lmdb bench-data prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -58,6 +58,9 @@ lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the sy
 	  echo "$(LMDB_DIR) exists (make lmdb LMDB_FLAGS=--force rebuilds it)"; \
 	else $(VPY) -m data_prep.make_lmdb --root $(H36M_ROOT) --out $(LMDB_DIR) \
 	  $(if $(ACTIONS),--actions $(ACTIONS)) $(LMDB_FLAGS); fi
+
+bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training (runs/bench/data.json)
+	$(VPY) tools/bench_data.py --root $(H36M_ROOT) --lmdb $(LMDB_DIR)
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py

@@ -63,6 +63,17 @@ def colour_sums(crop):
     return len(rgb), rgb.sum(axis=0), rgb.T @ rgb
 
 
+CHILDREN = np.array([j for j, p in enumerate(PARENTS_17) if p >= 0])
+PARENTS = np.array([p for p in PARENTS_17 if p >= 0])
+
+
+def bone_lengths(joints):
+    """(17,) length of each joint's bone to its parent (0 for the root), same units."""
+    lengths = np.zeros(len(PARENTS_17))
+    lengths[CHILDREN] = np.linalg.norm(joints[CHILDREN] - joints[PARENTS], axis=-1)
+    return lengths
+
+
 def process_sequence(task):
     """Crop every stride-th frame of one sequence (runs in a worker process).
 
@@ -88,8 +99,7 @@ def process_sequence(task):
             result["pixels"] += count
             result["rgb_sum"] += total
             result["rgb_outer"] += outer
-            result["bones"] += [np.linalg.norm(joints_3d[j] - joints_3d[p]) if p >= 0 else 0.0
-                                for j, p in enumerate(PARENTS_17)]
+            result["bones"] += bone_lengths(joints_3d)
     except SequenceError as err:
         result["skip"] = f"{name}: {err}"
         result["entries"] = []

@@ -19,8 +19,8 @@ Structure (names as in the paper where it names them):
              One fc2_3D_root<r> head per root regresses the Nj - 1 other joints relative to
              joint r; loss_3D_root<r> is a Euclidean loss against target_3D_root<r> with loss
              weight 2 lambda_3D (Caffe's EuclideanLoss halves the squared distance).
-data="dummy": random images and joints from DummyData layers (smoke runs and tests); the LMDB
-data layer of the data-preparation issue takes its place.
+data="dummy": random images and joints from DummyData layers (smoke runs and tests);
+data=<folder of `make lmdb`>: the H36MData layer reads the LMDBs (layers/h36m_data.py).
 
 Run as a script to write the committed prototxt: `make prototxt`.
 """
@@ -81,14 +81,20 @@ def fc_bn_relu_dropout(spec, name, bottom, width, cfg, **extra):
 
 def data_layers(spec, cfg, phase, data):
     """Tops `data` (N, 3, S, S), and outside deploy `joints_2D` (N, Nj, 2) in input pixels and
-    `joints_3D` (N, Nj, 3) in mm."""
+    `joints_3D` (N, Nj, 3) in mm. data: "dummy" (random), or the folder of `make lmdb`'s
+    LMDBs, read by the H36MData layer (train split in the train net, test split otherwise)."""
     size = cfg.input_size
     if phase == "deploy":
         spec.data = L.Input(shape=dict(dim=[1, 3, size, size]))
         return
-    if data != "dummy":
-        raise ValueError(f"unknown data source {data!r}; known: dummy")
     batch, joints = cfg.batch_size, cfg.num_joints
+    if data != "dummy":
+        params = {"dir": str(data), "split": "train" if phase == "train" else "test",
+                  "batch_size": batch, "input_size": size}
+        spec.data, spec.joints_2D, spec.joints_3D = L.Python(
+            ntop=3, python_param=dict(module="layers.h36m_data", layer="H36MData",
+                                      param_str=json.dumps(params)))
+        return
     spec.data = L.DummyData(shape=dict(dim=[batch, 3, size, size]),
                             data_filler=dict(type="gaussian", std=50))
     spec.joints_2D = L.DummyData(shape=dict(dim=[batch, joints, 2]),

@@ -52,6 +52,18 @@ def pose_datum(joints_2d, joints_3d):
 def dataset(tmp_path_factory):
     """A dataset folder with train and test splits of COUNT samples; returns (dir, sources)."""
     root = tmp_path_factory.mktemp("h36m_lmdb")
+    return str(root), write_samples(root)
+
+
+def write_dataset(root):
+    """Write the test dataset into root (created); returns root."""
+    root.mkdir(parents=True)
+    write_samples(root)
+    return root
+
+
+def write_samples(root):
+    """Write COUNT samples as train and test LMDBs plus a manifest into root; returns them."""
     rng = np.random.default_rng(7)
     sources = []
     for index in range(COUNT):
@@ -74,7 +86,7 @@ def dataset(tmp_path_factory):
                                               "eigenvectors": EIGENVECTORS.tolist()},
                 "builder": "ignored"}
     (root / "manifest.json").write_text(json.dumps(manifest))
-    return str(root), sources
+    return sources
 
 
 def dot_centre(image_chw):

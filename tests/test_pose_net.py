@@ -135,3 +135,17 @@ def test_committed_prototxt_matches_the_generator():
         parsed = caffe_pb2.NetParameter()
         text_format.Merge(text, parsed)
         assert parsed.name.startswith("park2016_")
+
+
+def test_train_net_reads_the_lmdbs_through_the_data_layer(tmp_path):
+    """With data=<LMDB folder> the nets take images and joints from the H36MData layer."""
+    from tests.test_h36m_data_layer import write_dataset
+    folder = write_dataset(tmp_path / "lmdb")
+    cfg = SMALL.replace(batch_size=4)
+    net = instantiate("full", "train", cfg=cfg, tmp_path=tmp_path, data=str(folder))
+    losses = net.forward()
+    assert net.blobs["data"].data.shape == (4, 3, 225, 225)
+    assert net.blobs["joints_3D"].data.shape == (4, 17, 3)
+    assert all(np.isfinite(v).all() for v in losses.values())
+    layer = by_name(make_net(cfg, "full", "test", data=str(folder)).to_proto().layer)["data"]
+    assert '"split": "test"' in layer.python_param.param_str

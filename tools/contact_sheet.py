@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Contact sheet of a Human3.6M-layout dataset: frames per action and camera with the 2D joints
-of D2_Positions drawn on the video frames (left side red, right side blue), as a PNG.
+of D2_Positions drawn on the video frames (left red, right blue, spine green), as a PNG.
 
     .venv/bin/python tools/contact_sheet.py [--root data/synth-h36m] [--subject S1]
         [--out runs/synth/contact_sheet.png]
@@ -19,6 +19,7 @@ from data_prep.h36m import (ACTIONS, CAMERAS, JOINTS_17_FROM_32, PARENTS_17, RIG
                             sequence_name, sequence_paths)
 
 LEFT_BGR, RIGHT_BGR, CENTRE_BGR = (40, 40, 230), (230, 120, 30), (60, 200, 60)
+LEFT_17 = (4, 5, 6, 11, 12, 13)
 
 
 def read_frame(video, index):
@@ -35,7 +36,8 @@ def draw_skeleton(frame, joints_32, radius=3):
     joints = joints_32[list(JOINTS_17_FROM_32)]
     for child, parent in enumerate(PARENTS_17):
         if parent >= 0:
-            colour = RIGHT_BGR if child in RIGHT_17 else LEFT_BGR if child > 3 else CENTRE_BGR
+            colour = RIGHT_BGR if child in RIGHT_17 else LEFT_BGR if child in LEFT_17 else \
+                CENTRE_BGR
             cv2.line(frame, tuple(np.round(joints[parent]).astype(int)),
                      tuple(np.round(joints[child]).astype(int)), colour, 2, cv2.LINE_AA)
     for point in joints:

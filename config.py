@@ -15,11 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-# Human3.6M's 17 evaluation joints (REFERENCE.md section 2).
-JOINT_NAMES = ("Pelvis", "RHip", "RKnee", "RFoot", "LHip", "LKnee", "LFoot", "Spine", "Thorax",
-               "Neck/Nose", "Head", "LShoulder", "LElbow", "LWrist", "RShoulder", "RElbow", "RWrist")
-JOINT_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
-RIGHT_JOINTS = (1, 2, 3, 14, 15, 16)
+from data_prep.h36m import JOINTS_17
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +90,7 @@ class Config:
         def need(ok, message):
             if not ok:
                 raise ValueError(f"config: {message}")
-        need(self.num_joints == len(JOINT_NAMES), f"num_joints must be {len(JOINT_NAMES)} "
+        need(self.num_joints == len(JOINTS_17), f"num_joints must be {len(JOINTS_17)} "
              "(the Human3.6M joint set)")
         need(len(set(self.root_joints)) == len(self.root_joints) >= 1,
              f"root_joints must be distinct, got {self.root_joints}")
@@ -103,7 +99,7 @@ class Config:
         need(0 < self.input_size <= self.crop_size, "need 0 < input_size <= crop_size")
         need(self.crop_margin >= 0, "crop_margin must be >= 0")
         need(1 <= self.jpeg_quality <= 100, "jpeg_quality must be within 1 and 100")
-        need(set(self.torso_bones) <= set(JOINT_NAMES[1:]), "torso_bones name non-root joints")
+        need(set(self.torso_bones) <= set(JOINTS_17[1:]), "torso_bones name non-root joints")
         need(self.grid_size >= 2, "grid_size must be at least 2")
         layers = len(self.conv_channels)
         need(len(self.conv_kernels) == len(self.conv_strides) == len(self.conv_pads) == layers,

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from config import JOINT_PARENTS, PAPER, load_config
+from config import PAPER, load_config
+from data_prep.h36m import PARENTS_17
 
 
 def test_paper_values():
@@ -17,7 +18,7 @@ def test_paper_values():
 
 
 def test_every_joint_is_a_root_or_the_neighbour_of_one():
-    neighbours = {j: {JOINT_PARENTS[j]} | {c for c, p in enumerate(JOINT_PARENTS) if p == j}
+    neighbours = {j: {PARENTS_17[j]} | {c for c, p in enumerate(PARENTS_17) if p == j}
                   for j in range(17)}
     covered = set(PAPER.root_joints).union(*(neighbours[r] for r in PAPER.root_joints))
     assert covered >= set(range(17))

@@ -21,9 +21,12 @@ LMDB_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) and training-set size for `make solver`
 VARIANT ?= full
 TRAIN_SIZE ?=
+# `make train`: schedule (paper or demo) and run folder; `make evaluate` reads the same run
+SCHEDULE ?= paper
+RUN ?= runs/$(VARIANT)-$(SCHEDULE)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo synth synth-sheet lmdb bench-data prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo smoke train evaluate synth synth-sheet lmdb bench-data prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -41,7 +44,9 @@ test-caffe:  ## Caffe's own Python test suite (python/caffe/test of the build)
 test-project:  ## the project's pytest suite
 	$(VPY) -m pytest tests
 
-demo: setup  ## the main job (for now a smoke run: a tiny net trained with `caffe train`)
+demo: smoke  ## the main job; for now the smoke run (the full pipeline replaces it)
+
+smoke: setup  ## smoke run of the toolchain: a tiny generated net trained with `caffe train`
 	$(VPY) tools/smoke_train.py --out runs/smoke --force
 
 synth: setup  ## write the synthetic Human3.6M (raw layout) to SYNTH_ROOT, unless it is there
@@ -61,6 +66,12 @@ lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the sy
 
 bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training (runs/bench/data.json)
 	$(VPY) tools/bench_data.py --root $(H36M_ROOT) --lmdb $(LMDB_DIR)
+
+train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an interrupted run)
+	$(VPY) tools/train.py --variant $(VARIANT) --lmdb $(LMDB_DIR) --schedule $(SCHEDULE) --run $(RUN)
+
+evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
+	$(VPY) tools/evaluate.py --run $(RUN)
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py

@@ -1,0 +1,85 @@
+"""tools/train.py (two stages, resume) and tools/evaluate.py (results, clear errors) on a tiny
+LMDB dataset and a narrow network."""
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_h36m_data_layer import write_dataset
+from tools.caffe_cli import train_losses
+from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results
+from tools.train import main as train_main
+
+TINY = ["batch_size=2", "conv_channels=8,8,8,8,8", "fc_2d_width=16", "fc_3d_width=16",
+        "fc_probs_2d_width=8", "epochs=2", "lambda_2d_switch_epoch=1", "lr_step_epochs=1",
+        "snapshot_epochs=1", "display_iters=1", "base_lr=0.001"]
+
+
+@pytest.fixture(scope="module")
+def lmdb_dir(tmp_path_factory):
+    folder = write_dataset(tmp_path_factory.mktemp("tiny") / "lmdb")
+    # the evaluation reads per-key actions and the training bone lengths from the builder
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["bone_lengths_mm"] = {"RHip": 130.0, "LHip": 130.0, "Spine": 240.0,
+                                   "Thorax": 250.0, "LShoulder": 150.0, "RShoulder": 150.0}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for split in ("train", "test"):
+        rows = ["key,subject,action,stem,camera,frame"]
+        rows += [f"{i:08d},S9,{'Walking' if i % 2 else 'Eating'},x,54138969,{i}"
+                 for i in range(manifest["splits"][split]["count"])]
+        (folder / f"{split}_index.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def run_train(run, lmdb_dir, variant="full"):
+    return train_main(["--variant", variant, "--lmdb", str(lmdb_dir), "--run", str(run),
+                       "--set", *TINY])
+
+
+def iterations(run, stage):
+    return [it for it, _ in train_losses((run / "logs" / f"stage{stage}.log").read_text())]
+
+
+def test_two_stages_and_resume_after_an_interruption(lmdb_dir, tmp_path):
+    # 10 images, batch 2: 5 iterations per epoch; stage 1 ends at 5, stage 2 at 10
+    whole = tmp_path / "whole"
+    assert run_train(whole, lmdb_dir) == 0
+    assert iterations(whole, 1) == [0, 1, 2, 3, 4, 5]
+    assert iterations(whole, 2) == [5, 6, 7, 8, 9, 10]
+    assert latest_weights(whole).name == "iter_iter_10.caffemodel"
+    assert json.loads((whole / "config.json").read_text())["config"]["batch_size"] == 2
+
+    # interrupted after stage 1: only its snapshot is left; the rerun resumes stage 2 from it
+    cut = tmp_path / "cut"
+    assert run_train(cut, lmdb_dir) == 0
+    for path in (cut / "snapshots").glob("iter_iter_10.*"):
+        path.unlink()
+    (cut / "logs" / "stage2.log").unlink()
+    assert run_train(cut, lmdb_dir) == 0
+    assert iterations(cut, 2) == iterations(whole, 2)
+    assert "Resuming from" in (cut / "logs" / "stage2.log").read_text()
+    # a finished run is left alone
+    before = (cut / "logs" / "stage2.log").read_text()
+    assert run_train(cut, lmdb_dir) == 0
+    assert (cut / "logs" / "stage2.log").read_text() == before
+
+
+def test_evaluation_writes_results_and_refuses_mismatched_weights(lmdb_dir, tmp_path):
+    run = tmp_path / "run"
+    assert run_train(run, lmdb_dir) == 0
+    results = evaluate(run, latest_weights(run), lmdb_dir, batch_size=4)
+    assert results["frames"] == 10
+    assert set(results["mpjpe"]["per_action"]) == {"Eating", "Walking"}
+    assert np.isfinite(results["mpjpe"]["frame_weighted"])
+    assert results["p_mpjpe"]["frame_weighted"] <= results["mpjpe"]["frame_weighted"] + 1e-6
+    write_results(results, tmp_path / "out")
+    assert (tmp_path / "out" / "results.csv").read_text().startswith("action,frames,mpjpe_mm")
+
+    other = tmp_path / "baseline-run"
+    assert run_train(other, lmdb_dir, variant="baseline") == 0
+    with pytest.raises(EvaluationError, match="does not match .*layer fc_probs_2D missing"):
+        evaluate(run, latest_weights(other), lmdb_dir)
+    with pytest.raises(EvaluationError, match="has no 'val' split"):
+        evaluate(run, latest_weights(run), lmdb_dir, split="val")
+    with pytest.raises(EvaluationError, match="manifest.json missing"):
+        evaluate(run, latest_weights(run), tmp_path / "nowhere")

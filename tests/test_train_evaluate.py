@@ -83,3 +83,18 @@ def test_evaluation_writes_results_and_refuses_mismatched_weights(lmdb_dir, tmp_
         evaluate(run, latest_weights(run), lmdb_dir, split="val")
     with pytest.raises(EvaluationError, match="manifest.json missing"):
         evaluate(run, latest_weights(run), tmp_path / "nowhere")
+
+
+def test_predict_prints_and_draws_a_pose(lmdb_dir, tmp_path, capsys):
+    import cv2
+    from tools.predict import main as predict_main
+    run = tmp_path / "run"
+    assert run_train(run, lmdb_dir) == 0
+    image = tmp_path / "crop.png"
+    cv2.imwrite(str(image), np.full((300, 200, 3), 90, np.uint8))
+    assert predict_main([str(image), "--run", str(run), "--out", str(tmp_path / "pose.png")]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("joint ")]
+    assert len(lines) == 17 and lines[0].split()[2:5] == ["0.0", "0.0", "0.0"]   # pelvis
+    assert cv2.imread(str(tmp_path / "pose.png")).shape[0] > 100
+    with pytest.raises(SystemExit):
+        predict_main([str(tmp_path / "missing.png"), "--run", str(run)])

@@ -23,7 +23,8 @@ from pathlib import Path
 from config import apply_overrides, load_config
 from prototxt.pose_net import VARIANTS, make_net
 from solver.pose_solver import make_solver
-from tools.caffe_cli import CaffeError, run_caffe, train_losses
+from tools.caffe_cli import CaffeError, run_caffe
+from tools.train_stages import stage_summaries
 
 SCHEDULES = {
     "paper": {},
@@ -133,12 +134,8 @@ def main(argv=None):
     except CaffeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for stage in (1, 2):
-        log = run / "logs" / f"stage{stage}.log"
-        curve = train_losses(log.read_text()) if log.exists() else []
-        if curve:
-            print(f"train: stage {stage} loss {curve[0][1]:.3f} (iteration {curve[0][0]}) -> "
-                  f"{curve[-1][1]:.3f} (iteration {curve[-1][0]})")
+    for line in stage_summaries(run / "logs"):
+        print(f"train: {line}")
     print(f"train: run folder {run} (deploy.prototxt, snapshots/, logs/)")
     return 0
 

@@ -53,6 +53,18 @@ def train_two_stages(stage1, stage2, log_dir, cwd=None):
     return {k: train_losses((log_dir / f"stage{k}.log").read_text()) for k in (1, 2)}
 
 
+def stage_summaries(log_dir):
+    """One line per stage log in log_dir: its iterations and first and last loss."""
+    lines = []
+    for stage in (1, 2):
+        log = Path(log_dir) / f"stage{stage}.log"
+        curve = train_losses(log.read_text()) if log.exists() else []
+        if curve:
+            lines.append(f"stage {stage}: iterations {curve[0][0]}-{curve[-1][0]}, "
+                         f"loss {curve[0][1]:.4f} -> {curve[-1][1]:.4f}")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage1", type=Path, default=Path("solver/h36m.prototxt"),
@@ -66,14 +78,12 @@ def main(argv=None):
         if not path.exists():
             parser.error(f"{path} does not exist; write it with `make solver TRAIN_SIZE=N`")
     try:
-        losses = train_two_stages(args.stage1, args.stage2, args.log_dir)
+        train_two_stages(args.stage1, args.stage2, args.log_dir)
     except CaffeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for stage, curve in losses.items():
-        if curve:
-            print(f"stage {stage}: iterations {curve[0][0]}-{curve[-1][0]}, "
-                  f"loss {curve[0][1]:.4f} -> {curve[-1][1]:.4f}")
+    for line in stage_summaries(args.log_dir):
+        print(line)
     print(f"logs: {args.log_dir}/stage1.log, {args.log_dir}/stage2.log")
     return 0
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from caffe.proto import caffe_pb2
 from config import PAPER
 from data_prep.crops import EmptyMask, person_crop
+from data_prep.cli import add_build_options, reject_unknown
 from data_prep.h36m import ACTIONS, JOINTS_17, PARENTS_17, TEST_SUBJECTS, TRAIN_SUBJECTS
 from data_prep.reader import SequenceError, find_sequences, iter_frames, load_sequence
 
@@ -210,14 +211,9 @@ def parse_args(argv):
     parser.add_argument("--test-stride", type=int, default=1,
                         help="use every n-th test frame; 5 or 64 are common on the real "
                              "dataset (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count(),
-                        help="parallel processes (default: number of cores)")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_build_options(parser)
     args = parser.parse_args(argv)
-    unknown = [a for a in args.actions if a not in ACTIONS]
-    if unknown:
-        parser.error(f"unknown action(s) {', '.join(unknown)}; known: {', '.join(ACTIONS)}")
+    reject_unknown(parser, "action", args.actions, ACTIONS)
     if min(args.train_stride, args.test_stride, args.workers) < 1:
         parser.error("--train-stride, --test-stride and --workers must be at least 1")
     if not args.root.is_dir():

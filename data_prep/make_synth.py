@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data_prep.cli import add_build_options, reject_unknown
 from data_prep.h36m import ACTIONS, FPS, SUBJECTS, project, sequence_name, sequence_paths
 from data_prep.synth.motion import body_for_subject, generate_motion
 from data_prep.synth.render import (appearance_for_subject, make_background, random_light,
@@ -173,17 +174,10 @@ def parse_args(argv):
     parser.add_argument("--bvh", type=Path, metavar="DIR",
                         help="take the 3D motion from the .bvh files in DIR instead of the "
                              "procedural generator (files are used in turn, looped to --frames)")
-    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count(),
-                        help="parallel processes (default: number of cores)")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_build_options(parser)
     args = parser.parse_args(argv)
-    unknown = [a for a in args.actions if a not in ACTIONS]
-    if unknown:
-        parser.error(f"unknown action(s) {', '.join(unknown)}; known: {', '.join(ACTIONS)}")
-    unknown = [s for s in args.subjects if s not in SUBJECTS]
-    if unknown:
-        parser.error(f"unknown subject(s) {', '.join(unknown)}; known: {', '.join(SUBJECTS)}")
+    reject_unknown(parser, "action", args.actions, ACTIONS)
+    reject_unknown(parser, "subject", args.subjects, SUBJECTS)
     if args.frames < 1:
         parser.error(f"--frames must be at least 1, got {args.frames}")
     if not 0.05 <= args.scale <= 1.0:

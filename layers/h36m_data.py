@@ -43,6 +43,9 @@ Layer `H36MData` (python_param { module: "layers.h36m_data" layer: "H36MData" })
     "pca_std"     std of the PCA colour-shift coefficients (default 0.1 in TRAIN; always 0 in TEST)
     "workers"     prefetching threads (default 2)
     "prefetch"    batches prepared ahead (default 4)
+    "limit"       use only the first `limit` samples in key order (default 0: all); a test
+                  net with limit = test_iter x batch_size then sees the same frames in
+                  every test pass
   The phase (TRAIN / TEST of the net) picks the augmentation. No backward: tops are data.
 
 `images_per_second(dir, split, batch_size, ...)` measures BatchLoader's rate (make bench-data).
@@ -199,7 +202,8 @@ class _BatchMaker:
     Kept apart from BatchLoader so the worker threads do not keep the loader alive.
     """
 
-    def __init__(self, directory, split, batch_size, input_size, train, shuffle, seed, pca_std):
+    def __init__(self, directory, split, batch_size, input_size, train, shuffle, seed, pca_std,
+                 limit=0):
         manifest = load_manifest(directory, split)
         self.crop_size = int(manifest["crop_size"])
         if not 0 < input_size <= self.crop_size:
@@ -214,6 +218,8 @@ class _BatchMaker:
         self.batch_size, self.input_size = int(batch_size), int(input_size)
         self.train, self.shuffle, self.seed = bool(train), bool(shuffle), int(seed)
         self.pca_std = float(pca_std) if train else 0.0
+        if limit < 0:
+            raise ValueError(f"H36M data: limit must be >= 0 (0: all samples), got {limit}")
         self.images = self._open(os.path.join(directory, f"{split}_images"))
         try:
             self.poses = self._open(os.path.join(directory, f"{split}_poses"))
@@ -222,6 +228,8 @@ class _BatchMaker:
             raise
         self._orders = {}
         self._orders_lock = threading.Lock()
+        if limit:
+            self.count = min(self.count, int(limit))   # the stream wraps after these samples
 
     def _open(self, path):
         env = _open_shared_env(path)
@@ -339,12 +347,12 @@ class BatchLoader:
     """
 
     def __init__(self, directory, split, batch_size, input_size=225, train=True, shuffle=None,
-                 seed=0, pca_std=0.1, workers=2, prefetch=4):
+                 seed=0, pca_std=0.1, workers=2, prefetch=4, limit=0):
         if workers < 1 or prefetch < 1:
             raise ValueError(f"BatchLoader: workers and prefetch must be >= 1, "
                              f"got {workers} and {prefetch}")
         self.maker = _BatchMaker(directory, split, batch_size, input_size, train,
-                                 train if shuffle is None else shuffle, seed, pca_std)
+                                 train if shuffle is None else shuffle, seed, pca_std, limit)
         self.workers = int(workers)
         depth = max(1, -(-int(prefetch) // self.workers))  # ceil: about `prefetch` in all
         self._queues = [queue.Queue(maxsize=depth) for _ in range(self.workers)]
@@ -427,7 +435,7 @@ def images_per_second(directory, split, batch_size, seconds=None, batches=None, 
 
 
 LAYER_KEYS = {"dir", "split", "batch_size", "input_size", "shuffle", "seed", "pca_std",
-              "workers", "prefetch"}
+              "workers", "prefetch", "limit"}
 REQUIRED_KEYS = {"dir", "split", "batch_size"}
 
 
@@ -451,7 +459,8 @@ def layer_params(param_str, train):
                 input_size=int(params.get("input_size", 225)), train=train,
                 shuffle=bool(params.get("shuffle", train)), seed=int(params.get("seed", 0)),
                 pca_std=float(params.get("pca_std", 0.1)) if train else 0.0,
-                workers=int(params.get("workers", 2)), prefetch=int(params.get("prefetch", 4)))
+                workers=int(params.get("workers", 2)), prefetch=int(params.get("prefetch", 4)),
+                limit=int(params.get("limit", 0)))
 
 
 class H36MData(caffe.Layer):

@@ -91,6 +91,9 @@ def data_layers(spec, cfg, phase, data):
     if data != "dummy":
         params = {"dir": str(data), "split": "train" if phase == "train" else "test",
                   "batch_size": batch, "input_size": size}
+        if phase == "test" and cfg.test_images:
+            # whole batches of the first test images, the same ones in every test pass
+            params["limit"] = -(-cfg.test_images // batch) * batch
         spec.data, spec.joints_2D, spec.joints_3D = L.Python(
             ntop=3, python_param=dict(module="layers.h36m_data", layer="H36MData",
                                       param_str=json.dumps(params)))
@@ -176,15 +179,16 @@ def net_text(cfg, variant, phase, lambda_2d=None, data="dummy"):
     return HEADER.format(variant=variant, phase=phase) + str(proto)
 
 
-def generated_files(cfg=PAPER):
-    """{relative path: text} of every committed prototxt: per variant train (lambda_2D for
-    the first epochs), train_late (lambda_2D after the switch), test and deploy."""
+def generated_files(cfg=PAPER, data="dummy", variants=VARIANTS):
+    """{relative path: text} of the prototxt of each variant: train (lambda_2D for the first
+    epochs), train_late (lambda_2D after the switch), test and deploy. With the default
+    data="dummy" these are the committed files; data=<LMDB folder> gives nets that read it."""
     files = {}
-    for variant in VARIANTS:
-        files[f"{variant}/train.prototxt"] = net_text(cfg, variant, "train")
+    for variant in variants:
+        files[f"{variant}/train.prototxt"] = net_text(cfg, variant, "train", data=data)
         files[f"{variant}/train_late.prototxt"] = net_text(cfg, variant, "train",
-                                                           lambda_2d=cfg.lambda_2d_late)
-        files[f"{variant}/test.prototxt"] = net_text(cfg, variant, "test")
+                                                           lambda_2d=cfg.lambda_2d_late, data=data)
+        files[f"{variant}/test.prototxt"] = net_text(cfg, variant, "test", data=data)
         files[f"{variant}/deploy.prototxt"] = net_text(cfg, variant, "deploy")
     return files
 

@@ -13,17 +13,24 @@ weight inside one run, so the schedule is two runs over nets with the same layer
 
 Iterations are whole batches: an epoch is ceil(train_size / batch) iterations.
 
+    python solver/pose_solver.py --lmdb data/lmdb/synth-h36m [--variant full] [--out solver/]
     python solver/pose_solver.py --train-size N [--variant full] [--out solver/]
+
+With --lmdb (what `make solver` does) the sizes come from the LMDBs' manifest, and the
+variant's nets, reading those LMDBs, are written beside the solvers into <out>/nets/, so that
+`caffe train -solver solver/h36m.prototxt` trains on them. With --train-size the solvers name
+the committed nets of prototxt/, which read random data (for timing and smoke runs).
 """
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
 
 from caffe.proto import caffe_pb2
 
-from config import load_config
-from prototxt.pose_net import VARIANTS
+from config import SCHEDULES, apply_overrides, load_config
+from prototxt.pose_net import VARIANTS, generated_files, write_files
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -37,10 +44,16 @@ def iterations_per_epoch(cfg, train_size):
     return math.ceil(train_size / cfg.batch_size)
 
 
+def epochs_to_iterations(epochs, per_epoch, at_least=0):
+    """Iterations of a (possibly fractional) number of epochs, rounded, at least at_least."""
+    return max(at_least, int(round(epochs * per_epoch)))
+
+
 def stage_iterations(cfg, train_size):
     """(last iteration of stage 1, last iteration of stage 2)."""
     per_epoch = iterations_per_epoch(cfg, train_size)
-    return cfg.lambda_2d_switch_epoch * per_epoch, cfg.epochs * per_epoch
+    return (epochs_to_iterations(cfg.lambda_2d_switch_epoch, per_epoch),
+            epochs_to_iterations(cfg.epochs, per_epoch, at_least=1))
 
 
 def make_solver(cfg, train_net, snapshot_prefix, train_size, stage=1, test_net=None,
@@ -55,11 +68,11 @@ def make_solver(cfg, train_net, snapshot_prefix, train_size, stage=1, test_net=N
     solver.base_lr = cfg.base_lr
     solver.lr_policy = "step"
     solver.gamma = cfg.lr_gamma
-    solver.stepsize = cfg.lr_step_epochs * per_epoch
+    solver.stepsize = epochs_to_iterations(cfg.lr_step_epochs, per_epoch, at_least=1)
     solver.momentum = cfg.momentum
     solver.weight_decay = cfg.weight_decay
     solver.max_iter = stage_iterations(cfg, train_size)[stage - 1]
-    solver.snapshot = cfg.snapshot_epochs * per_epoch
+    solver.snapshot = epochs_to_iterations(cfg.snapshot_epochs, per_epoch, at_least=1)
     solver.snapshot_prefix = str(snapshot_prefix)
     solver.snapshot_after_train = True
     solver.display = cfg.display_iters
@@ -69,8 +82,9 @@ def make_solver(cfg, train_net, snapshot_prefix, train_size, stage=1, test_net=N
         if not test_size:
             raise ValueError("a test net needs test_size")
         solver.test_net.append(str(test_net))
-        solver.test_iter.append(math.ceil(test_size / cfg.batch_size))
-        solver.test_interval = per_epoch
+        tested = min(test_size, cfg.test_images) if cfg.test_images else test_size
+        solver.test_iter.append(math.ceil(tested / cfg.batch_size))
+        solver.test_interval = epochs_to_iterations(cfg.test_epochs, per_epoch, at_least=1)
         solver.test_initialization = False
     return solver
 
@@ -98,8 +112,13 @@ def write_solvers(cfg, variant, train_size, out_dir, net_dir, snapshot_prefix, t
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Write the two-stage solver of section 4 for "
                                      "a training set of a given size.")
-    parser.add_argument("--train-size", type=int, required=True,
-                        help="number of training images (sets the iterations per epoch)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--lmdb", type=Path,
+                        help="folder of `make lmdb`: sizes from its manifest, and nets that "
+                             "read it written into <out>/nets/")
+    source.add_argument("--train-size", type=int,
+                        help="number of training images (sets the iterations per epoch); "
+                             "the solvers name the committed random-data nets")
     parser.add_argument("--test-size", type=int, default=None,
                         help="number of test images; adds the test net, tested every epoch")
     parser.add_argument("--variant", default="full", help="Table 2 variant (default: full)")
@@ -109,21 +128,39 @@ def main(argv=None):
                              "(default: prototxt, relative to where caffe runs)")
     parser.add_argument("--snapshot-prefix", default="runs/h36m/snapshots/h36m",
                         help="snapshot path prefix (default: %(default)s)")
+    parser.add_argument("--schedule", default="paper", choices=list(SCHEDULES),
+                        help="paper (section 4) or demo (short, two CPU cores); "
+                             "default: %(default)s")
     parser.add_argument("--config", type=Path, help="JSON file of config overrides")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. batch_size=32")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.set)
-        if args.train_size < 1:
-            raise ValueError(f"--train-size must be positive, got {args.train_size}")
-        paths = write_solvers(cfg, args.variant, args.train_size, args.out, args.net_dir,
-                              args.snapshot_prefix, args.test_size)
+        cfg = apply_overrides(load_config(args.config).replace(**SCHEDULES[args.schedule]),
+                              args.set)
+        train_size, test_size, net_dir = args.train_size, args.test_size, args.net_dir
+        if args.lmdb is not None:
+            manifest_path = args.lmdb / "manifest.json"
+            if not manifest_path.exists():
+                raise ValueError(f"{manifest_path} is missing: build the LMDBs with `make lmdb`")
+            splits = json.loads(manifest_path.read_text())["splits"]
+            train_size, test_size = splits["train"]["count"], splits["test"]["count"]
+            if args.variant not in VARIANTS:
+                raise ValueError(f"unknown variant {args.variant!r}; known: {', '.join(VARIANTS)}")
+            net_dir = args.out / "nets"
+            write_files(generated_files(cfg, data=str(args.lmdb.resolve()),
+                                        variants=[args.variant]), net_dir)
+        if train_size < 1:
+            raise ValueError(f"--train-size must be positive, got {train_size}")
+        paths = write_solvers(cfg, args.variant, train_size, args.out, net_dir,
+                              args.snapshot_prefix, test_size)
     except ValueError as err:
         parser.error(str(err))
-    first, last = stage_iterations(cfg, args.train_size)
+    Path(args.snapshot_prefix).parent.mkdir(parents=True, exist_ok=True)  # caffe does not
+    first, last = stage_iterations(cfg, train_size)
     print(f"wrote {paths[0]} (iterations 0-{first}) and {paths[1]} (to {last}); "
-          f"{iterations_per_epoch(cfg, args.train_size)} iterations per epoch")
+          f"{iterations_per_epoch(cfg, train_size)} iterations per epoch"
+          + (f"; nets reading {args.lmdb} in {net_dir}" if args.lmdb is not None else ""))
     return 0
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from config import PAPER, load_config
+from config import PAPER, SCHEDULES, load_config
 from data_prep.h36m import PARENTS_17
 
 
@@ -39,6 +39,8 @@ def test_overrides_from_file_then_command_line(tmp_path):
     (["dropout_ratio=1.5"], "dropout_ratio must be in"),
     (["root_joints=0,0"], "root_joints must be distinct"),
     (["lambda_2d_switch_epoch=40"], "within the epochs"),
+    (["test_epochs=0"], "must be positive"),
+    (["test_images=-1"], "test_images must be >= 0"),
 ])
 def test_bad_overrides_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -50,3 +52,14 @@ def test_unreadable_config_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read .*bad.json"):
         load_config(bad)
+
+
+def test_epoch_fields_take_fractions_and_schedules_only_shrink_the_training():
+    assert load_config(None, ["epochs=1.5", "lambda_2d_switch_epoch=0.5"]).epochs == 1.5
+    demo = PAPER.replace(**SCHEDULES["demo"])
+    assert demo.epochs < PAPER.epochs and demo.batch_size < PAPER.batch_size
+    # the network and the losses are the paper's
+    for field in ("conv_channels", "conv_kernels", "root_joints", "dropout_ratio", "lambda_2d",
+                  "lambda_2d_late", "lambda_3d", "grid_size", "input_size", "base_lr"):
+        assert getattr(demo, field) == getattr(PAPER, field), field
+    assert SCHEDULES["paper"] == {}

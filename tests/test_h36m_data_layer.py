@@ -266,6 +266,25 @@ def test_layer_test_batches_equal_the_loader(dataset):
             np.testing.assert_array_equal(net.blobs["top2"].data, batch.joints_3d)
 
 
+def test_limit_wraps_the_stream_after_the_first_samples(dataset):
+    directory, _ = dataset
+    net = layer_net("layers.h36m_data", "H36MData", [],
+                    layer_param_str(directory, "test", limit=8), n_tops=3, phase=caffe.TEST)
+    with BatchLoader(directory, "test", batch_size=4, train=False) as loader:
+        first_two = [loader.next_batch() for _ in range(2)]   # samples 0-7
+    for _ in range(2):   # two test passes of two batches: the same eight frames each time
+        for batch in first_two:
+            net.forward()
+            np.testing.assert_array_equal(net.blobs["top0"].data, batch.images)
+            np.testing.assert_array_equal(net.blobs["top2"].data, batch.joints_3d)
+    with BatchLoader(directory, "train", batch_size=3, limit=6, seed=4) as loader:
+        stream = np.concatenate([loader.next_batch().indices for _ in range(4)])
+    np.testing.assert_array_equal(np.sort(stream[:6]), np.arange(6))   # epochs of 6 samples
+    np.testing.assert_array_equal(np.sort(stream[6:]), np.arange(6))
+    with pytest.raises(ValueError, match="limit must be >= 0"):
+        BatchLoader(directory, "test", batch_size=2, limit=-1)
+
+
 def test_layer_params_defaults_follow_the_phase():
     train = layer_params('{"dir": "d", "split": "train", "batch_size": 2}', train=True)
     test = layer_params('{"dir": "d", "split": "test", "batch_size": 2, "pca_std": 0.3}',

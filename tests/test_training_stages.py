@@ -26,6 +26,24 @@ def test_solver_follows_section_4():
         make_solver(PAPER, "t", "s", 0)
 
 
+def test_fractional_epochs_and_the_test_pass():
+    # 1000 images, batch 32: 32 iterations per epoch (the last one partial)
+    cfg = PAPER.replace(batch_size=32, epochs=1.5, lambda_2d_switch_epoch=0.75,
+                        lr_step_epochs=0.5, snapshot_epochs=0.25, test_epochs=0.5,
+                        test_images=100)
+    assert stage_iterations(cfg, 1000) == (24, 48)
+    solver = make_solver(cfg, "t", "s", 1000, stage=2, test_net="test", test_size=500)
+    assert (solver.stepsize, solver.snapshot, solver.test_interval) == (16, 8, 16)
+    assert list(solver.test_iter) == [4]                # ceil(100 / 32) batches of the first 100
+    everything = make_solver(cfg.replace(test_images=0), "t", "s", 1000, test_net="t",
+                             test_size=500)
+    assert list(everything.test_iter) == [16]           # 0: the whole test split, ceil(500 / 32)
+    assert list(make_solver(cfg.replace(test_images=900), "t", "s", 1000, test_net="t",
+                            test_size=500).test_iter) == [16]   # never more than the split
+    # the paper's test losses come every 4 epochs (section 5)
+    assert make_solver(PAPER, "t", "s", 1000, test_net="t", test_size=10).test_interval == 32
+
+
 def test_tiny_two_stage_run_and_deploy(tmp_path):
     """Random data, batch 2, the paper's full network: both stages run, the loss is finite,
     and the deploy net loads the final weights and returns a (17, 3) pose."""

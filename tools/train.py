@@ -10,9 +10,9 @@ stage 2 from stage 1's .solverstate with 0.01, to the end), logs/stage1.log, log
 and snapshots/. Rerunning the same command resumes an interrupted run from its last snapshot
 and does nothing for a finished one.
 
-Schedules: `paper` (section 4: batch 128, 28 epochs, lr halved every 4, switch at 16) and
-`demo` (ASSUMPTION, for two CPU cores: the same network and losses, batch 32, 3 epochs,
-lr halved every epoch, lambda_2D switch after epoch 2, faster-forgetting BatchNorm statistics).
+Schedules (config.SCHEDULES): `paper` (section 4: batch 128, 28 epochs, lr halved every 4,
+switch at 16) and `demo` (an assumption, for two CPU cores: the same network and losses with
+fewer epochs, a smaller batch and shorter learning-rate steps).
 """
 import argparse
 import json
@@ -20,20 +20,11 @@ import re
 import sys
 from pathlib import Path
 
-from config import apply_overrides, load_config
+from config import SCHEDULES, apply_overrides, load_config
 from prototxt.pose_net import VARIANTS, make_net
 from solver.pose_solver import make_solver
 from tools.caffe_cli import CaffeError, run_caffe
 from tools.train_stages import stage_summaries
-
-SCHEDULES = {
-    "paper": {},
-    # a short run: BatchNorm's running statistics must forget the first iterations quickly
-    # (with 0.999 a 400-iteration run tested far worse than it trained)
-    "demo": {"batch_size": 32, "epochs": 3, "lr_step_epochs": 1, "lambda_2d_switch_epoch": 2,
-             "snapshot_epochs": 1, "display_iters": 10, "batchnorm_moving_average": 0.95},
-}
-
 
 def read_manifest(lmdb_dir):
     path = Path(lmdb_dir) / "manifest.json"

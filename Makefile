@@ -12,21 +12,28 @@ SETUP_FLAGS ?=
 # Where the synthetic Human3.6M goes, and flags for data_prep/make_synth.py (e.g. --frames 48)
 SYNTH_ROOT ?= data/synth-h36m
 SYNTH_FLAGS ?=
-# Human3.6M root for `make lmdb` (default: the synthetic one), actions (default: all),
-# output folder, and extra flags for data_prep/make_lmdb.py (e.g. --force, --test-stride 5)
+# Human3.6M root for `make lmdb` (default: the synthetic one), actions (default: all; one or
+# several, e.g. ACTIONS=Walking or ACTIONS="Eating Walking": one model per action as in the
+# paper, or one over several), output folder (named after the actions), and extra flags for
+# data_prep/make_lmdb.py (e.g. --force, --test-stride 5)
 H36M_ROOT ?= $(SYNTH_ROOT)
 ACTIONS ?=
-LMDB_DIR ?= data/lmdb/$(notdir $(H36M_ROOT))
+empty :=
+space := $(empty) $(empty)
+ACTIONS_TAG := $(if $(strip $(ACTIONS)),-$(subst $(space),-,$(strip $(ACTIONS))))
+LMDB_DIR ?= data/lmdb/$(notdir $(H36M_ROOT))$(ACTIONS_TAG)
 LMDB_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) and training-set size for `make solver`
 VARIANT ?= full
 TRAIN_SIZE ?=
 # `make train`: schedule (paper or demo) and run folder; `make evaluate` reads the same run
 SCHEDULE ?= paper
-RUN ?= runs/$(VARIANT)-$(SCHEDULE)
+RUN ?= runs/$(VARIANT)-$(SCHEDULE)$(ACTIONS_TAG)
+# `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
+TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo smoke train evaluate synth synth-sheet lmdb bench-data prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation synth synth-sheet lmdb bench-data prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -44,7 +51,8 @@ test-caffe:  ## Caffe's own Python test suite (python/caffe/test of the build)
 test-project:  ## the project's pytest suite
 	$(VPY) -m pytest tests
 
-demo: smoke  ## the main job; for now the smoke run (the full pipeline replaces it)
+demo: lmdb  ## the main job: synthetic dataset, LMDBs, demo training, evaluation, figures (runs/demo)
+	$(VPY) tools/demo.py --lmdb $(LMDB_DIR) --run runs/demo
 
 smoke: setup  ## smoke run of the toolchain: a tiny generated net trained with `caffe train`
 	$(VPY) tools/smoke_train.py --out runs/smoke --force
@@ -73,12 +81,21 @@ train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an int
 evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
 	$(VPY) tools/evaluate.py --run $(RUN)
 
+report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
+	$(VPY) tools/report.py --run $(RUN)
+
+ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default: Table 2's six)
+	$(MAKE) --no-print-directory lmdb ACTIONS="$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))"
+	$(VPY) tools/ablation.py --schedule $(SCHEDULE) \
+	  --lmdb data/lmdb/$(notdir $(H36M_ROOT))-$(subst $(space),-,$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))) \
+	  --out runs/ablation-$(SCHEDULE)
+
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py
 
-solver: setup  ## write solver/h36m.prototxt and h36m_stage2.prototxt for TRAIN_SIZE images
-	@test -n "$(TRAIN_SIZE)" || { echo "usage: make solver TRAIN_SIZE=<training images> [VARIANT=full]"; exit 2; }
-	$(VPY) solver/pose_solver.py --train-size $(TRAIN_SIZE) --variant $(VARIANT)
+solver: setup  ## solver/h36m.prototxt + h36m_stage2.prototxt (and solver/nets/) for LMDB_DIR, or TRAIN_SIZE images of random data
+	$(VPY) solver/pose_solver.py $(if $(TRAIN_SIZE),--train-size $(TRAIN_SIZE),--lmdb $(LMDB_DIR)) \
+	  --variant $(VARIANT) --schedule $(SCHEDULE)
 
 train-stages: setup  ## caffe train stage 1 (lambda_2D 0.1), then stage 2 (0.01) from its .solverstate
 	$(VPY) tools/train_stages.py --stage1 solver/h36m.prototxt --stage2 solver/h36m_stage2.prototxt \

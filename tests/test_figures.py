@@ -141,12 +141,18 @@ def test_action_bars(tmp_path):
     ours = {"Directions": 80.0, "Eating": 95.5, "Average": 88.0}
     baseline = {"Directions": 150.0, "Eating": 160.0, "Average": 155.0}
     paper = {"Directions": 100.3, "Eating": 93.2, "Average": 117.3}
-    figure = action_bars_figure(ours, baseline, paper)
+    figure = action_bars_figure([("ours", ours), ("mean pose", baseline),
+                                 ("paper, real Human3.6M", paper)])
     ax = figure.axes[0]
     assert ax.get_ylabel() == "MPJPE (mm)"
     assert [label.get_text() for label in ax.get_xticklabels()] == list(ours)
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert len(legend) == 3 and "real Human3.6M" in legend[2]
+    # one bar per action and series, at the series' values; a missing action has no height
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == [80.0, 95.5, 88.0, 150.0, 160.0, 155.0, 100.3, 93.2, 117.3]
+    partial = action_bars_figure([("a", {"Walking": 1.0, "Eating": 2.0}), ("b", {"Eating": 3.0})])
+    assert np.isnan(partial.axes[0].patches[2].get_height())
     path = plot_action_bars(ours, tmp_path / "bars" / "per_action.png", baseline, paper)
     assert_png(path)
     assert_png(plot_action_bars({"Walking": 70.0}, tmp_path / "one.png"))

@@ -5,30 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_h36m_data_layer import write_dataset
+from tests.tiny_runs import TINY, write_tiny_lmdb
 from tools.caffe_cli import train_losses
 from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results
 from tools.train import main as train_main
 
-TINY = ["batch_size=2", "conv_channels=8,8,8,8,8", "fc_2d_width=16", "fc_3d_width=16",
-        "fc_probs_2d_width=8", "epochs=2", "lambda_2d_switch_epoch=1", "lr_step_epochs=1",
-        "snapshot_epochs=1", "display_iters=1", "base_lr=0.001"]
-
 
 @pytest.fixture(scope="module")
 def lmdb_dir(tmp_path_factory):
-    folder = write_dataset(tmp_path_factory.mktemp("tiny") / "lmdb")
-    # the evaluation reads per-key actions and the training bone lengths from the builder
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["bone_lengths_mm"] = {"RHip": 130.0, "LHip": 130.0, "Spine": 240.0,
-                                   "Thorax": 250.0, "LShoulder": 150.0, "RShoulder": 150.0}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    for split in ("train", "test"):
-        rows = ["key,subject,action,stem,camera,frame"]
-        rows += [f"{i:08d},S9,{'Walking' if i % 2 else 'Eating'},x,54138969,{i}"
-                 for i in range(manifest["splits"][split]["count"])]
-        (folder / f"{split}_index.csv").write_text("\n".join(rows) + "\n")
-    return folder
+    return write_tiny_lmdb(tmp_path_factory.mktemp("tiny") / "lmdb")
 
 
 def run_train(run, lmdb_dir, variant="full"):
@@ -67,13 +52,17 @@ def test_two_stages_and_resume_after_an_interruption(lmdb_dir, tmp_path):
 def test_evaluation_writes_results_and_refuses_mismatched_weights(lmdb_dir, tmp_path):
     run = tmp_path / "run"
     assert run_train(run, lmdb_dir) == 0
-    results = evaluate(run, latest_weights(run), lmdb_dir, batch_size=4)
+    results, poses = evaluate(run, latest_weights(run), lmdb_dir, batch_size=4)
     assert results["frames"] == 10
     assert set(results["mpjpe"]["per_action"]) == {"Eating", "Walking"}
     assert np.isfinite(results["mpjpe"]["frame_weighted"])
     assert results["p_mpjpe"]["frame_weighted"] <= results["mpjpe"]["frame_weighted"] + 1e-6
-    write_results(results, tmp_path / "out")
+    write_results(results, tmp_path / "out", poses)
     assert (tmp_path / "out" / "results.csv").read_text().startswith("action,frames,mpjpe_mm")
+    with np.load(tmp_path / "out" / "predictions.npz") as stored:   # read back, key order
+        assert stored["predictions_mm"].shape == stored["truth_mm"].shape == (10, 17, 3)
+        assert list(stored["actions"]) == ["Eating", "Walking"] * 5
+        np.testing.assert_allclose(stored["predictions_mm"], poses["predictions_mm"])
 
     other = tmp_path / "baseline-run"
     assert run_train(other, lmdb_dir, variant="baseline") == 0
@@ -98,3 +87,22 @@ def test_predict_prints_and_draws_a_pose(lmdb_dir, tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "pose.png")).shape[0] > 100
     with pytest.raises(SystemExit):
         predict_main([str(tmp_path / "missing.png"), "--run", str(run)])
+
+
+def test_solver_for_an_lmdb_trains_with_caffe_train(lmdb_dir, tmp_path):
+    """The researcher's path: `make solver` (pose_solver --lmdb), then `caffe train -solver`."""
+    from solver.pose_solver import main as solver_main
+    from tools.caffe_cli import run_caffe
+    out = tmp_path / "solver"
+    prefix = tmp_path / "snaps" / "h36m"
+    assert solver_main(["--lmdb", str(lmdb_dir), "--out", str(out), "--snapshot-prefix",
+                        str(prefix), "--set", *TINY]) == 0
+    train_net = (out / "nets" / "full" / "train.prototxt").read_text()
+    assert str(lmdb_dir.resolve()) in train_net and "H36MData" in train_net
+    assert "test_iter: 5" in (out / "h36m.prototxt").read_text()   # 10 test images, batch 2
+    run_caffe(["train", f"-solver={out / 'h36m.prototxt'}"], tmp_path / "stage1.log")
+    log = (tmp_path / "stage1.log").read_text()
+    assert [it for it, _ in train_losses(log)] == [0, 1, 2, 3, 4, 5]
+    assert (tmp_path / "snaps" / "h36m_iter_5.caffemodel").exists()
+    with pytest.raises(SystemExit):
+        solver_main(["--lmdb", str(tmp_path / "nowhere"), "--out", str(out)])

@@ -10,8 +10,9 @@ the training set's mean lengths (section 4). Reported: MPJPE after root alignmen
 (protocol 2), per action and on average (frame-weighted and action-wise), over the 16
 non-root joints; beside them the mean-pose baseline (the training set's mean pose predicted
 for every frame), the floor any learning must beat, and the paper's Table 1 numbers, which
-are its results on real Human3.6M, not ours. Writes results.json and results.csv into the
-run folder (or --out).
+are its results on real Human3.6M, not ours. Writes results.json, results.csv and
+predictions.npz (predicted and true poses in mm, actions, in LMDB key order) into the run
+folder (or --out).
 """
 import argparse
 import csv
@@ -102,7 +103,7 @@ def evaluate(run, weights, lmdb_dir, split="test", batch_size=16, limit=None):
     predictions, truth = predict(deploy, weights, lmdb_dir, split, batch_size, limit)
     actions = np.array(test_actions(lmdb_dir, split)[:len(truth)])
     baseline = np.broadcast_to(training_mean_pose(lmdb_dir), truth.shape)
-    return {
+    results = {
         "weights": str(weights), "lmdb": str(lmdb_dir), "split": split, "frames": len(truth),
         "protocol": "root-aligned MPJPE over the 16 non-root joints (mm); P-MPJPE with a "
                     "similarity Procrustes alignment without reflection",
@@ -111,11 +112,15 @@ def evaluate(run, weights, lmdb_dir, split="test", batch_size=16, limit=None):
         "mean_pose_mpjpe": summarize(mpjpe(baseline, truth), actions),
         "paper_table1_real_h36m": PAPER_TABLE1,
     }
+    return results, {"predictions_mm": predictions, "truth_mm": truth, "actions": actions}
 
 
-def write_results(results, out):
+def write_results(results, out, poses=None):
+    """results.json, results.csv and (given the poses of evaluate) predictions.npz in out."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if poses is not None:
+        np.savez_compressed(out / "predictions.npz", **poses)
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["action", "frames", "mpjpe_mm", "p_mpjpe_mm", "mean_pose_mpjpe_mm",
@@ -151,11 +156,12 @@ def main(argv=None):
             if (args.run / "config.json").exists() else {}
         lmdb_dir = args.lmdb or Path(config.get("lmdb", "data/lmdb/synth-h36m"))
         weights = args.weights or latest_weights(args.run)
-        results = evaluate(args.run, weights, lmdb_dir, args.split, args.batch, args.limit)
+        results, poses = evaluate(args.run, weights, lmdb_dir, args.split, args.batch,
+                                  args.limit)
     except EvaluationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    write_results(results, args.out or args.run)
+    write_results(results, args.out or args.run, poses)
     print(format_table1(results["mpjpe"], results["mean_pose_mpjpe"]))
     print(f"P-MPJPE frame-weighted {results['p_mpjpe']['frame_weighted']:.1f} mm, "
           f"action-wise {results['p_mpjpe']['action_wise']:.1f} mm")

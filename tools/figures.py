@@ -2,7 +2,8 @@
 
     parse_caffe_log(text)        train / test outputs per iteration of a `caffe train` log
     plot_loss_curves(runs, path) Fig. 4: training and test 3D loss per iteration, one curve pair per run
-    plot_action_bars(...)        MPJPE per action, optionally beside a baseline and the paper's numbers
+    action_bars_figure(series)   MPJPE per action of several series (models, baseline, paper)
+    plot_action_bars(...)        one model's MPJPE per action, beside a baseline and the paper's numbers
     draw_skeleton_3d(ax, pose)   one 17-joint 3D skeleton on matplotlib 3D axes
     plot_qualitative(...)        Fig. 5: input crop, ground truth and predicted skeletons per example
 
@@ -146,17 +147,12 @@ def plot_loss_curves(runs, path, outputs=None, title="3D pose loss"):
     return _save(loss_curve_figure(runs, outputs, title), path)
 
 
-def action_bars_figure(per_action, baseline=None, paper=None, label="this model",
-                       baseline_label="mean pose (baseline)",
-                       paper_label="Park et al. 2016 (paper, real Human3.6M)"):
-    """The per-action bar chart as an open matplotlib figure (see plot_action_bars)."""
-    actions = list(per_action)
-    series = [(label, per_action)]
-    if baseline is not None:
-        series.append((baseline_label, baseline))
-    if paper is not None:
-        series.append((paper_label, paper))
-    figure, ax = plt.subplots(figsize=(max(7, 0.7 * len(actions) + 2), 4.5))
+def action_bars_figure(series, title="MPJPE per action"):
+    """Grouped bars of MPJPE per action as an open matplotlib figure; series is a list of
+    (label, {action: mm}); the actions are those of the first series, in its order, and an
+    action missing from a later series has no bar there."""
+    actions = list(series[0][1])
+    figure, ax = plt.subplots(figsize=(max(7, 0.18 * len(actions) * len(series) + 2), 4.5))
     width = 0.8 / len(series)
     positions = np.arange(len(actions))
     for index, (name, values) in enumerate(series):
@@ -166,7 +162,7 @@ def action_bars_figure(per_action, baseline=None, paper=None, label="this model"
     ax.set_xticks(positions)
     ax.set_xticklabels(actions, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_ylabel("MPJPE (mm)")
-    ax.set_title("MPJPE per action")
+    ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     tallest = np.nanmax([value for _, values in series for value in values.values()] + [1.0])
     ax.set_ylim(0, tallest * (1.1 + 0.1 * len(series)))   # room for the legend above the bars
@@ -175,12 +171,18 @@ def action_bars_figure(per_action, baseline=None, paper=None, label="this model"
     return figure
 
 
-def plot_action_bars(per_action, path, baseline=None, paper=None, **labels):
-    """Grouped bars of MPJPE (mm) per action, in the order of per_action ({action: mm}), beside
-    the optional baseline (mean pose) and paper ({action: mm}, the paper's numbers on real
-    Human3.6M) values; an action missing from one of them has no bar there. labels may rename
-    the series (label, baseline_label, paper_label)."""
-    return _save(action_bars_figure(per_action, baseline, paper, **labels), path)
+def plot_action_bars(per_action, path, baseline=None, paper=None, label="this model",
+                     baseline_label="mean pose (baseline)",
+                     paper_label="Park et al. 2016 (paper, real Human3.6M)"):
+    """Bars of one model's MPJPE (mm) per action, in the order of per_action ({action: mm}),
+    beside the optional baseline (mean pose) and paper ({action: mm}, the paper's numbers on
+    real Human3.6M) values; an action missing from one of them has no bar there."""
+    series = [(label, per_action)]
+    if baseline is not None:
+        series.append((baseline_label, baseline))
+    if paper is not None:
+        series.append((paper_label, paper))
+    return _save(action_bars_figure(series), path)
 
 
 def bone_colour(joint):

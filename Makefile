@@ -33,7 +33,7 @@ RUN ?= runs/$(VARIANT)-$(SCHEDULE)$(ACTIONS_TAG)
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation synth synth-sheet lmdb bench-data prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench synth synth-sheet lmdb bench-data prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -71,6 +71,9 @@ lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the sy
 	  echo "$(LMDB_DIR) exists (make lmdb LMDB_FLAGS=--force rebuilds it)"; \
 	else $(VPY) -m data_prep.make_lmdb --root $(H36M_ROOT) --out $(LMDB_DIR) \
 	  $(if $(ACTIONS),--actions $(ACTIONS)) $(LMDB_FLAGS); fi
+
+bench: bench-data  ## speed: Caffe's step vs PyTorch and the BLAS limit, before/after (runs/bench/speed.json)
+	$(VPY) tools/bench.py
 
 bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training (runs/bench/data.json)
 	$(VPY) tools/bench_data.py --root $(H36M_ROOT) --lmdb $(LMDB_DIR)

@@ -159,9 +159,15 @@ def tool_version(cmd):
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
 
 
+def is_speed_patch(patch):
+    return patch.read_text().splitlines()[0].removeprefix("# reason:").strip().startswith("speed")
+
+
 def patch_series(source):
-    """setup/patches/<source>/*.patch in the order they apply (by their NN- prefix)."""
-    return sorted((SETUP_DIR / "patches" / source.name).glob("*.patch"))
+    """setup/patches/<source>/*.patch in the order they apply (by their NN- prefix); without
+    the speed patches for a source whose `speed` is False."""
+    patches = sorted((SETUP_DIR / "patches" / source.name).glob("*.patch"))
+    return [p for p in patches if getattr(source, "speed", True) or not is_speed_patch(p)]
 
 
 def build_identity(source, ctx):
@@ -247,12 +253,14 @@ def verify_build(installed, ctx, logs):
         what="caffe --version of the freshly built tool")
 
 
-def ensure_caffe(choice, ctx, cache, logs, rebuild, debian_mirror=None):
+def ensure_caffe(choice, ctx, cache, logs, rebuild, debian_mirror=None, speed=True):
     """Return the cache entry of a complete build of the chosen source, building on a miss."""
     order = ["debian", "pypi"] if choice == "auto" else [choice]
     with cache_lock(cache):
         for position, name in enumerate(order):
             source = SOURCES[name](debian_mirror) if name == "debian" else SOURCES[name]()
+            if not speed:
+                source.speed = False
             identity = build_identity(source, ctx)
             entry = cache / entry_name(source, identity)
             if is_complete(entry) and not rebuild:
@@ -330,6 +338,10 @@ def parse_args(argv):
                         help="do not call apt-get; fail with the list of missing packages instead")
     parser.add_argument("--rebuild", action="store_true",
                         help="rebuild Caffe even if the cache holds this configuration")
+    parser.add_argument("--without-speedups", action="store_true",
+                        help="build (or find) Caffe without the speed patches and flags, print "
+                             "its folder as the last line and leave the venv as it is (the "
+                             "'before' build of `make bench`)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -351,7 +363,10 @@ def main(argv=None):
                            python_library=info["library"], python_include=info["include"],
                            numpy_include=numpy_include, numpy_version=numpy_version, jobs=args.jobs)
         entry = ensure_caffe(args.source, ctx, args.cache.resolve(), args.logs, args.rebuild,
-                             args.debian_mirror)
+                             args.debian_mirror, speed=not args.without_speedups)
+        if args.without_speedups:
+            print(entry)
+            return 0
         wire_venv(venv, info, entry, args.logs)
     except SetupError as err:
         print(f"\nmake setup: ERROR: {err}", file=sys.stderr)

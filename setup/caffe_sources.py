@@ -143,10 +143,17 @@ class DebianSource:
     def __init__(self, mirror=None):
         self.mirror_uri = mirror
 
+    # False: build without the speed changes (patches whose reason starts with "speed" and
+    # the flags below), for the "before" figures of `make bench`
+    speed = True
+
     def cmake_flags(self, ctx, prefix):
-        # -fno-trapping-math lets GCC vectorize the selects of patch 03 (it changes no values,
-        # only whether floating-point exception flags may be raised speculatively)
-        return common_cmake_flags(ctx, prefix) + ["-DCMAKE_CXX_FLAGS=-fno-trapping-math"]
+        flags = common_cmake_flags(ctx, prefix)
+        if self.speed:
+            # -fno-trapping-math lets GCC vectorize the selects of patch 03 (it changes no
+            # values, only whether floating-point exception flags may be raised speculatively)
+            flags.append("-DCMAKE_CXX_FLAGS=-fno-trapping-math")
+        return flags
 
     def mirror(self):
         """The Debian archive to fetch from: the one given, else the one this machine's apt

@@ -165,7 +165,8 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
             spec[f"target_3D_root{root}"] = target
             spec[f"loss_3D_root{root}"] = L.EuclideanLoss(head, target,
                                                           loss_weight=2 * cfg.lambda_3d)
-    if phase != "train":
+    if phase == "deploy":
+        # not in the test net: Caffe would print its every value as a test output
         spec.pose_3D = L.Python(*heads, python_param=dict(
             module="layers.pose_3d", layer="MultiRootAverage",
             param_str=json.dumps({"roots": roots, "num_joints": joints})))

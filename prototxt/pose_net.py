@@ -133,7 +133,7 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
     # 2D branch: grid classification (sec. 3.1, eq. 1-3)
     fc1_2d = fc_bn_relu_dropout(spec, "fc1_2D", trunk, cfg.fc_2d_width, cfg)
     spec.fc2_2D = L.InnerProduct(fc1_2d, num_output=joints * cells,
-                                 weight_filler=dict(type="gaussian", std=0.01))
+                                 weight_filler=dict(type="gaussian", std=cfg.init_std_2d_scores))
     spec.scores_2D = L.Reshape(spec.fc2_2D, shape=dict(dim=[0, joints, cells]))
     if with_loss:
         spec.loss_2D = L.Python(spec.scores_2D, spec.joints_2D, loss_weight=lambda_2d,
@@ -153,8 +153,9 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
         features_3d = spec["fc_2D-3D"]
     heads = []
     for root in roots:
-        spec[f"fc2_3D_root{root}"] = L.InnerProduct(features_3d, num_output=3 * (joints - 1),
-                                                    weight_filler=dict(type="gaussian", std=0.01))
+        spec[f"fc2_3D_root{root}"] = L.InnerProduct(
+            features_3d, num_output=3 * (joints - 1),
+            weight_filler=dict(type="gaussian", std=cfg.init_std_3d_heads))
         heads.append(spec[f"fc2_3D_root{root}"])
     if with_loss:
         targets = L.Python(spec.joints_3D, ntop=len(roots),

@@ -15,17 +15,20 @@ draws <out>/figures/: Fig. 4 and Fig. 5 for multi-reg (without 2D-cls) against f
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, apply_overrides, load_config
-from prototxt.pose_net import VARIANTS
-from tools.caffe_cli import CaffeError
-from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results
-from tools.figures import _save, action_bars_figure
-from tools.pose_metrics import PAPER_TABLE2
-from tools.report import ReportError, draw_report
-from tools.train import train
+os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe starts glog: no net dumps
+
+from config import SCHEDULES, apply_overrides, load_config  # noqa: E402
+from prototxt.pose_net import VARIANTS  # noqa: E402
+from tools.caffe_cli import CaffeError  # noqa: E402
+from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results  # noqa: E402
+from tools.figures import action_bars_figure, save_figure  # noqa: E402
+from tools.pose_metrics import PAPER_TABLE2  # noqa: E402
+from tools.report import ReportError, draw_report  # noqa: E402
+from tools.train import train  # noqa: E402
 
 # row labels of the paper's Table 2, by variant
 TABLE2_ROWS = {"baseline": "Baseline CNN", "multi-reg": "Multi-reg", "2d-cls": "2D-cls",
@@ -104,7 +107,8 @@ def main(argv=None):
     parser.add_argument("--schedule", default="demo", choices=list(SCHEDULES),
                         help="paper (section 4) or demo (short, two CPU cores); "
                              "default: %(default)s")
-    parser.add_argument("--out", type=Path, help="ablation folder (default: runs/ablation-<schedule>)")
+    parser.add_argument("--out", type=Path,
+                        help="ablation folder (default: runs/ablation-<schedule>)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="variants to train (default: all four)")
     parser.add_argument("--config", type=Path, help="JSON file of config overrides")
@@ -131,7 +135,7 @@ def main(argv=None):
                                 out / "figures")
         series = [(f"{v} ({TABLE2_ROWS[v]})", table[v]) for v in table]
         series.append(("mean pose (baseline)", baseline_row))
-        paths["table2"] = _save(action_bars_figure(series, title="Table 2: MPJPE per variant"),
+        paths["table2"] = save_figure(action_bars_figure(series, title="Table 2: MPJPE per variant"),
                                 out / "figures" / "table2.png")
     except (CaffeError, EvaluationError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)

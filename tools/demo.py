@@ -13,17 +13,20 @@
 Ends with the table, the ratio of the model's MPJPE to the mean-pose baseline and the paths.
 """
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from config import SCHEDULES, apply_overrides, load_config
-from prototxt.pose_net import VARIANTS
-from tools.caffe_cli import CaffeError
-from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results
-from tools.pose_metrics import format_table1
-from tools.report import ReportError, draw_report
-from tools.train import train
+os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe starts glog: no net dumps
+
+from config import SCHEDULES, apply_overrides, load_config  # noqa: E402
+from prototxt.pose_net import VARIANTS  # noqa: E402
+from tools.caffe_cli import CaffeError  # noqa: E402
+from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results  # noqa: E402
+from tools.pose_metrics import format_table1  # noqa: E402
+from tools.report import ReportError, draw_report  # noqa: E402
+from tools.train import train  # noqa: E402
 
 
 def main(argv=None):

@@ -130,7 +130,7 @@ def loss_curve_figure(runs, outputs=None, title="3D pose loss"):
     return figure
 
 
-def _save(figure, path):
+def save_figure(figure, path):
     """Save a figure as a PNG (creating the folders), close it and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def plot_loss_curves(runs, path, outputs=None, title="3D pose loss"):
     markers) curves of the summed 3D loss against the iteration; the 3D loss is the sum of the
     outputs named in outputs, by default of those starting with "loss_3D" (the total "loss" for
     a log without any). The y axis is logarithmic when the values span more than a decade."""
-    return _save(loss_curve_figure(runs, outputs, title), path)
+    return save_figure(loss_curve_figure(runs, outputs, title), path)
 
 
 def action_bars_figure(series, title="MPJPE per action"):
@@ -182,7 +182,7 @@ def plot_action_bars(per_action, path, baseline=None, paper=None, label="this mo
         series.append((baseline_label, baseline))
     if paper is not None:
         series.append((paper_label, paper))
-    return _save(action_bars_figure(series), path)
+    return save_figure(action_bars_figure(series), path)
 
 
 def bone_colour(joint):
@@ -248,4 +248,4 @@ def plot_qualitative(crops, ground_truth, predictions, path,
     """Fig. 5: one row per example with the input crop (BGR uint8, shown as RGB), the
     ground-truth skeleton and one skeleton per prediction set (each (K, 17, 3), titled with its
     label and its mean joint error in the poses' unit)."""
-    return _save(qualitative_figure(crops, ground_truth, predictions, labels), path)
+    return save_figure(qualitative_figure(crops, ground_truth, predictions, labels), path)

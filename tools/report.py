@@ -23,8 +23,8 @@ import numpy as np
 
 from config import PAPER
 from layers.h36m_data import crop_offsets, decode_image, lmdb_key
-from tools.figures import (action_bars_figure, _save, parse_caffe_log, plot_loss_curves,
-                           plot_qualitative)
+from tools.figures import (action_bars_figure, parse_caffe_log, plot_loss_curves,
+                           plot_qualitative, save_figure)
 from tools.pose_metrics import PAPER_TABLE1, root_align
 
 
@@ -109,7 +109,7 @@ def draw_report(runs, out, examples=6):
     series.append(("Park et al. 2016 (paper, real Human3.6M)",
                    {a: PAPER_TABLE1[a] for a in first_results["mpjpe"]["per_action"]
                     if a in PAPER_TABLE1}))
-    paths["bars"] = _save(action_bars_figure(series, title="MPJPE per action (root-aligned)"),
+    paths["bars"] = save_figure(action_bars_figure(series, title="MPJPE per action (root-aligned)"),
                           out / "mpjpe_per_action.png")
     return paths
 

@@ -155,7 +155,8 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
     for root in roots:
         spec[f"fc2_3D_root{root}"] = L.InnerProduct(
             features_3d, num_output=3 * (joints - 1),
-            weight_filler=dict(type="gaussian", std=cfg.init_std_3d_heads))
+            weight_filler=dict(type="gaussian", std=cfg.init_std_3d_heads),
+            param=[dict(lr_mult=cfg.lr_mult_3d_heads), dict(lr_mult=cfg.lr_mult_3d_heads)])
         heads.append(spec[f"fc2_3D_root{root}"])
     if with_loss:
         targets = L.Python(spec.joints_3D, ntop=len(roots),

@@ -49,10 +49,17 @@ def test_report_lines():
                                     "caffe_time_seconds": 1.7, "caffe_time_before_seconds": 2.2,
                                     "pycaffe_step_seconds": 1.8, "pytorch_step_seconds": 1.2,
                                     "caffe_images_per_second": 17.8, "caffe_vs_pytorch": 1.5,
-                                    "caffe_vs_limit": 2.03}},
+                                    "caffe_vs_limit": 2.03,
+                                    "layer_ms_before": {"Pooling": 300.0, "ReLU": 160.0,
+                                                        "BatchNorm": 400.0},
+                                    "layer_ms_after": {"Pooling": 100.0, "ReLU": 20.0,
+                                                       "BatchNorm": 150.0}}},
               "deploy_images_per_second": 50.0, "deploy_batch": 16, "blas_variants": {}}
     lines = format_report(report).splitlines()
     speed = next(line for line in lines if line.startswith("SPEED full"))
     assert speed.split()[2:] == ["62.0", "0.89", "2.20", "1.70", "1.80", "1.20", "17.8", "1.50",
                                  "2.03"]
     assert "DEPLOY 50.0 images/s" in lines[-1]
+    changes = [line for line in lines if line.startswith("CHANGE full")]
+    assert changes[0].endswith("Pooling+ReLU 460 -> 120 ms per step")
+    assert changes[1].endswith("BatchNorm 400 -> 150 ms per step")

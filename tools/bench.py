@@ -50,6 +50,10 @@ TORCH_WHEELS = sorted(Path("/opt/wheels").glob("torch-*+cpu-cp311-*.whl"))
 BLAS_VARIANTS = {name: Path(f"/usr/lib/x86_64-linux-gnu/openblas-{name}")
                  for name in ("pthread", "openmp", "serial")}
 FORWARD_BACKWARD = re.compile(r"Average Forward-Backward: ([0-9.]+) ms")
+LAYER_TIME = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([0-9.]+) ms")
+# the layer kinds each kept speed change rewrote (setup/patches/debian/)
+CHANGES = {"03 branch-free max pooling, vectorized ReLU backward": ("Pooling", "ReLU"),
+           "04 BatchNorm as direct loops": ("BatchNorm",)}
 
 
 # ---------------------------------------------------------------- BLAS
@@ -122,8 +126,9 @@ def write_net(directory, cfg, variant, phase="train"):
     return path
 
 
-def caffe_time(binary, model, iterations, extra_env=None):
-    """Milliseconds of `caffe time`'s average forward + backward of a build's binary."""
+def caffe_time(binary, model, iterations, extra_env=None, per_type=None):
+    """Milliseconds of `caffe time`'s average forward + backward of a build's binary; given a
+    dict per_type, adds each layer type's forward + backward milliseconds to it."""
     env = dict(os.environ, **(extra_env or {}))
     env.pop("GLOG_minloglevel", None)
     env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env['PATH']}"   # Python layers see the venv
@@ -136,6 +141,13 @@ def caffe_time(binary, model, iterations, extra_env=None):
     if result.returncode != 0 or not found:
         tail = (result.stdout + result.stderr).splitlines()[-5:]
         raise RuntimeError(f"caffe time failed with {binary}: " + " | ".join(tail))
+    if per_type is not None:
+        net = caffe_pb2.NetParameter()
+        text_format.Parse(Path(model).read_text(), net)
+        types = {layer.name: layer.type for layer in net.layer}
+        for name, _, ms in LAYER_TIME.findall(result.stdout + result.stderr):
+            kind = types.get(name, "other")
+            per_type[kind] = per_type.get(kind, 0.0) + float(ms)
     return float(found.group(1))
 
 
@@ -241,9 +253,14 @@ def run_bench(args):
             text_format.Parse(model.read_text(), net_param)
             flops = step_flops(net_param, caffe.Net(str(model), caffe.TRAIN))
             row = {"step_gflop": flops / 1e9, "limit_seconds": flops / 1e9 / rate}
-            row["caffe_time_seconds"] = caffe_time(optimised, model, args.iterations) / 1e3
+            after_types, before_types = {}, {}
+            row["caffe_time_seconds"] = caffe_time(optimised, model, args.iterations,
+                                                   per_type=after_types) / 1e3
+            row["layer_ms_after"] = after_types
             if before is not None:
-                row["caffe_time_before_seconds"] = caffe_time(before, model, args.iterations) / 1e3
+                row["caffe_time_before_seconds"] = caffe_time(
+                    before, model, args.iterations, per_type=before_types) / 1e3
+                row["layer_ms_before"] = before_types
             row["pycaffe_step_seconds"] = pycaffe_step(model, cfg, args.iterations)
             if not args.skip_torch:
                 torch = torch_step(cfg, variant, args.batch, args.iterations, args.threads)
@@ -287,6 +304,14 @@ def format_report(report):
                      + cell("pycaffe_step_seconds", 11) + cell("pytorch_step_seconds", 9)
                      + cell("caffe_images_per_second", 7, ".1f") + cell("caffe_vs_pytorch", 10)
                      + cell("caffe_vs_limit", 10))
+    for variant, row in report["variants"].items():
+        if "layer_ms_before" not in row:
+            continue
+        for change, kinds in CHANGES.items():
+            before = sum(row["layer_ms_before"].get(k, 0.0) for k in kinds)
+            after = sum(row["layer_ms_after"].get(k, 0.0) for k in kinds)
+            lines.append(f"CHANGE {variant:<10} {change}: {'+'.join(kinds)} "
+                         f"{before:.0f} -> {after:.0f} ms per step")
     lines.append(f"DEPLOY {report['deploy_images_per_second']:.1f} images/s "
                  f"(batch {report['deploy_batch']}, multi-root average included)")
     for name, seconds in report["blas_variants"].items():

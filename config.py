@@ -196,3 +196,10 @@ def load_config(path=None, overrides=()):
             raise ValueError(f"config: cannot read {path}: {err}") from None
         cfg = apply_overrides(cfg, data)
     return apply_overrides(cfg, list(overrides))
+
+
+
+def schedule_config(schedule="paper", path=None, overrides=()):
+    """The paper's configuration updated by a JSON file, then by a schedule of SCHEDULES,
+    then by key=value overrides."""
+    return apply_overrides(load_config(path).replace(**SCHEDULES[schedule]), list(overrides))

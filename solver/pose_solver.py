@@ -29,7 +29,7 @@ from pathlib import Path
 
 from caffe.proto import caffe_pb2
 
-from config import SCHEDULES, apply_overrides, load_config
+from config import SCHEDULES, schedule_config
 from prototxt.pose_net import VARIANTS, generated_files, write_files
 
 HERE = Path(__file__).resolve().parent
@@ -136,8 +136,7 @@ def main(argv=None):
                         help="config overrides, e.g. batch_size=32")
     args = parser.parse_args(argv)
     try:
-        cfg = apply_overrides(load_config(args.config).replace(**SCHEDULES[args.schedule]),
-                              args.set)
+        cfg = schedule_config(args.schedule, args.config, args.set)
         train_size, test_size, net_dir = args.train_size, args.test_size, args.net_dir
         if args.lmdb is not None:
             manifest_path = args.lmdb / "manifest.json"
@@ -145,8 +144,6 @@ def main(argv=None):
                 raise ValueError(f"{manifest_path} is missing: build the LMDBs with `make lmdb`")
             splits = json.loads(manifest_path.read_text())["splits"]
             train_size, test_size = splits["train"]["count"], splits["test"]["count"]
-            if args.variant not in VARIANTS:
-                raise ValueError(f"unknown variant {args.variant!r}; known: {', '.join(VARIANTS)}")
             net_dir = args.out / "nets"
             write_files(generated_files(cfg, data=str(args.lmdb.resolve()),
                                         variants=[args.variant]), net_dir)

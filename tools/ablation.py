@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe starts glog: no net dumps
 
-from config import SCHEDULES, apply_overrides, load_config  # noqa: E402
+from config import SCHEDULES, schedule_config  # noqa: E402
 from prototxt.pose_net import VARIANTS  # noqa: E402
 from tools.caffe_cli import CaffeError  # noqa: E402
 from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results  # noqa: E402
@@ -117,8 +117,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = args.out or Path("runs") / f"ablation-{args.schedule}"
     try:
-        cfg = apply_overrides(load_config(args.config).replace(**SCHEDULES[args.schedule]),
-                              args.set)
+        cfg = schedule_config(args.schedule, args.config, args.set)
     except ValueError as err:
         parser.error(str(err))
     variants = list(dict.fromkeys(args.variants))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe starts glog: no net dumps
 
-from config import SCHEDULES, apply_overrides, load_config  # noqa: E402
+from config import schedule_config  # noqa: E402
 from prototxt.pose_net import VARIANTS  # noqa: E402
 from tools.caffe_cli import CaffeError  # noqa: E402
 from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results  # noqa: E402
@@ -41,7 +41,7 @@ def main(argv=None):
                         help="config overrides after the demo schedule's")
     args = parser.parse_args(argv)
     try:
-        cfg = apply_overrides(load_config().replace(**SCHEDULES["demo"]), args.set)
+        cfg = schedule_config("demo", overrides=args.set)
     except ValueError as err:
         parser.error(str(err))
     start = time.monotonic()

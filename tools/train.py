@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, apply_overrides, load_config
+from config import SCHEDULES, schedule_config
 from prototxt.pose_net import VARIANTS, make_net
 from solver.pose_solver import make_solver
 from tools.caffe_cli import CaffeError, run_caffe
@@ -116,8 +116,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     run = args.run or Path("runs") / f"{args.variant}-{args.schedule}"
     try:
-        cfg = load_config(args.config).replace(**SCHEDULES[args.schedule])
-        cfg = apply_overrides(cfg, args.set)
+        cfg = schedule_config(args.schedule, args.config, args.set)
     except ValueError as err:
         parser.error(str(err))
     try:

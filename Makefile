@@ -6,6 +6,13 @@ PYTHON ?= python3
 CAFFE_SOURCE ?= auto
 VENV := .venv
 VPY := $(VENV)/bin/python
+# Caffe for the CPU or the GPU: auto (gpu where nvidia-smi sees a GPU and nvcc exists), cpu or
+# gpu (CUDA, cuDNN, NCCL; a separate cached build). CUDA_ARCH: compute capabilities to build
+# for (e.g. 90 for H100/H200; default: the GPUs present); CUDA_HOME: the toolkit (default: the
+# nvcc on PATH, else /usr/local/cuda)
+CAFFE_DEVICE ?= auto
+CUDA_ARCH ?=
+CUDA_HOME ?=
 # Extra flags for setup/caffe_setup.py, e.g. SETUP_FLAGS=--rebuild or
 # SETUP_FLAGS=--debian-mirror=URI (a Debian archive that still serves bullseye's sources)
 SETUP_FLAGS ?=
@@ -38,8 +45,10 @@ TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
-setup:  ## install apt packages, .venv and Caffe (cached; a second run takes seconds)
-	$(PYTHON) setup/caffe_setup.py --source $(CAFFE_SOURCE) --venv $(VENV) $(SETUP_FLAGS)
+setup:  ## install apt packages, .venv and Caffe for CAFFE_DEVICE (cached; a second run takes seconds)
+	$(PYTHON) setup/caffe_setup.py --source $(CAFFE_SOURCE) --device $(CAFFE_DEVICE) \
+	  $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)") $(if $(CUDA_HOME),--cuda-home "$(CUDA_HOME)") \
+	  --venv $(VENV) $(SETUP_FLAGS)
 
 test: setup  ## setup, then Caffe's own Python tests and the project's tests
 	$(MAKE) --no-print-directory test-caffe
@@ -79,7 +88,8 @@ bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training 
 	$(VPY) tools/bench_data.py --root $(H36M_ROOT) --lmdb $(LMDB_DIR)
 
 train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an interrupted run)
-	$(VPY) tools/train.py --variant $(VARIANT) --lmdb $(LMDB_DIR) --schedule $(SCHEDULE) --run $(RUN)
+	$(VPY) tools/train.py --variant $(VARIANT) --lmdb $(LMDB_DIR) --schedule $(SCHEDULE) --run $(RUN) \
+	 
 
 evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
 	$(VPY) tools/evaluate.py --run $(RUN)

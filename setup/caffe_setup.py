@@ -12,6 +12,11 @@
 4. the venv wired to that build: a .pth file puts pycaffe and the project root on sys.path, and
    bin/caffe runs Caffe's command-line tool with the venv's Python for Python layers.
 
+Device (--device): `cpu` builds Caffe CPU_ONLY; `gpu` builds it with CUDA, cuDNN and NCCL
+(setup/cuda_toolkit.py: the toolkit, the architectures, the libraries from the system or from
+NVIDIA's wheels) as a separate cache entry with the patches of setup/patches/debian-cuda/ on
+top; `auto` (default) picks gpu where nvidia-smi sees a GPU and nvcc exists, and says which.
+
 Sources (--source): `debian` is Debian's source package caffe 1.0.0+git20180821.99bd997-8
 (BVLC Caffe with Debian's patches), fetched with `apt-get source` through an apt configuration
 of our own; `pypi` is the sdist brocolli-caffe==9.0.2, a BVLC-derived fork, for the day Debian
@@ -32,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cuda_toolkit
 from caffe_sources import SOURCES, BuildContext, FetchError, SetupError, run, sha256_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,17 +169,20 @@ def is_speed_patch(patch):
     return patch.read_text().splitlines()[0].removeprefix("# reason:").strip().startswith("speed")
 
 
-def patch_series(source):
-    """setup/patches/<source>/*.patch in the order they apply (by their NN- prefix); without
-    the speed patches for a source whose `speed` is False."""
-    patches = sorted((SETUP_DIR / "patches" / source.name).glob("*.patch"))
+def patch_series(source, cuda=False):
+    """setup/patches/<source>/*.patch in the order they apply (by their NN- prefix), then for
+    a GPU build setup/patches/<source>-cuda/*.patch; without the speed patches for a source
+    whose `speed` is False."""
+    folders = [source.name] + ([f"{source.name}-cuda"] if cuda else [])
+    patches = [p for folder in folders
+               for p in sorted((SETUP_DIR / "patches" / folder).glob("*.patch"))]
     return [p for p in patches if getattr(source, "speed", True) or not is_speed_patch(p)]
 
 
 def build_identity(source, ctx):
     """Everything the compiled result depends on; its hash names the cache entry."""
-    patches = patch_series(source)
-    return {
+    patches = patch_series(source, cuda=ctx.cuda is not None)
+    identity = {
         "recipe": RECIPE_VERSION,
         "source": source.identity,
         "patches": {p.name: sha256_of(p) for p in patches},
@@ -185,11 +194,14 @@ def build_identity(source, ctx):
         "protoc": tool_version(["protoc", "--version"]),
         "cmake": tool_version(["cmake", "--version"]),
     }
+    if ctx.cuda is not None:   # a CPU build's key stays what it was before GPU builds existed
+        identity["cuda"] = ctx.cuda.identity()
+    return identity
 
 
 def entry_name(source, identity):
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return f"{source.name}-{digest[:16]}"
+    return f"{source.name}-{'gpu-' if 'cuda' in identity else ''}{digest[:16]}"
 
 
 def is_complete(entry):
@@ -214,7 +226,7 @@ def build_into_cache(source, ctx, entry, identity, logs):
     started = time.monotonic()
     try:
         tree = source.fetch(cache / "downloads" / source.name, staging / "src", logs)
-        apply_patches(tree, patch_series(source), logs)
+        apply_patches(tree, patch_series(source, cuda=ctx.cuda is not None), logs)
         destdir = staging / "install"
         source.build(tree, ctx, prefix=entry, destdir=destdir, build_dir=staging / "build",
                      logs=logs)
@@ -222,6 +234,8 @@ def build_into_cache(source, ctx, entry, identity, logs):
         verify_build(installed, ctx, logs)
         info = dict(identity, built=time.strftime("%Y-%m-%d %H:%M:%S"),
                     build_seconds=round(time.monotonic() - started), describe=source.describe,
+                    device="gpu" if ctx.cuda is not None else "cpu",
+                    cuda_describe=ctx.cuda.describe() if ctx.cuda is not None else None,
                     known_test_failures=source.known_test_failures)
         (installed / "BUILD-INFO.json").write_text(json.dumps(info, indent=2) + "\n")
         os.rename(installed, entry)   # the entry appears complete or not at all
@@ -245,8 +259,12 @@ def verify_build(installed, ctx, logs):
     # the staged files' RPATHs name the final entry, which does not exist yet
     env = dict(os.environ, PYTHONPATH=str(installed / "python"),
                LD_LIBRARY_PATH=f"{installed / 'lib'}:{installed / 'python' / 'caffe'}")
-    run([str(ctx.python), "-c", "import caffe; assert 'Python' in caffe.layer_type_list(), "
-         "'no Python layer'; print('pycaffe', caffe.__version__)"],
+    check = ("import caffe; assert 'Python' in caffe.layer_type_list(), 'no Python layer'; "
+             "print('pycaffe', caffe.__version__)")
+    if ctx.cuda is not None:   # works without a GPU too: the count is then 0
+        check += ("; assert caffe.has_nccl(), 'no NCCL'; "
+                  "print('CUDA devices', caffe.cuda_device_count())")
+    run([str(ctx.python), "-c", check],
         env=env, log=logs / "verify.log", what="import of the freshly built pycaffe",
         hint="the build finished but pycaffe does not load; see the log")
     run([str(installed / "bin" / "caffe"), "--version"], env=env, log=logs / "verify.log",
@@ -256,6 +274,14 @@ def verify_build(installed, ctx, logs):
 def ensure_caffe(choice, ctx, cache, logs, rebuild, debian_mirror=None, speed=True):
     """Return the cache entry of a complete build of the chosen source, building on a miss."""
     order = ["debian", "pypi"] if choice == "auto" else [choice]
+    if ctx.cuda is not None:
+        if choice == "pypi":
+            raise SetupError("the GPU build is made from Debian's source package with the "
+                             "patches of setup/patches/debian-cuda/; the PyPI fork has none.\n"
+                             "  fix: make setup CAFFE_DEVICE=gpu CAFFE_SOURCE=debian (a "
+                             "Debian archive that still serves bullseye: "
+                             "SETUP_FLAGS=--debian-mirror=URI)")
+        order = ["debian"]
     with cache_lock(cache):
         for position, name in enumerate(order):
             source = SOURCES[name](debian_mirror) if name == "debian" else SOURCES[name]()
@@ -268,8 +294,10 @@ def ensure_caffe(choice, ctx, cache, logs, rebuild, debian_mirror=None, speed=Tr
                 return entry
             if is_complete(entry):
                 shutil.rmtree(entry)
-            log(f"caffe: no cached build for this configuration; building {source.describe} "
-                f"(about 6 minutes on two cores)")
+            minutes = 30 if ctx.cuda is not None else 6
+            log(f"caffe: no cached build for this configuration; building {source.describe}"
+                + (f" with {ctx.cuda.describe()}" if ctx.cuda is not None else "")
+                + f" (about {minutes} minutes on two cores)")
             try:
                 build_into_cache(source, ctx, entry, identity, logs)
                 return entry
@@ -304,20 +332,44 @@ def wire_venv(venv, info, entry, logs):
         log=logs / "verify.log", what="import caffe in the venv",
         hint=f"delete {entry} to force a rebuild")
     run([str(wrapper), "--version"], log=logs / "verify.log", what=f"{wrapper} --version")
-    describe = json.loads((entry / "BUILD-INFO.json").read_text())["describe"]
-    log(f"ready: Caffe from {describe}; {python} imports caffe (with Python layers), "
-        f"{wrapper} is Caffe's tool")
+    info = json.loads((entry / "BUILD-INFO.json").read_text())
+    device = info.get("cuda_describe") or "CPU only"
+    log(f"ready: Caffe from {info['describe']} ({device}); {python} imports caffe (with Python "
+        f"layers), {wrapper} is Caffe's tool")
 
 
 # ---------------------------------------------------------------- main
 
+def gpu_build(args, python):
+    """The CUDA toolkit, architectures and libraries of a GPU build (libraries installed into
+    the cache on first use)."""
+    toolkit = cuda_toolkit.find_toolkit(args.cuda_home)
+    archs = cuda_toolkit.architectures(toolkit, args.cuda_arch)
+    cache = args.cache.resolve()
+    with cache_lock(cache):
+        libs = cuda_toolkit.ensure_libraries(toolkit, cache, python, args.logs)
+    log(f"cuda: CUDA {toolkit.version} ({toolkit.root}) for sm_{', sm_'.join(archs)}; "
+        + ", ".join(f"{name} from {where}" for name, where in libs.sources.items()))
+    return cuda_toolkit.CudaBuild(toolkit=toolkit, archs=tuple(archs), libs=libs)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Install Debian build packages, the project's venv and a BVLC Caffe build "
-                    "(CPU, pycaffe with Python layers). Safe to rerun: finished steps are skipped.")
+                    "(CPU, or GPU with CUDA, cuDNN and NCCL; pycaffe with Python layers). Safe "
+                    "to rerun: finished steps are skipped.")
     parser.add_argument("--source", choices=["auto", "debian", "pypi"], default="auto",
                         help="where Caffe's source comes from; auto tries Debian, then PyPI "
                              "(default: %(default)s)")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                        help="cpu: CPU_ONLY; gpu: CUDA, cuDNN and NCCL; auto: gpu where "
+                             "nvidia-smi sees a GPU and nvcc exists (default: %(default)s)")
+    parser.add_argument("--cuda-arch", metavar="CC",
+                        help="GPU compute capabilities to build for, e.g. 90 (H100/H200) or "
+                             "'80 90' (default: those of the GPUs present)")
+    parser.add_argument("--cuda-home", metavar="DIR",
+                        help="CUDA toolkit folder (default: the nvcc on PATH, else "
+                             "/usr/local/cuda)")
     parser.add_argument("--venv", type=Path, default=REPO / ".venv",
                         help="virtual environment to create or update (default: .venv)")
     parser.add_argument("--python", default=sys.executable,
@@ -339,9 +391,9 @@ def parse_args(argv):
     parser.add_argument("--rebuild", action="store_true",
                         help="rebuild Caffe even if the cache holds this configuration")
     parser.add_argument("--without-speedups", action="store_true",
-                        help="build (or find) Caffe without the speed patches and flags, print "
-                             "its folder as the last line and leave the venv as it is (the "
-                             "'before' build of `make bench`)")
+                        help="build (or find) the CPU build of Caffe without the speed "
+                             "patches and flags, print its folder as the last line and leave "
+                             "the venv as it is (the 'before' build of `make bench`)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -359,9 +411,14 @@ def main(argv=None):
         python = venv / "bin" / "python"
         numpy_include = venv_value(python, "__import__('numpy').get_include()", "numpy's headers")
         numpy_version = venv_value(python, "__import__('numpy').__version__", "numpy's version")
+        device, why = ("cpu", "--without-speedups builds the CPU build") \
+            if args.without_speedups else cuda_toolkit.choose_device(args.device, args.cuda_home)
+        log(f"device: {device} ({why})")
+        cuda = gpu_build(args, python) if device == "gpu" else None
         ctx = BuildContext(python=python, python_version=info["version"],
                            python_library=info["library"], python_include=info["include"],
-                           numpy_include=numpy_include, numpy_version=numpy_version, jobs=args.jobs)
+                           numpy_include=numpy_include, numpy_version=numpy_version, jobs=args.jobs,
+                           cuda=cuda)
         entry = ensure_caffe(args.source, ctx, args.cache.resolve(), args.logs, args.rebuild,
                              args.debian_mirror, speed=not args.without_speedups)
         if args.without_speedups:

@@ -38,6 +38,7 @@ class BuildContext:
     numpy_include: str
     numpy_version: str
     jobs: int
+    cuda: object = None   # a cuda_toolkit.CudaBuild for a GPU build; None: CPU_ONLY
 
 
 def run(cmd, *, log, what, hint=None, env=None, cwd=None, progress=None):
@@ -149,6 +150,8 @@ class DebianSource:
 
     def cmake_flags(self, ctx, prefix):
         flags = common_cmake_flags(ctx, prefix)
+        if ctx.cuda is not None:
+            flags = [f for f in flags if f != "-DCPU_ONLY=ON"] + ctx.cuda.cmake_flags()
         if self.speed:
             # -fno-trapping-math lets GCC vectorize the selects of patch 03 (it changes no
             # values, only whether floating-point exception flags may be raised speculatively)

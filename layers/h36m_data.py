@@ -1,4 +1,5 @@
-"""Training data: Human3.6M crops from LMDB with the paper's augmentation, prefetched in threads.
+"""Training data: Human3.6M crops from LMDB with the paper's augmentation, prepared ahead by
+worker threads or processes, sharded across the GPUs of a multi-GPU run.
 
 Dataset folder (written by `make lmdb`), per split ("train", "test"):
   <dir>/<split>_images/  LMDB, key = 8-digit zero-padded index ("00000000"), value = Datum
@@ -19,14 +20,29 @@ every key once, in the order of a permutation drawn by numpy's Generator seeded 
 (or in key order without shuffle). Batch b takes stream positions [b N, (b + 1) N), so a batch
 may straddle two epochs. Its crops and colour shifts come from its own Generator seeded with
 (seed, epoch of its first sample, b), so a batch's content depends on nothing but (seed, b):
-the same seed gives the same batches whatever the number of worker threads.
+the same seed gives the same batches whatever the number and kind of workers.
 
-Threads. BatchLoader starts `workers` daemon threads; worker w builds batches w, w + workers,
-w + 2 workers, ... and puts them in its own bounded queue (about prefetch / workers deep). The
-consumer takes batch b from queue b mod workers, which keeps batch order without any sorting.
-JPEG decoding and numpy release the GIL, so the workers run in parallel with the network. The
-threads hold no reference to the loader, so close() (or garbage collection, or interpreter
-exit) stops them.
+Shards. With several GPUs (Caffe's solver count N > 1, rank r; solver/training.py) the TRAIN
+layer of rank r takes batches r, r + N, r + 2N, ... of that stream: in every N consecutive
+steps the ranks see N consecutive batches, so an epoch shows every image once across the GPUs.
+One GPU or the CPU (N = 1) takes every batch; TEST layers (rank 0 only) are never sharded.
+
+Threads (default). BatchLoader starts `workers` daemon threads; worker w builds the loader's
+batches w, w + workers, w + 2 workers, ... and puts them in its own bounded queue (about
+prefetch / workers deep). The consumer takes batch k from queue k mod workers, which keeps
+batch order without any sorting. JPEG decoding and numpy release the GIL, so the workers run
+in parallel with the network, until the per-image Python work (Datum parsing, cropping) that
+holds the GIL limits them. The threads hold no reference to the loader, so close() (or
+garbage collection, or interpreter exit) stops them.
+
+Processes ("processes": true). `workers` processes, started fresh (spawn, never a fork of a
+process that holds a GPU context), each open the LMDBs themselves and build whole batches
+straight into one of `prefetch` slots of a shared memory file (in /dev/shm when it has room,
+else the temporary folder); the consumer copies slot k mod prefetch into the layer's tops and
+hands the slot the batch prefetch positions later. No GIL is shared, so they scale with the
+cores a GPU needs to be fed. A worker ends with its loader, or when its parent is gone. As
+with any process started by spawn, a script that makes such a loader must keep its top level
+under `if __name__ == "__main__":` (the workers import the main module).
 
 Layer `H36MData` (python_param { module: "layers.h36m_data" layer: "H36MData" }):
   no bottoms
@@ -41,7 +57,9 @@ Layer `H36MData` (python_param { module: "layers.h36m_data" layer: "H36MData" })
     "shuffle"     reshuffle every epoch (default true in TRAIN, false in TEST)
     "seed"        seed of the shuffles, crops and colour shifts (default 0)
     "pca_std"     std of the PCA colour-shift coefficients (default 0.1 in TRAIN; always 0 in TEST)
-    "workers"     prefetching threads (default 2)
+    "workers"     prefetching threads or processes (default 2; 0: one per core left to each
+                  GPU's process, at least 2)
+    "processes"   true: worker processes instead of threads (default false)
     "prefetch"    batches prepared ahead (default 4)
     "limit"       use only the first `limit` samples in key order (default 0: all); a test
                   net with limit = test_iter x batch_size then sees the same frames in
@@ -52,11 +70,16 @@ Layer `H36MData` (python_param { module: "layers.h36m_data" layer: "H36MData" })
 """
 import dataclasses
 import json
+import mmap
+import multiprocessing
 import os
 import queue
+import sys
+import tempfile
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import cv2
 import lmdb
@@ -228,6 +251,7 @@ class _BatchMaker:
             raise
         self._orders = {}
         self._orders_lock = threading.Lock()
+        self._closed = False
         if limit:
             self.count = min(self.count, int(limit))   # the stream wraps after these samples
 
@@ -241,8 +265,11 @@ class _BatchMaker:
         return path, env
 
     def close(self):
-        for path, _ in (self.images, self.poses):
-            _release_shared_env(path)
+        """Release the LMDBs (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            for path, _ in (self.images, self.poses):
+                _release_shared_env(path)
 
     def epoch_order(self, epoch):
         """Sample indices in the order epoch `epoch` visits them (seeded with seed + epoch)."""
@@ -271,14 +298,22 @@ class _BatchMaker:
         epoch = batch_index * self.batch_size // self.count
         return np.random.default_rng([self.seed, epoch, batch_index])
 
-    def make(self, batch_index):
-        """Build batch `batch_index`: read, decode, crop, colour-shift, mean-subtract."""
-        indices = self.batch_indices(batch_index)
+    def empty_batch(self):
+        """A Batch of uninitialised arrays of this loader's shapes."""
+        size = self.input_size
+        return Batch(np.empty((self.batch_size, 3, size, size), dtype=np.float32),
+                     np.empty((self.batch_size, NUM_JOINTS, 2), dtype=np.float32),
+                     np.empty((self.batch_size, NUM_JOINTS, 3), dtype=np.float32),
+                     np.empty(self.batch_size, dtype=np.int64))
+
+    def make(self, batch_index, out=None):
+        """Build batch `batch_index`: read, decode, crop, colour-shift, mean-subtract; into the
+        arrays of `out` (a Batch) if given, else into new ones."""
+        out = self.empty_batch() if out is None else out
+        out.indices[...] = indices = self.batch_indices(batch_index)
         rng = self.batch_rng(batch_index)
         size = self.input_size
-        images = np.empty((self.batch_size, 3, size, size), dtype=np.float32)
-        joints_2d = np.empty((self.batch_size, NUM_JOINTS, 2), dtype=np.float32)
-        joints_3d = np.empty((self.batch_size, NUM_JOINTS, 3), dtype=np.float32)
+        images, joints_2d, joints_3d = out.images, out.joints_2d, out.joints_3d
         with self.images[1].begin() as image_txn, self.poses[1].begin() as pose_txn:
             for slot, index in enumerate(indices):
                 key = lmdb_key(int(index))
@@ -297,15 +332,36 @@ class _BatchMaker:
                     offset = offset + pca_color_shift(
                         rng, self.eigenvalues, self.eigenvectors, self.pca_std).astype(np.float32)
                 images[slot] = (window.astype(np.float32) + offset).transpose(2, 0, 1)
-        return Batch(images, joints_2d, joints_3d, indices)
+        return out
 
 
-def _worker(maker, first_batch, step, out, stop):
-    """Thread body: build batches first_batch, first_batch + step, ... into `out` until stopped."""
-    batch_index = first_batch
+def _copy_batch(source, out):
+    """Copy the arrays of Batch `source` into those of Batch `out`; returns out."""
+    for name in ("images", "joints_2d", "joints_3d", "indices"):
+        getattr(out, name)[...] = getattr(source, name)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _StreamIndex:
+    """Position k of a loader of shard (rank, count) -> batch rank + k count of the stream
+    (a picklable function, for the worker processes too)."""
+    rank: int
+    count: int
+
+    def __call__(self, position):
+        return self.rank + position * self.count
+
+
+# ---------------------------------------------------------------- worker threads
+
+def _thread_worker(maker, stream_index, first, step, out, stop):
+    """Thread body: build the loader's batches first, first + step, ... into `out` until
+    stopped; stream_index maps a loader position to a batch of the stream."""
+    position = first
     while not stop.is_set():
         try:
-            item = maker.make(batch_index)
+            item = maker.make(stream_index(position))
         except Exception as error:  # handed to the consumer, which re-raises it
             item = error
         while not stop.is_set():
@@ -316,7 +372,7 @@ def _worker(maker, first_batch, step, out, stop):
                 continue
         if isinstance(item, Exception):
             return
-        batch_index += step
+        position += step
 
 
 def _stop_threads(stop, queues, threads, maker):
@@ -335,38 +391,250 @@ def _stop_threads(stop, queues, threads, maker):
         maker.close()
 
 
+class _Threads:
+    """Batches built ahead by daemon threads, each into its own bounded queue."""
+
+    def __init__(self, maker, stream_index, workers, prefetch, name):
+        self.workers = workers
+        depth = max(1, -(-prefetch // workers))  # ceil: about `prefetch` in all
+        self._queues = [queue.Queue(maxsize=depth) for _ in range(workers)]
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=_thread_worker, name=f"{name}-{w}", daemon=True,
+                             args=(maker, stream_index, w, workers, self._queues[w], self._stop))
+            for w in range(workers)]
+        # runs on close(), on garbage collection of the loader, or at interpreter exit; the
+        # threads hold no reference to this object
+        self.close = weakref.finalize(self, _stop_threads, self._stop, self._queues,
+                                      self._threads, maker)
+        for thread in self._threads:
+            thread.start()
+
+    def take(self, position, out):
+        """Batch `position` (the next one in order), copied into `out` if given."""
+        source = self._queues[position % self.workers]
+        while True:
+            try:
+                item = source.get(timeout=POLL_SECONDS)
+                break
+            except queue.Empty:
+                if not self._threads[position % self.workers].is_alive():
+                    raise RuntimeError("BatchLoader: a worker thread died without a batch")
+        if isinstance(item, Exception):
+            self.close()
+            raise item
+        return item if out is None else _copy_batch(item, out)
+
+
+# ---------------------------------------------------------------- worker processes
+
+SLOT_ALIGN = 64
+
+
+def _slot_layout(batch_size, input_size):
+    """[(field, shape, dtype, offset)] of one slot, and the slot's size in bytes."""
+    fields = [("images", (batch_size, 3, input_size, input_size), np.float32),
+              ("joints_2d", (batch_size, NUM_JOINTS, 2), np.float32),
+              ("joints_3d", (batch_size, NUM_JOINTS, 3), np.float32),
+              ("indices", (batch_size,), np.int64)]
+    layout, offset = [], 0
+    for name, shape, dtype in fields:
+        layout.append((name, shape, dtype, offset))
+        offset += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // SLOT_ALIGN) * SLOT_ALIGN
+    return layout, offset
+
+
+def _slot_views(buffer, batch_size, input_size, slots):
+    """A Batch of numpy views into the shared buffer for each slot."""
+    layout, size = _slot_layout(batch_size, input_size)
+    return [Batch(**{name: np.ndarray(shape, dtype, buffer=buffer, offset=slot * size + offset)
+                     for name, shape, dtype, offset in layout})
+            for slot in range(slots)]
+
+
+def _shared_file(size):
+    """Path of a new file of `size` bytes for the slots: in /dev/shm (memory) when it has
+    room for it, else in the temporary folder (the page cache then holds it)."""
+    folders = [Path("/dev/shm"), Path(tempfile.gettempdir())]
+    for folder in folders:
+        try:
+            stat = os.statvfs(folder)
+        except OSError:
+            continue
+        if stat.f_bavail * stat.f_frsize >= 1.25 * size:
+            break
+    else:
+        raise OSError(f"BatchLoader: no room for {size / 2 ** 20:.0f} MiB of batch slots in "
+                      f"{' or '.join(map(str, folders))}; lower \"prefetch\" or the batch")
+    handle, path = tempfile.mkstemp(prefix="h36m-batches-", dir=folder)
+    try:
+        os.ftruncate(handle, size)
+    finally:
+        os.close(handle)
+    return path
+
+
+def _python_executable():
+    """The interpreter worker processes start with: this one, also when Python is embedded
+    (in `caffe train`, sys.executable may name the caffe tool instead of a Python)."""
+    if os.path.basename(sys.executable).startswith("python"):
+        return sys.executable
+    return os.path.join(sys.prefix, "bin", "python3")
+
+
+def _process_worker(maker_args, path, slots, tasks, results, parent):
+    """Process body: open the LMDBs, map the slots, then build (position, stream batch, slot)
+    tasks until told to stop (None) or the parent is gone."""
+    try:
+        maker = _BatchMaker(**maker_args)
+        with open(path, "r+b") as handle:
+            buffer = mmap.mmap(handle.fileno(), 0)
+        views = _slot_views(buffer, maker.batch_size, maker.input_size, slots)
+    except Exception as error:
+        results.put(("ready", None, error))
+        return
+    results.put(("ready", None, None))
+    while True:
+        try:
+            task = tasks.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if os.getppid() != parent:
+                break
+            continue
+        if task is None:
+            break
+        position, stream_batch, slot = task
+        try:
+            maker.make(stream_batch, out=views[slot])
+            results.put((position, slot, None))
+        except Exception as error:  # the consumer re-raises it
+            results.put((position, slot, error))
+    del views
+    buffer.close()
+    maker.close()
+
+
+def _stop_processes(tasks, processes, buffer, path, maker):
+    """Stop the worker processes, then release the slots and the LMDBs."""
+    for _ in processes:
+        tasks.put(None)
+    for process in processes:
+        if process.pid is None:   # never started
+            continue
+        process.join(timeout=5)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+    buffer.close()
+    if os.path.exists(path):
+        os.unlink(path)
+    maker.close()
+
+
+class _Processes:
+    """Batches built ahead by worker processes into slots of a shared memory file."""
+
+    def __init__(self, maker, maker_args, stream_index, workers, prefetch, name):
+        self.maker, self.stream_index = maker, stream_index
+        self.slots = max(prefetch, workers)   # every worker can hold one batch in the making
+        _, slot_size = _slot_layout(maker.batch_size, maker.input_size)
+        path = _shared_file(self.slots * slot_size)
+        with open(path, "r+b") as handle:
+            buffer = mmap.mmap(handle.fileno(), 0)
+        self._views = _slot_views(buffer, maker.batch_size, maker.input_size, self.slots)
+        context = multiprocessing.get_context("spawn")
+        context.set_executable(_python_executable())
+        self._tasks, self._results = context.Queue(), context.Queue()
+        self._processes = [
+            context.Process(target=_process_worker, name=f"{name}-{w}", daemon=True,
+                            args=(maker_args, path, self.slots, self._tasks, self._results,
+                                  os.getpid()))
+            for w in range(workers)]
+        self.close = weakref.finalize(self, _stop_processes, self._tasks, self._processes,
+                                      buffer, path, maker)
+        for process in self._processes:
+            process.start()
+        for _ in self._processes:
+            _, _, error = self._wait()
+            if error is not None:
+                self.close()
+                raise error
+        os.unlink(path)   # every worker has it mapped: the memory lives as long as they do
+        self._ready = {}
+        for position in range(self.slots):
+            self._submit(position)
+
+    def _submit(self, position):
+        self._tasks.put((position, self.stream_index(position), position % self.slots))
+
+    def _wait(self):
+        """The next message of a worker; raises if a worker died."""
+        while True:
+            try:
+                return self._results.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if not all(process.is_alive() for process in self._processes):
+                    self.close()
+                    raise RuntimeError("BatchLoader: a worker process died without a batch")
+
+    def take(self, position, out):
+        """Batch `position` (the next one in order), copied into `out` or new arrays; its slot
+        then starts the batch `slots` positions later."""
+        while position not in self._ready:
+            ready, slot, error = self._wait()
+            if error is not None:
+                self.close()
+                raise error
+            self._ready[ready] = slot
+        slot = self._ready.pop(position)
+        out = _copy_batch(self._views[slot], self.maker.empty_batch() if out is None else out)
+        self._submit(position + self.slots)
+        return out
+
+
+# ---------------------------------------------------------------- the loader
+
 class BatchLoader:
-    """Batches of a split, prepared ahead by daemon threads; see the module docstring.
+    """Batches of a split, prepared ahead by worker threads or processes; see the module
+    docstring.
 
         loader = BatchLoader("data/h36m_lmdb", "train", batch_size=32)
         batch = loader.next_batch()   # Batch(images, joints_2d, joints_3d, indices)
+        loader.next_batch(out=batch)  # the next one, into the same arrays
         loader.close()
 
     train: random crop + PCA colour shift (else centre crop, no shift). shuffle defaults to
-    train, pca_std to 0.1 in train (ignored otherwise). Also a context manager.
+    train, pca_std to 0.1 in train (ignored otherwise). shard=(rank, count): take the stream's
+    batches rank, rank + count, ... (one GPU of several). processes: worker processes instead
+    of threads. Also a context manager.
     """
 
     def __init__(self, directory, split, batch_size, input_size=225, train=True, shuffle=None,
-                 seed=0, pca_std=0.1, workers=2, prefetch=4, limit=0):
+                 seed=0, pca_std=0.1, workers=2, prefetch=4, limit=0, processes=False,
+                 shard=(0, 1)):
         if workers < 1 or prefetch < 1:
             raise ValueError(f"BatchLoader: workers and prefetch must be >= 1, "
                              f"got {workers} and {prefetch}")
-        self.maker = _BatchMaker(directory, split, batch_size, input_size, train,
-                                 train if shuffle is None else shuffle, seed, pca_std, limit)
-        self.workers = int(workers)
-        depth = max(1, -(-int(prefetch) // self.workers))  # ceil: about `prefetch` in all
-        self._queues = [queue.Queue(maxsize=depth) for _ in range(self.workers)]
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=_worker, name=f"H36MData-{split}-{w}", daemon=True,
-                             args=(self.maker, w, self.workers, self._queues[w], self._stop))
-            for w in range(self.workers)]
+        rank, count = (int(value) for value in shard)
+        if not 0 <= rank < count:
+            raise ValueError(f"BatchLoader: shard (rank {rank}, count {count}) needs "
+                             "0 <= rank < count")
+        maker_args = dict(directory=directory, split=split, batch_size=batch_size,
+                          input_size=input_size, train=train,
+                          shuffle=train if shuffle is None else shuffle, seed=seed,
+                          pca_std=pca_std, limit=limit)
+        self.maker = _BatchMaker(**maker_args)
+        self.shard = (rank, count)
+        stream_index, name = _StreamIndex(rank, count), f"H36MData-{split}"
+        try:
+            self._source = (
+                _Processes(self.maker, maker_args, stream_index, int(workers), int(prefetch),
+                           name) if processes else
+                _Threads(self.maker, stream_index, int(workers), int(prefetch), name))
+        except BaseException:
+            self.maker.close()
+            raise
         self._next = 0
-        # runs on close(), on garbage collection of the loader, or at interpreter exit
-        self._finalizer = weakref.finalize(self, _stop_threads, self._stop, self._queues,
-                                           self._threads, self.maker)
-        for thread in self._threads:
-            thread.start()
 
     @property
     def count(self):
@@ -377,27 +645,17 @@ class BatchLoader:
         """Sample indices in the order epoch `epoch` visits them."""
         return self.maker.epoch_order(epoch)
 
-    def next_batch(self):
-        """The next Batch in order; waits for the worker that builds it."""
-        if self._stop.is_set():
+    def next_batch(self, out=None):
+        """The next Batch in order, into the arrays of `out` if given; waits for its worker."""
+        if not self._source.close.alive:
             raise RuntimeError("BatchLoader: next_batch() after close()")
-        out = self._queues[self._next % self.workers]
-        while True:
-            try:
-                item = out.get(timeout=POLL_SECONDS)
-                break
-            except queue.Empty:
-                if not self._threads[self._next % self.workers].is_alive():
-                    raise RuntimeError("BatchLoader: a worker thread died without a batch")
-        if isinstance(item, Exception):
-            self.close()
-            raise item
+        batch = self._source.take(self._next, out)
         self._next += 1
-        return item
+        return batch
 
     def close(self):
-        """Stop and join the worker threads and close the LMDBs (idempotent)."""
-        self._finalizer()
+        """Stop the workers and close the LMDBs (idempotent)."""
+        self._source.close()
 
     def __enter__(self):
         return self
@@ -406,22 +664,23 @@ class BatchLoader:
         self.close()
 
     def __del__(self):
-        finalizer = getattr(self, "_finalizer", None)  # absent when __init__ failed early
-        if finalizer is not None:
-            finalizer()
+        source = getattr(self, "_source", None)  # absent when __init__ failed early
+        if source is not None:
+            source.close()
 
 
 def images_per_second(directory, split, batch_size, seconds=None, batches=None, input_size=225,
-                      train=True, workers=2, prefetch=4):
-    """Rate of BatchLoader in images/s over `seconds` of wall time or `batches` batches.
+                      train=True, workers=2, prefetch=4, processes=False):
+    """Rate of BatchLoader in images/s over `seconds` of wall time or `batches` batches, each
+    copied into one set of arrays as the layer copies it into its tops.
 
-    The first batch (thread start, LMDB page-in) is excluded. Default: 5 seconds.
+    The first batch (worker start, LMDB page-in) is excluded. Default: 5 seconds.
     """
     if seconds is None and batches is None:
         seconds = 5.0
     with BatchLoader(directory, split, batch_size, input_size=input_size, train=train,
-                     workers=workers, prefetch=prefetch) as loader:
-        loader.next_batch()
+                     workers=workers, prefetch=prefetch, processes=processes) as loader:
+        tops = loader.next_batch()
         done = 0
         start = time.perf_counter()
         while True:
@@ -429,18 +688,25 @@ def images_per_second(directory, split, batch_size, seconds=None, batches=None, 
             if (batches is not None and done >= batches) or (
                     seconds is not None and elapsed >= seconds):
                 break
-            loader.next_batch()
+            loader.next_batch(out=tops)
             done += 1
         return done * batch_size / max(time.perf_counter() - start, 1e-9)
 
 
+def auto_workers(solver_count):
+    """Workers for "workers": 0: the cores left to each of solver_count processes after its
+    own (which runs the net), at least 2."""
+    return max(2, (os.cpu_count() or 2) // max(1, solver_count) - 1)
+
+
 LAYER_KEYS = {"dir", "split", "batch_size", "input_size", "shuffle", "seed", "pca_std",
-              "workers", "prefetch", "limit"}
+              "workers", "processes", "prefetch", "limit"}
 REQUIRED_KEYS = {"dir", "split", "batch_size"}
 
 
-def layer_params(param_str, train):
-    """Parse and check H36MData's param_str; returns BatchLoader keyword arguments."""
+def layer_params(param_str, train, shard=(0, 1)):
+    """Parse and check H36MData's param_str; returns BatchLoader keyword arguments. shard:
+    (solver rank, solver count) of a TRAIN layer; TEST layers are never sharded."""
     try:
         params = json.loads(param_str or "{}")
     except json.JSONDecodeError as error:
@@ -459,8 +725,10 @@ def layer_params(param_str, train):
                 input_size=int(params.get("input_size", 225)), train=train,
                 shuffle=bool(params.get("shuffle", train)), seed=int(params.get("seed", 0)),
                 pca_std=float(params.get("pca_std", 0.1)) if train else 0.0,
-                workers=int(params.get("workers", 2)), prefetch=int(params.get("prefetch", 4)),
-                limit=int(params.get("limit", 0)))
+                workers=int(params.get("workers", 2)) or auto_workers(shard[1]),
+                prefetch=int(params.get("prefetch", 4)),
+                processes=bool(params.get("processes", False)), limit=int(params.get("limit", 0)),
+                shard=tuple(shard) if train else (0, 1))
 
 
 class H36MData(caffe.Layer):
@@ -470,7 +738,11 @@ class H36MData(caffe.Layer):
         if len(bottom) != 0 or len(top) != 3:
             raise ValueError(f"H36MData takes no bottoms and 3 tops (data, joints_2D, "
                              f"joints_3D), got {len(bottom)} and {len(top)}")
-        self.loader = BatchLoader(**layer_params(self.param_str, self.phase == caffe.TRAIN))
+        # several GPUs: each rank's TRAIN layer takes its share of the stream
+        shard = (caffe.solver_rank(), caffe.solver_count())
+        self.loader = BatchLoader(**layer_params(self.param_str, self.phase == caffe.TRAIN,
+                                                 shard))
+        self.indices = np.empty(self.loader.maker.batch_size, dtype=np.int64)
 
     def reshape(self, bottom, top):
         maker = self.loader.maker
@@ -480,10 +752,8 @@ class H36MData(caffe.Layer):
         top[2].reshape(maker.batch_size, NUM_JOINTS, 3)
 
     def forward(self, bottom, top):
-        batch = self.loader.next_batch()
-        top[0].data[...] = batch.images
-        top[1].data[...] = batch.joints_2d
-        top[2].data[...] = batch.joints_3d
+        # straight into the tops: one copy of the batch, made by the loader
+        self.loader.next_batch(out=Batch(top[0].data, top[1].data, top[2].data, self.indices))
 
     def backward(self, top, propagate_down, bottom):
         pass

@@ -4,6 +4,7 @@ Each of the COUNT crops has its own background colour and a white 5 x 5 dot cent
 so the dot must follow joint 0 through every crop.
 """
 import json
+import os
 
 import cv2
 import lmdb
@@ -13,7 +14,7 @@ import pytest
 import caffe
 from caffe.proto import caffe_pb2
 
-from layers.h36m_data import (BatchLoader, crop, crop_offsets, decode_image,
+from layers.h36m_data import (BatchLoader, auto_workers, crop, crop_offsets, decode_image,
                               decode_pose, images_per_second, layer_params, lmdb_key,
                               pca_color_shift)
 from tests.gradcheck import layer_net
@@ -224,7 +225,7 @@ def test_close_stops_the_threads(dataset):
     directory, _ = dataset
     loader = BatchLoader(directory, "train", batch_size=2, workers=3, prefetch=2)
     loader.next_batch()
-    threads = list(loader._threads)
+    threads = list(loader._source._threads)
     loader.close()
     assert not any(thread.is_alive() for thread in threads)
     loader.close()  # idempotent
@@ -323,7 +324,8 @@ def test_layer_rejects_wrong_tops(dataset):
                   n_tops=2)
 
 
-def test_worker_errors_reach_the_consumer(dataset, tmp_path):
+@pytest.mark.parametrize("processes", [False, True])
+def test_worker_errors_reach_the_consumer(dataset, tmp_path, processes):
     directory, sources = dataset
     manifest = json.loads(open(f"{directory}/manifest.json").read())
     manifest["splits"]["train"]["count"] = 2
@@ -336,10 +338,109 @@ def test_worker_errors_reach_the_consumer(dataset, tmp_path):
             txn.put(lmdb_key(0), value)
             txn.put(lmdb_key(1), value)
         env.close()
-    with BatchLoader(str(tmp_path), "train", batch_size=2) as loader:
+    with BatchLoader(str(tmp_path), "train", batch_size=2, processes=processes) as loader:
         with pytest.raises(ValueError, match="expected 85 float_data values"):
             loader.next_batch()
     manifest["splits"]["train"]["count"] = 3
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="holds 2 entries but the manifest says 3"):
         BatchLoader(str(tmp_path), "train", batch_size=2)
+
+
+# ---------------------------------------------------------------- shards and worker processes
+
+def stream_of(directory, batches, **kwargs):
+    """Sample indices of the first `batches` batches of a TRAIN loader."""
+    with BatchLoader(directory, "train", **kwargs) as loader:
+        return [loader.next_batch().indices for _ in range(batches)]
+
+
+def test_two_ranks_see_disjoint_halves_of_each_epoch(dataset):
+    """Rank r of 2 takes the stream's batches r, r + 2, ...: in an epoch of 10 images at batch
+    1 each rank sees 5, no image twice, and together every image once; the next steps
+    continue into epoch 1's order."""
+    directory, _ = dataset
+    full = np.concatenate(stream_of(directory, 20, batch_size=1, seed=3))
+    ranks = [np.concatenate(stream_of(directory, 10, batch_size=1, seed=3, shard=(r, 2)))
+             for r in range(2)]
+    for epoch in range(2):
+        order = np.random.default_rng(3 + epoch).permutation(COUNT)
+        halves = [ranks[r][5 * epoch:5 * epoch + 5] for r in range(2)]
+        assert not set(halves[0]) & set(halves[1])
+        assert sorted(np.concatenate(halves)) == list(range(COUNT))
+        np.testing.assert_array_equal(halves[0], order[0::2])
+        np.testing.assert_array_equal(halves[1], order[1::2])
+    # the interleaved ranks are the unsharded stream, batch for batch
+    np.testing.assert_array_equal(np.stack(ranks, axis=1).ravel(), full)
+
+
+def test_shard_must_name_a_rank_of_the_count(dataset):
+    directory, _ = dataset
+    with pytest.raises(ValueError, match="0 <= rank < count"):
+        BatchLoader(directory, "train", batch_size=2, shard=(2, 2))
+
+
+def test_layer_shards_train_by_solver_rank_and_never_test(dataset):
+    directory, _ = dataset
+    # as solver/training.py sets up rank 2 of 3 (Caffe refuses Python layers in a multi-GPU
+    # TRAIN net unless in multiprocess mode)
+    caffe.set_solver_count(3)
+    caffe.set_solver_rank(2)
+    caffe.set_multiprocess(True)
+    try:
+        train = layer_net("layers.h36m_data", "H36MData", [], layer_param_str(directory, "train"),
+                          n_tops=3, phase=caffe.TRAIN)
+        test = layer_net("layers.h36m_data", "H36MData", [], layer_param_str(directory, "test"),
+                         n_tops=3, phase=caffe.TEST)
+    finally:
+        caffe.set_solver_count(1)
+        caffe.set_solver_rank(0)
+        caffe.set_multiprocess(False)
+    assert train.layers[0].loader.shard == (2, 3)
+    assert test.layers[0].loader.shard == (0, 1)
+    train.forward()
+    expected = stream_of(directory, 3, batch_size=4, shard=(0, 1))[2]  # stream batch 2
+    np.testing.assert_array_equal(train.layers[0].indices, expected)
+
+
+def test_worker_processes_give_the_threads_batches(dataset):
+    """Processes build bitwise the batches threads build (crops, colour shifts, joints), in
+    order, sharded alike; closing ends them and removes the shared slots file."""
+    directory, _ = dataset
+    with BatchLoader(directory, "train", batch_size=3, workers=2, seed=5) as loader:
+        threads = [loader.next_batch() for _ in range(7)]
+    with BatchLoader(directory, "train", batch_size=3, workers=2, seed=5, processes=True,
+                     prefetch=3) as loader:
+        processes = [loader.next_batch() for _ in range(7)]
+        workers = list(loader._source._processes)
+        out = loader.maker.empty_batch()
+        assert loader.next_batch(out=out) is out
+    assert not any(worker.is_alive() for worker in workers)
+    for a, b in zip(threads, processes):
+        for field in ("images", "joints_2d", "joints_3d", "indices"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    sharded = stream_of(directory, 4, batch_size=2, seed=5, shard=(1, 2), processes=True)
+    np.testing.assert_array_equal(
+        np.concatenate(sharded), np.concatenate(stream_of(directory, 8, batch_size=2,
+                                                          seed=5)[1::2]))
+
+
+def test_layer_with_worker_processes(dataset):
+    directory, _ = dataset
+    net = layer_net("layers.h36m_data", "H36MData", [],
+                    layer_param_str(directory, "test", processes=True, workers=2),
+                    n_tops=3, phase=caffe.TEST)
+    net.forward()
+    with BatchLoader(directory, "test", batch_size=4, train=False) as loader:
+        batch = loader.next_batch()
+    np.testing.assert_array_equal(net.blobs["top0"].data, batch.images)
+    np.testing.assert_array_equal(net.blobs["top2"].data, batch.joints_3d)
+
+
+def test_auto_workers_share_the_cores():
+    cores = os.cpu_count()
+    assert auto_workers(1) == max(2, cores - 1)
+    assert auto_workers(cores) == 2
+    params = layer_params(json.dumps({"dir": "d", "split": "train", "batch_size": 2,
+                                      "workers": 0}), True, shard=(0, 1))
+    assert params["workers"] == auto_workers(1)

@@ -35,6 +35,11 @@ VARIANT ?= full
 TRAIN_SIZE ?=
 # `make train`: schedule (paper or demo) and run folder; `make evaluate` reads the same run
 SCHEDULE ?= paper
+# GPUs for demo, train, train-stages, solver and evaluate (the first one): e.g. GPUS=0, or
+# GPUS=0,1,2,3 for Caffe's NCCL across several (needs `make setup CAFFE_DEVICE=gpu`); empty: CPU
+GPUS ?=
+comma := ,
+GPU_LIST := $(subst $(comma),$(space),$(strip $(GPUS)))
 RUN ?= runs/$(VARIANT)-$(SCHEDULE)$(ACTIONS_TAG)
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
@@ -61,7 +66,7 @@ test-project:  ## the project's pytest suite
 	$(VPY) -m pytest tests
 
 demo: lmdb  ## the main job: synthetic dataset, LMDBs, demo training, evaluation, figures (runs/demo)
-	$(VPY) tools/demo.py --lmdb $(LMDB_DIR) --run runs/demo
+	$(VPY) tools/demo.py --lmdb $(LMDB_DIR) --run runs/demo $(if $(GPUS),--gpus $(GPUS))
 
 smoke: setup  ## smoke run of the toolchain: a tiny generated net trained with `caffe train`
 	$(VPY) tools/smoke_train.py --out runs/smoke --force
@@ -89,10 +94,10 @@ bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training 
 
 train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an interrupted run)
 	$(VPY) tools/train.py --variant $(VARIANT) --lmdb $(LMDB_DIR) --schedule $(SCHEDULE) --run $(RUN) \
-	 
+	  $(if $(GPUS),--gpus $(GPUS))
 
 evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
-	$(VPY) tools/evaluate.py --run $(RUN)
+	$(VPY) tools/evaluate.py --run $(RUN) $(if $(GPUS),--gpu $(firstword $(GPU_LIST)))
 
 report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
 	$(VPY) tools/report.py --run $(RUN)
@@ -108,11 +113,11 @@ prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant
 
 solver: setup  ## solver/h36m.prototxt + h36m_stage2.prototxt (and solver/nets/) for LMDB_DIR, or TRAIN_SIZE images of random data
 	$(VPY) solver/pose_solver.py $(if $(TRAIN_SIZE),--train-size $(TRAIN_SIZE),--lmdb $(LMDB_DIR)) \
-	  --variant $(VARIANT) --schedule $(SCHEDULE)
+	  --variant $(VARIANT) --schedule $(SCHEDULE) $(if $(GPUS),--gpus $(words $(GPU_LIST)))
 
 train-stages: setup  ## caffe train stage 1 (lambda_2D 0.1), then stage 2 (0.01) from its .solverstate
 	$(VPY) tools/train_stages.py --stage1 solver/h36m.prototxt --stage2 solver/h36m_stage2.prototxt \
-	  --log-dir runs/h36m
+	  --log-dir runs/h36m $(if $(GPUS),--gpus $(GPUS))
 
 clean:  ## remove the venv and setup logs (the Caffe build cache in ~/.cache is kept)
 	rm -rf $(VENV) build

@@ -95,6 +95,17 @@ class Config:
     # spine-thorax, thorax-shoulders (../shared/REFERENCE.md section 2)
     torso_bones: tuple = ("RHip", "LHip", "Spine", "Thorax", "LShoulder", "RShoulder")
 
+    # ---- data loading (layers/h36m_data.py): how the training batches are prepared, never
+    # what they hold (a batch depends only on the seed and its index)
+    # ASSUMPTION (engineering): workers preparing training batches; 0 = one per core left to
+    # each GPU's process, at least 2
+    loader_workers: int = 0
+    # ASSUMPTION (engineering): worker processes instead of threads for the training batches
+    # (threads share the GIL and cannot feed a GPU; see README, "Training on GPUs")
+    loader_processes: bool = True
+    # ASSUMPTION (engineering): training batches prepared ahead
+    loader_prefetch: int = 4
+
     # ---- random-data nets (before the LMDB data layer exists, and for smoke runs)
     # ASSUMPTION: plausible ranges for DummyData joints (pixels of the input, mm).
     dummy_pose_std_mm: float = 300.0
@@ -131,6 +142,8 @@ class Config:
              "batch_size, epochs, lr_step_epochs, snapshot_epochs and test_epochs must be "
              "positive")
         need(self.test_images >= 0, "test_images must be >= 0 (0: the whole test split)")
+        need(self.loader_workers >= 0 and self.loader_prefetch >= 1,
+             "loader_workers must be >= 0 (0: automatic) and loader_prefetch >= 1")
         need(0 <= self.lambda_2d_switch_epoch <= self.epochs,
              "lambda_2d_switch_epoch must lie within the epochs")
         need(self.base_lr > 0 and 0 < self.lr_gamma <= 1, "base_lr > 0 and 0 < lr_gamma <= 1")

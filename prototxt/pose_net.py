@@ -79,18 +79,22 @@ def fc_bn_relu_dropout(spec, name, bottom, width, cfg, **extra):
     return spec[name]
 
 
-def data_layers(spec, cfg, phase, data):
+def data_layers(spec, cfg, phase, data, gpus=1):
     """Tops `data` (N, 3, S, S), and outside deploy `joints_2D` (N, Nj, 2) in input pixels and
     `joints_3D` (N, Nj, 3) in mm. data: "dummy" (random), or the folder of `make lmdb`'s
-    LMDBs, read by the H36MData layer (train split in the train net, test split otherwise)."""
+    LMDBs, read by the H36MData layer (train split in the train net, test split otherwise).
+    A train net for `gpus` GPUs reads batch_size / gpus images on each (see gpu_batch)."""
     size = cfg.input_size
     if phase == "deploy":
         spec.data = L.Input(shape=dict(dim=[1, 3, size, size]))
         return
-    batch, joints = cfg.batch_size, cfg.num_joints
+    batch, joints = cfg.batch_size // (gpus if phase == "train" else 1), cfg.num_joints
     if data != "dummy":
         params = {"dir": str(data), "split": "train" if phase == "train" else "test",
                   "batch_size": batch, "input_size": size}
+        if phase == "train":
+            params.update(workers=cfg.loader_workers, processes=cfg.loader_processes,
+                          prefetch=cfg.loader_prefetch)
         if phase == "test" and cfg.test_images:
             # whole batches of the first test images, the same ones in every test pass
             params["limit"] = -(-cfg.test_images // batch) * batch
@@ -106,8 +110,20 @@ def data_layers(spec, cfg, phase, data):
                                  data_filler=dict(type="gaussian", std=cfg.dummy_pose_std_mm))
 
 
-def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dummy"):
-    """NetSpec of one variant and phase; lambda_2d defaults to the first-stage cfg.lambda_2d."""
+def gpu_batch(cfg, gpus):
+    """Images per GPU of a train net for `gpus` GPUs: cfg.batch_size is the batch of one
+    update (the paper's 128), split evenly over the GPUs, whose gradients Caffe averages."""
+    if gpus < 1 or cfg.batch_size % gpus:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split over {gpus} GPUs: choose "
+                         f"a multiple of {gpus} (--set batch_size=...) or another GPU count")
+    return cfg.batch_size // gpus
+
+
+def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dummy", gpus=1):
+    """NetSpec of one variant and phase; lambda_2d defaults to the first-stage cfg.lambda_2d.
+    gpus: the train net's share of cfg.batch_size on each of that many GPUs."""
+    if phase == "train":
+        gpu_batch(cfg, gpus)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     if phase not in PHASES:
@@ -119,7 +135,7 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
     with_loss = phase != "deploy"
 
     spec = caffe.NetSpec()
-    data_layers(spec, cfg, phase, data)
+    data_layers(spec, cfg, phase, data, gpus)
 
     features = spec.data
     for index in range(len(cfg.conv_channels)):
@@ -175,22 +191,23 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
     return spec
 
 
-def net_text(cfg, variant, phase, lambda_2d=None, data="dummy"):
+def net_text(cfg, variant, phase, lambda_2d=None, data="dummy", gpus=1):
     """The prototxt text of a net, with the generated-file header and a name."""
-    proto = make_net(cfg, variant, phase, lambda_2d, data).to_proto()
+    proto = make_net(cfg, variant, phase, lambda_2d, data, gpus).to_proto()
     proto.name = f"park2016_{variant}_{phase}"
     return HEADER.format(variant=variant, phase=phase) + str(proto)
 
 
-def generated_files(cfg=PAPER, data="dummy", variants=VARIANTS):
+def generated_files(cfg=PAPER, data="dummy", variants=VARIANTS, gpus=1):
     """{relative path: text} of the prototxt of each variant: train (lambda_2D for the first
     epochs), train_late (lambda_2D after the switch), test and deploy. With the default
-    data="dummy" these are the committed files; data=<LMDB folder> gives nets that read it."""
+    data="dummy" these are the committed files; data=<LMDB folder> gives nets that read it;
+    gpus: train nets of batch_size / gpus images each, for that many GPUs."""
     files = {}
     for variant in variants:
-        files[f"{variant}/train.prototxt"] = net_text(cfg, variant, "train", data=data)
-        files[f"{variant}/train_late.prototxt"] = net_text(cfg, variant, "train",
-                                                           lambda_2d=cfg.lambda_2d_late, data=data)
+        files[f"{variant}/train.prototxt"] = net_text(cfg, variant, "train", data=data, gpus=gpus)
+        files[f"{variant}/train_late.prototxt"] = net_text(
+            cfg, variant, "train", lambda_2d=cfg.lambda_2d_late, data=data, gpus=gpus)
         files[f"{variant}/test.prototxt"] = net_text(cfg, variant, "test", data=data)
         files[f"{variant}/deploy.prototxt"] = net_text(cfg, variant, "deploy")
     return files

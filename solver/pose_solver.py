@@ -18,8 +18,10 @@ Iterations are whole batches: an epoch is ceil(train_size / batch) iterations.
 
 With --lmdb (what `make solver` does) the sizes come from the LMDBs' manifest, and the
 variant's nets, reading those LMDBs, are written beside the solvers into <out>/nets/, so that
-`caffe train -solver solver/h36m.prototxt` trains on them. With --train-size the solvers name
-the committed nets of prototxt/, which read random data (for timing and smoke runs).
+`caffe train -solver solver/h36m.prototxt` trains on them (add `-gpu 0` for a GPU). With
+--train-size the solvers name the committed nets of prototxt/, which read random data (for
+timing and smoke runs). --gpus N writes train nets of batch_size / N images for N GPUs
+(`make train-stages GPUS=...` runs them; `caffe train -gpu 0,1` refuses Python layers).
 """
 import argparse
 import json
@@ -134,6 +136,9 @@ def main(argv=None):
     parser.add_argument("--config", type=Path, help="JSON file of config overrides")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. batch_size=32")
+    parser.add_argument("--gpus", type=int, default=1, metavar="N",
+                        help="number of GPUs the nets of --lmdb are for: each reads "
+                             "batch_size / N images (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         cfg = schedule_config(args.schedule, args.config, args.set)
@@ -146,7 +151,7 @@ def main(argv=None):
             train_size, test_size = splits["train"]["count"], splits["test"]["count"]
             net_dir = args.out / "nets"
             write_files(generated_files(cfg, data=str(args.lmdb.resolve()),
-                                        variants=[args.variant]), net_dir)
+                                        variants=[args.variant], gpus=args.gpus), net_dir)
         if train_size < 1:
             raise ValueError(f"--train-size must be positive, got {train_size}")
         paths = write_solvers(cfg, args.variant, train_size, args.out, net_dir,

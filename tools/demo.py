@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The main job on a built LMDB: train with the demo schedule, evaluate, draw the figures.
 
-    .venv/bin/python tools/demo.py --lmdb data/lmdb/synth-h36m --run runs/demo
+    .venv/bin/python tools/demo.py --lmdb data/lmdb/synth-h36m --run runs/demo [--gpus 0]
 
 `make demo` runs it after `make setup`, `make synth` and `make lmdb`. Steps:
   1. tools/train.py with the demo schedule (config.SCHEDULES["demo"]: the paper's network and
@@ -22,6 +22,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe starts glog: n
 
 from config import schedule_config  # noqa: E402
 from prototxt.pose_net import VARIANTS  # noqa: E402
+from solver.devices import DeviceError, parse_gpus  # noqa: E402
 from tools.caffe_cli import CaffeError  # noqa: E402
 from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results  # noqa: E402
 from tools.pose_metrics import format_table1  # noqa: E402
@@ -39,22 +40,27 @@ def main(argv=None):
                         help="Table 2 variant (default: %(default)s, the paper's model)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides after the demo schedule's")
+    parser.add_argument("--gpus", default="", metavar="IDS",
+                        help="train on these GPUs (e.g. 0) and evaluate on the first; "
+                             "default: the CPU")
     args = parser.parse_args(argv)
     try:
         cfg = schedule_config("demo", overrides=args.set)
+        gpus = parse_gpus(args.gpus)
     except ValueError as err:
         parser.error(str(err))
     start = time.monotonic()
     try:
-        train(args.run, cfg, args.variant, args.lmdb)
+        train(args.run, cfg, args.variant, args.lmdb, gpus)
         trained = time.monotonic()
         print(f"demo: trained in {(trained - start) / 60:.1f} min; evaluating", flush=True)
-        results, poses = evaluate(args.run, latest_weights(args.run), args.lmdb)
+        results, poses = evaluate(args.run, latest_weights(args.run), args.lmdb,
+                                  gpu=gpus[0] if gpus else None)
         write_results(results, args.run, poses)
         evaluated = time.monotonic()
         print(f"demo: evaluated in {(evaluated - trained) / 60:.1f} min; drawing", flush=True)
         figures = draw_report({f"{args.variant} (demo)": args.run}, args.run / "figures")
-    except (CaffeError, EvaluationError, ReportError) as err:
+    except (CaffeError, DeviceError, EvaluationError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(format_table1(results["mpjpe"], results["mean_pose_mpjpe"]))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Evaluate a trained model on the test LMDB: MPJPE per action in the layout of Table 1.
 
-    .venv/bin/python tools/evaluate.py --run runs/full-demo [--weights FILE] [--lmdb DIR]
+    .venv/bin/python tools/evaluate.py --run runs/full-demo [--weights FILE] [--lmdb DIR] [--gpu N]
 
 The deploy net sees the centre 225x225 crop of every test image and outputs the average of
 its root heads' zero-mean poses (eq. 7); the scale is recovered so that the torso bones have
@@ -28,6 +28,7 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from data_prep.h36m import ACTIONS  # noqa: E402
 from layers.h36m_data import BatchLoader, decode_pose  # noqa: E402
+from solver.devices import DeviceError, use_device  # noqa: E402
 from tools.pose_metrics import (PAPER_TABLE1, format_table1, mean_pose, mpjpe, p_mpjpe,  # noqa: E402
                                 recover_scale, summarize)
 
@@ -90,7 +91,10 @@ def predict(deploy, weights, lmdb_dir, split, batch_size, limit=None):
     return recover_scale(predictions, manifest["bone_lengths_mm"]), truth
 
 
-def evaluate(run, weights, lmdb_dir, split="test", batch_size=16, limit=None):
+def evaluate(run, weights, lmdb_dir, split="test", batch_size=16, limit=None, gpu=None):
+    """Results dict and poses of the run's deploy net with `weights` on GPU `gpu` (None: the
+    CPU)."""
+    use_device(gpu)
     deploy = Path(run) / "deploy.prototxt"
     if not deploy.exists():
         raise EvaluationError(f"{deploy} missing: train with tools/train.py first")
@@ -150,15 +154,18 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16, help="images per forward pass")
     parser.add_argument("--limit", type=int, help="evaluate only the first N frames")
     parser.add_argument("--out", type=Path, help="where results.json/csv go (default: --run)")
+    parser.add_argument("--gpu", type=int, metavar="N",
+                        help="run the net on GPU N (needs the GPU build; default: the CPU)")
     args = parser.parse_args(argv)
     try:
+        use_device(args.gpu)   # first: a bad --gpu is the message, whatever else is missing
         config = json.loads((args.run / "config.json").read_text()) \
             if (args.run / "config.json").exists() else {}
         lmdb_dir = args.lmdb or Path(config.get("lmdb", "data/lmdb/synth-h36m"))
         weights = args.weights or latest_weights(args.run)
         results, poses = evaluate(args.run, weights, lmdb_dir, args.split, args.batch,
-                                  args.limit)
-    except EvaluationError as err:
+                                  args.limit, args.gpu)
+    except (EvaluationError, DeviceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     write_results(results, args.out or args.run, poses)

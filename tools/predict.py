@@ -2,6 +2,7 @@
 """The 3D pose of a person crop with a trained model, printed and drawn.
 
     .venv/bin/python tools/predict.py IMAGE --run runs/full-demo [--weights FILE] [--out pose.png]
+        [--gpu N]
 
 IMAGE is a person crop as in the LMDBs (it is resized to 250x250 and its centre 225x225 is
 used, as at test time). The pose is the average of the root heads (eq. 7), scaled so that the
@@ -21,6 +22,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 from config import PAPER  # noqa: E402
 from data_prep.h36m import JOINTS_17  # noqa: E402
+from solver.devices import DeviceError, use_device  # noqa: E402
 from tools.evaluate import EvaluationError, check_weights, latest_weights  # noqa: E402
 from tools.pose_metrics import recover_scale, root_align  # noqa: E402
 
@@ -59,16 +61,19 @@ def main(argv=None):
     parser.add_argument("--run", type=Path, required=True, help="run folder of tools/train.py")
     parser.add_argument("--weights", type=Path, help="caffemodel (default: the run's latest)")
     parser.add_argument("--out", type=Path, help="PNG of the crop and the 3D skeleton")
+    parser.add_argument("--gpu", type=int, metavar="N",
+                        help="run the net on GPU N (needs the GPU build; default: the CPU)")
     args = parser.parse_args(argv)
     image = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if image is None:
         parser.error(f"cannot read an image from {args.image}")
     try:
+        use_device(args.gpu)
         config = json.loads((args.run / "config.json").read_text())
         manifest = json.loads((Path(config["lmdb"]) / "manifest.json").read_text())
         weights = args.weights or latest_weights(args.run)
         check_weights(args.run / "deploy.prototxt", weights)
-    except (OSError, KeyError, EvaluationError) as err:
+    except (OSError, KeyError, EvaluationError, DeviceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     pose = predict_pose(image, args.run / "deploy.prototxt", weights, manifest)

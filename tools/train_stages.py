@@ -4,10 +4,11 @@
 Stage 1 trains with solver/h36m.prototxt (lambda_2D = 0.1) up to its max_iter and snapshots;
 stage 2 resumes from stage 1's last .solverstate with solver/h36m_stage2.prototxt, whose net
 has the same layer names and lambda_2D = 0.01, and trains to the end. Each stage logs to
-<log-dir>/stage<k>.log.
+<log-dir>/stage<k>.log. --gpus runs both on one GPU or several (solver/training.py; for
+several, write the solvers with `make solver GPUS=...` so that the nets split the batch).
 
     .venv/bin/python tools/train_stages.py [--stage1 solver/h36m.prototxt]
-        [--stage2 solver/h36m_stage2.prototxt] [--log-dir runs/h36m]
+        [--stage2 solver/h36m_stage2.prototxt] [--log-dir runs/h36m] [--gpus 0,1]
 """
 import argparse
 import sys
@@ -16,7 +17,9 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from tools.caffe_cli import CaffeError, run_caffe, train_losses
+from solver.devices import DeviceError, parse_gpus
+from solver.training import run_stage
+from tools.caffe_cli import CaffeError, train_losses
 
 
 def read_solver(path):
@@ -33,8 +36,8 @@ def final_solverstate(solver):
     return Path(f"{solver.snapshot_prefix}_iter_{solver.max_iter}.solverstate")
 
 
-def train_two_stages(stage1, stage2, log_dir, cwd=None):
-    """Run both stages; returns {stage: [(iteration, loss)]}."""
+def train_two_stages(stage1, stage2, log_dir, cwd=None, gpus=()):
+    """Run both stages on gpus (() = the CPU); returns {stage: [(iteration, loss)]}."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     first, second = read_solver(stage1), read_solver(stage2)
@@ -43,13 +46,12 @@ def train_two_stages(stage1, stage2, log_dir, cwd=None):
                          f"{first.max_iter}")
     # Caffe does not create the snapshot folder itself
     (Path(cwd or ".") / first.snapshot_prefix).parent.mkdir(parents=True, exist_ok=True)
-    run_caffe(["train", f"-solver={stage1}"], log_dir / "stage1.log", cwd=cwd)
+    run_stage(stage1, log_dir / "stage1.log", gpus, cwd=cwd)
     state = final_solverstate(first)
     resolved = Path(cwd or ".") / state
     if not resolved.exists():
         raise CaffeError(f"stage 1 finished without writing {resolved}")
-    run_caffe(["train", f"-solver={stage2}", f"-snapshot={state}"], log_dir / "stage2.log",
-              cwd=cwd)
+    run_stage(stage2, log_dir / "stage2.log", gpus, snapshot=state, cwd=cwd)
     return {k: train_losses((log_dir / f"stage{k}.log").read_text()) for k in (1, 2)}
 
 
@@ -73,13 +75,15 @@ def main(argv=None):
                         help="stage 2 solver (default: %(default)s)")
     parser.add_argument("--log-dir", type=Path, default=Path("runs/h36m"),
                         help="where stage1.log and stage2.log go (default: %(default)s)")
+    parser.add_argument("--gpus", default="", metavar="IDS",
+                        help="GPU ids, e.g. 0 or 0,1 (default: the CPU)")
     args = parser.parse_args(argv)
     for path in (args.stage1, args.stage2):
         if not path.exists():
             parser.error(f"{path} does not exist; write it with `make solver TRAIN_SIZE=N`")
     try:
-        train_two_stages(args.stage1, args.stage2, args.log_dir)
-    except CaffeError as err:
+        train_two_stages(args.stage1, args.stage2, args.log_dir, gpus=parse_gpus(args.gpus))
+    except (CaffeError, DeviceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for line in stage_summaries(args.log_dir):

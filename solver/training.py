@@ -1,0 +1,171 @@
+"""Running one solver stage on the CPU, one GPU or several; every training tool goes through here.
+
+    run_stage(solver_path, log_path, gpus=(), snapshot=None)
+
+CPU or one GPU: `caffe train -solver S [-snapshot X] [-gpu N]`, the log as Caffe writes it.
+
+Several GPUs: `caffe train -gpu 0,1` refuses nets with Python layers ("PythonLayer does not
+support CLI Multi-GPU, use train.py"), so this does what BVLC's python/train.py does: one
+process per GPU (started fresh, never forked from a process that touched CUDA), sharing an
+NCCL id made here. Process r sets its device, solver count N, rank r and multiprocess mode,
+builds the solver from the same file, restores the snapshot, then joins Caffe's NCCL: rank 0's
+weights are broadcast, and the gradients are all-reduced layer by layer during backward
+(layer_wise_reduce, Caffe's default) and scaled by 1/N. Rank 0 alone tests and snapshots (as
+in `caffe train`), writes log_path with the same lines `caffe train` writes (the loss parser,
+Fig. 4 and the stage summaries read it) and snapshots at the end as `caffe train` does; rank r
+> 0 logs to <log>.rank<r>.log. A failing rank stops all of them, since NCCL would wait for it
+forever.
+
+Batch: every GPU runs the net's batch and the update averages their gradients, so the
+effective batch is N times the net's. tools/train.py gives the training nets batch_size / N
+each, so that the paper's 128 stays 128 images per update on any number of GPUs. BatchNorm's
+statistics are computed per GPU over batch_size / N images. The data layer shards its stream
+by solver rank (layers/h36m_data.py): an epoch shows every image once across the GPUs.
+
+The worker also runs as a single process on the CPU (`run_processes(..., gpus=())`): the
+same code without NCCL, which the tests compare with `caffe train`.
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from solver.devices import check_gpus
+from tools.caffe_cli import CaffeError, run_caffe
+
+# how often (s) the launcher looks at its workers, and a worker at its parent
+POLL_SECONDS = 0.5
+
+
+def run_stage(solver_path, log_path, gpus=(), snapshot=None, cwd=None):
+    """Train with solver_path from snapshot (if given) on gpus (() = the CPU)."""
+    check_gpus(gpus)
+    if len(gpus) > 1:
+        run_processes(solver_path, log_path, gpus, snapshot, cwd)
+        return
+    args = ["train", f"-solver={solver_path}"]
+    if snapshot is not None:
+        args.append(f"-snapshot={snapshot}")
+    if gpus:
+        args.append(f"-gpu={gpus[0]}")
+    run_caffe(args, log_path, cwd=cwd)
+
+
+def rank_log(log_path, rank):
+    """Where rank `rank` logs: log_path itself for rank 0, <stem>.rank<r>.log beside it."""
+    log_path = Path(log_path)
+    return log_path if rank == 0 else log_path.with_name(f"{log_path.stem}.rank{rank}.log")
+
+
+def run_processes(solver_path, log_path, gpus, snapshot=None, cwd=None):
+    """One worker process per GPU (one on the CPU for gpus=()); raises CaffeError naming the
+    log of the first rank that failed, after stopping the others."""
+    import caffe   # the launcher makes the NCCL id; the workers import caffe themselves
+    uid = caffe.NCCL.new_uid().hex() if len(gpus) > 1 else ""
+    env = dict(os.environ, GLOG_logtostderr="1", PYTHONUNBUFFERED="1")
+    env.pop("GLOG_minloglevel", None)   # the log is what we parse: keep INFO lines
+    workers = []
+    try:
+        for rank in range(max(1, len(gpus))):
+            command = [sys.executable, "-m", "solver.training", "--solver", str(solver_path),
+                       "--rank", str(rank), "--gpus", ",".join(map(str, gpus)),
+                       "--parent", str(os.getpid())]
+            if uid:
+                command += ["--uid", uid]
+            if snapshot is not None:
+                command += ["--snapshot", str(snapshot)]
+            with open(rank_log(log_path, rank), "w") as log:
+                workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                cwd=cwd, env=env))
+        wait_for(workers, log_path)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+def wait_for(workers, log_path):
+    """Wait until every worker ended; on the first failure stop the rest and raise."""
+    while True:
+        codes = [worker.poll() for worker in workers]
+        failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
+        if failed:
+            rank = failed[0]
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+            log = rank_log(log_path, rank)
+            tail = Path(log).read_text(errors="replace").splitlines()[-8:]
+            raise CaffeError(f"training rank {rank} failed (exit {codes[rank]}); log: {log}\n"
+                             + "\n".join("  | " + line for line in tail))
+        if all(code == 0 for code in codes):
+            return
+        time.sleep(POLL_SECONDS)
+
+
+def exit_with_parent(parent):
+    """End this worker when the launcher is gone, so that no rank outlives a killed run."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(POLL_SECONDS)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def worker(solver_path, rank, gpus, uid, snapshot):
+    """One rank: set the device and the solver count and rank, build the solver, join NCCL
+    (several GPUs), then train to max_iter; rank 0 through Solve (tests, final snapshot)."""
+    import caffe
+    caffe.init_log(0, True)
+    if gpus:
+        caffe.set_device(gpus[rank])
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
+    caffe.set_solver_count(max(1, len(gpus)))
+    caffe.set_solver_rank(rank)
+    if len(gpus) > 1:
+        caffe.set_multiprocess(True)
+    solver = caffe.get_solver(str(solver_path))
+    if snapshot:
+        solver.restore(str(snapshot))   # every rank: iteration and momentum; weights from rank 0
+    if len(gpus) > 1:
+        nccl = caffe.NCCL(solver, bytes.fromhex(uid))
+        nccl.bcast()
+        solver.add_callback(nccl)
+        if solver.param.layer_wise_reduce:
+            solver.net.after_backward(nccl)
+    if rank == 0:
+        solver.solve()
+    else:
+        solver.step(solver.param.max_iter - solver.iter)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="One rank of a training run (started by run_processes; not for direct use).")
+    parser.add_argument("--solver", type=Path, required=True, help="solver prototxt")
+    parser.add_argument("--rank", type=int, required=True, help="this process's solver rank")
+    parser.add_argument("--gpus", default="", help="all ranks' GPUs, e.g. 0,1 (empty: the CPU)")
+    parser.add_argument("--uid", default="", help="NCCL id (hex) made by the launcher")
+    parser.add_argument("--snapshot", type=Path, help=".solverstate to resume from")
+    parser.add_argument("--parent", type=int, help="launcher pid: exit when it is gone")
+    args = parser.parse_args(argv)
+    gpus = tuple(int(g) for g in args.gpus.split(",") if g)
+    if len(gpus) > 1 and not args.uid:
+        parser.error("several GPUs need the launcher's --uid")
+    if not 0 <= args.rank < max(1, len(gpus)):
+        parser.error(f"--rank {args.rank} is not one of {max(1, len(gpus))} ranks")
+    if args.parent:
+        exit_with_parent(args.parent)
+    worker(args.solver, args.rank, gpus, args.uid, args.snapshot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

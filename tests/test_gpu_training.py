@@ -1,0 +1,197 @@
+"""Training on GPUs, the parts that need no GPU: the device checks and their messages, the
+per-GPU batch of the nets, the multi-GPU launcher's single-process path (the same worker code,
+without NCCL) against `caffe train`, and its argument handling and errors."""
+import json
+import re
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import caffe
+from config import PAPER, schedule_config
+from prototxt.pose_net import make_net
+from solver import devices
+from solver.devices import DeviceError, check_gpus, parse_gpus
+from solver.training import main as worker_main, rank_log, run_processes, run_stage
+from tests.tiny_runs import TINY, write_tiny_lmdb
+from tools.caffe_cli import CaffeError, train_losses
+from tools.train import main as train_main, write_run
+
+
+@pytest.fixture(scope="module")
+def lmdb_dir(tmp_path_factory):
+    return write_tiny_lmdb(tmp_path_factory.mktemp("tiny") / "lmdb")
+
+
+@pytest.mark.parametrize("text, gpus", [("", ()), (None, ()), ("0", (0,)), ("0,1,3", (0, 1, 3)),
+                                        (" 2 ", (2,))])
+def test_parse_gpus(text, gpus):
+    assert parse_gpus(text) == gpus
+
+
+@pytest.mark.parametrize("text, message", [("a", "separated by commas"), ("0,,1", "commas"),
+                                           ("0,0", "distinct"), ("-1", "non-negative")])
+def test_parse_gpus_rejects(text, message):
+    with pytest.raises(DeviceError, match=message):
+        parse_gpus(text)
+
+
+def expected_device_message(gpu):
+    """What check_gpus says about `gpu` on this build and machine."""
+    if not devices.is_gpu_build():
+        return "CPU-only build(.|\n)*make setup CAFFE_DEVICE=gpu"
+    if caffe.cuda_device_count() == 0:
+        return "no CUDA device is visible(.|\n)*leave out --gpus"
+    return f"there is no GPU {gpu}; CUDA sees"
+
+
+def test_check_gpus_says_what_is_wrong_and_what_to_do():
+    check_gpus(())   # the CPU is always there
+    with pytest.raises(DeviceError, match=expected_device_message(99)):
+        check_gpus((0, 99) if devices.device_count() else (99,))
+
+
+def test_the_build_knows_what_it_is():
+    info = devices.build_info()
+    assert info.get("device", "cpu") in ("cpu", "gpu")
+    assert devices.is_gpu_build() == (info.get("device") == "gpu")
+    if devices.is_gpu_build():
+        assert caffe.has_nccl()
+        assert caffe.cuda_device_count() >= 0
+
+
+@pytest.mark.skipif(not devices.is_gpu_build(), reason="device_query of the GPU build")
+def test_device_query_without_a_gpu_ends_with_a_message():
+    if caffe.cuda_device_count():
+        pytest.skip("this machine has a GPU")
+    from tools.caffe_cli import caffe_binary
+    for args in (["device_query"], ["device_query", "-gpu", "0"], ["train", "-solver", "x",
+                                                                     "-gpu", "0"]):
+        out = subprocess.run([str(caffe_binary()), *args], capture_output=True, text=True)
+        assert out.returncode == 1, args
+        assert "caffe: no CUDA device is available" in out.stderr
+        assert "Check failure stack trace" not in out.stderr
+
+
+def test_train_nets_split_the_update_batch_over_the_gpus():
+    cfg = PAPER   # batch 128, the paper's
+    for gpus, batch in ((1, 128), (2, 64), (4, 32), (8, 16)):
+        proto = make_net(cfg, "full", "train", gpus=gpus).to_proto()
+        assert [layer.dummy_data_param.shape[0].dim[0] for layer in proto.layer
+                if layer.type == "DummyData"] == [batch] * 3
+    test = make_net(cfg, "full", "test", gpus=4).to_proto()
+    assert test.layer[0].dummy_data_param.shape[0].dim[0] == 128   # one GPU tests
+    with pytest.raises(ValueError, match="does not split over 3 GPUs"):
+        make_net(cfg, "full", "train", gpus=3)
+
+
+def test_lmdb_train_net_carries_the_loader_settings(lmdb_dir):
+    cfg = schedule_config("paper", overrides=["loader_workers=3", "loader_processes=false",
+                                              "batch_size=8"])
+    proto = make_net(cfg, "full", "train", data=str(lmdb_dir), gpus=2).to_proto()
+    params = json.loads(proto.layer[0].python_param.param_str)
+    assert params["batch_size"] == 4
+    assert (params["workers"], params["processes"], params["prefetch"]) == (3, False, 4)
+
+
+def test_gpus_refused_before_anything_is_written(lmdb_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = train_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--gpus", "0",
+                       "--set", *TINY])
+    assert code == 1
+    assert not run.exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(expected_device_message(0), err)
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--gpus", "zero"])
+    assert stop.value.code == 2
+    assert "separated by commas" in capsys.readouterr().err
+
+
+def test_evaluate_and_predict_refuse_an_unusable_gpu(tmp_path, capsys):
+    from tools.evaluate import main as evaluate_main
+    from tools.predict import main as predict_main
+    assert evaluate_main(["--run", str(tmp_path), "--gpu", "7"]) == 1
+    assert re.search(expected_device_message(7), capsys.readouterr().err)
+    image = tmp_path / "crop.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    assert predict_main([str(image), "--run", str(tmp_path), "--gpu", "7"]) == 1
+    assert re.search(expected_device_message(7), capsys.readouterr().err)
+
+
+def test_several_gpus_are_checked_before_any_process_starts(tmp_path):
+    with pytest.raises(DeviceError):
+        run_stage(tmp_path / "solver.prototxt", tmp_path / "train.log", gpus=(0, 1))
+    assert not (tmp_path / "train.log").exists()
+
+
+def stage1_solver(run, prefix):
+    """A copy of the run's stage 1 solver that snapshots to run/<prefix>/iter."""
+    text = (run / "solver_stage1.prototxt").read_text()
+    path = run / f"solver_{prefix}.prototxt"
+    (run / prefix).mkdir()
+    path.write_text(text.replace(str(run / "snapshots" / "iter"), str(run / prefix / "iter")))
+    return path
+
+
+def test_single_process_path_trains_as_caffe_train(lmdb_dir, tmp_path):
+    """The launcher's worker (pycaffe Solver, solver count 1, CPU) and `caffe train` on the
+    same solver: the same loss at every iteration and the same weights at the end."""
+    run = tmp_path / "run"
+    cfg = schedule_config("paper", overrides=TINY)
+    write_run(run, cfg, "full", lmdb_dir, json.loads((lmdb_dir / "manifest.json").read_text()))
+    run_stage(stage1_solver(run, "cli"), run / "cli.log")
+    run_processes(stage1_solver(run, "worker"), run / "worker.log", gpus=())
+    cli = train_losses((run / "cli.log").read_text())
+    worker = train_losses((run / "worker.log").read_text())
+    assert [it for it, _ in worker] == [0, 1, 2, 3, 4, 5]
+    assert worker == cli
+    a = caffe.Net(str(run / "deploy.prototxt"), str(run / "cli" / "iter_iter_5.caffemodel"),
+                  caffe.TEST)
+    b = caffe.Net(str(run / "deploy.prototxt"), str(run / "worker" / "iter_iter_5.caffemodel"),
+                  caffe.TEST)
+    for name in a.params:
+        for blob_a, blob_b in zip(a.params[name], b.params[name]):
+            np.testing.assert_array_equal(blob_a.data, blob_b.data)
+    assert (run / "worker" / "iter_iter_5.solverstate").exists()
+    # the stage 2 resume through the worker continues the iteration count
+    solver2 = (run / "solver_stage2.prototxt").read_text().replace(
+        str(run / "snapshots" / "iter"), str(run / "worker" / "iter"))
+    (run / "solver_worker2.prototxt").write_text(solver2)
+    run_processes(run / "solver_worker2.prototxt", run / "worker2.log", gpus=(),
+                  snapshot=run / "worker" / "iter_iter_5.solverstate")
+    assert [it for it, _ in train_losses((run / "worker2.log").read_text())] == \
+        [5, 6, 7, 8, 9, 10]
+
+
+def test_a_failing_rank_names_its_log(tmp_path):
+    with pytest.raises(CaffeError, match=r"training rank 0 failed .*log: .*train\.log"):
+        run_processes(tmp_path / "missing.prototxt", tmp_path / "train.log", gpus=())
+
+
+def test_rank_logs_sit_beside_the_stage_log(tmp_path):
+    log = tmp_path / "logs" / "stage1.log"
+    assert rank_log(log, 0) == log
+    assert rank_log(log, 3) == tmp_path / "logs" / "stage1.rank3.log"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rank", "2", "--gpus", "0,1", "--uid", "00"], "not one of 2 ranks"),
+    (["--rank", "0", "--gpus", "0,1"], "need the launcher's --uid"),
+    (["--rank", "1"], "not one of 1 ranks"),
+])
+def test_worker_arguments_are_checked(args, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        worker_main(["--solver", "s.prototxt", *args])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_worker_help_runs():
+    out = subprocess.run([sys.executable, "-m", "solver.training", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "--uid" in out.stdout

@@ -45,7 +45,7 @@ RUN ?= runs/$(VARIANT)-$(SCHEDULE)$(ACTIONS_TAG)
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench synth synth-sheet lmdb bench-data prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench gpu-check synth synth-sheet lmdb bench-data prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -88,6 +88,9 @@ lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the sy
 
 bench: bench-data  ## speed: Caffe's step vs PyTorch and the BLAS limit, before/after (runs/bench/speed.json)
 	$(VPY) tools/bench.py
+
+gpu-check:  ## on a GPU machine: GPU/CPU agreement, gradient checks, demo, speed vs PyTorch (runs/gpu-check)
+	$(VPY) tools/gpu_check.py --lmdb $(LMDB_DIR) $(if $(GPUS),--gpu $(firstword $(GPU_LIST)))
 
 bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training (runs/bench/data.json)
 	$(VPY) tools/bench_data.py --root $(H36M_ROOT) --lmdb $(LMDB_DIR)

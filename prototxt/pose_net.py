@@ -20,6 +20,7 @@ Structure (names as in the paper where it names them):
              joint r; loss_3D_root<r> is a Euclidean loss against target_3D_root<r> with loss
              weight 2 lambda_3D (Caffe's EuclideanLoss halves the squared distance).
 data="dummy": random images and joints from DummyData layers (smoke runs and tests);
+data="input": Input layers the caller fills (tools/gpu_check.py);
 data=<folder of `make lmdb`>: the H36MData layer reads the LMDBs (layers/h36m_data.py).
 
 Run as a script to write the committed prototxt: `make prototxt`.
@@ -82,14 +83,15 @@ def fc_bn_relu_dropout(spec, name, bottom, width, cfg, **extra):
 def data_layers(spec, cfg, phase, data, gpus=1):
     """Tops `data` (N, 3, S, S), and outside deploy `joints_2D` (N, Nj, 2) in input pixels and
     `joints_3D` (N, Nj, 3) in mm. data: "dummy" (random), or the folder of `make lmdb`'s
-    LMDBs, read by the H36MData layer (train split in the train net, test split otherwise).
+    LMDBs, read by the H36MData layer (train split in the train net, test split otherwise),
+    or "input": Input layers the caller fills (the same batch on the CPU and a GPU).
     A train net for `gpus` GPUs reads batch_size / gpus images on each (see gpu_batch)."""
     size = cfg.input_size
     if phase == "deploy":
         spec.data = L.Input(shape=dict(dim=[1, 3, size, size]))
         return
     batch, joints = cfg.batch_size // (gpus if phase == "train" else 1), cfg.num_joints
-    if data != "dummy":
+    if data not in ("dummy", "input"):
         params = {"dir": str(data), "split": "train" if phase == "train" else "test",
                   "batch_size": batch, "input_size": size}
         if phase == "train":
@@ -101,6 +103,11 @@ def data_layers(spec, cfg, phase, data, gpus=1):
         spec.data, spec.joints_2D, spec.joints_3D = L.Python(
             ntop=3, python_param=dict(module="layers.h36m_data", layer="H36MData",
                                       param_str=json.dumps(params)))
+        return
+    if data == "input":
+        spec.data = L.Input(shape=dict(dim=[batch, 3, size, size]))
+        spec.joints_2D = L.Input(shape=dict(dim=[batch, joints, 2]))
+        spec.joints_3D = L.Input(shape=dict(dim=[batch, joints, 3]))
         return
     spec.data = L.DummyData(shape=dict(dim=[batch, 3, size, size]),
                             data_filler=dict(type="gaussian", std=50))

@@ -54,24 +54,24 @@ def check_gpus(gpus):
     """Raise DeviceError unless every GPU in gpus can be used by this build and machine."""
     if not gpus:
         return
-    listed = ",".join(map(str, gpus))
+    listed = describe(gpus)
     if not is_gpu_build():
         raise DeviceError(
-            f"--gpus {listed}: this venv's Caffe is a CPU-only build "
+            f"{listed}: this venv's Caffe is a CPU-only build "
             f"({Path(caffe.__file__).resolve().parent.parent.parent}).\n"
             "  fix: build the GPU one with `make setup CAFFE_DEVICE=gpu` (on a machine without a "
             "GPU add CUDA_ARCH=90 or your GPU's), or leave out --gpus to use the CPU")
     count = caffe.cuda_device_count()
     if count == 0:
-        raise DeviceError(f"--gpus {listed}: no CUDA device is visible here (no GPU, or no "
-                          "driver: `nvidia-smi` tells which).\n  fix: leave out --gpus to use "
-                          "the CPU")
+        raise DeviceError(f"{listed}: no CUDA device is visible here (no GPU, or no driver: "
+                          "`nvidia-smi` tells which).\n  fix: run on the CPU (without --gpus / "
+                          "--gpu)")
     missing = [gpu for gpu in gpus if gpu >= count]
     if missing:
-        raise DeviceError(f"--gpus {listed}: there is no GPU {missing[0]}; CUDA sees {count} "
+        raise DeviceError(f"{listed}: there is no GPU {missing[0]}; CUDA sees {count} "
                           f"device(s), ids 0 to {count - 1}")
     if len(gpus) > 1 and not caffe.has_nccl():
-        raise DeviceError(f"--gpus {listed}: this Caffe build has no NCCL, which training on "
+        raise DeviceError(f"{listed}: this Caffe build has no NCCL, which training on "
                           "several GPUs needs; rebuild with `make setup CAFFE_DEVICE=gpu`")
 
 

@@ -44,7 +44,7 @@ def expected_device_message(gpu):
     if not devices.is_gpu_build():
         return "CPU-only build(.|\n)*make setup CAFFE_DEVICE=gpu"
     if caffe.cuda_device_count() == 0:
-        return "no CUDA device is visible(.|\n)*leave out --gpus"
+        return "no CUDA device is visible(.|\n)*without --gpus"
     return f"there is no GPU {gpu}; CUDA sees"
 
 
@@ -64,12 +64,14 @@ def test_the_build_knows_what_it_is():
 
 
 @pytest.mark.skipif(not devices.is_gpu_build(), reason="device_query of the GPU build")
-def test_device_query_without_a_gpu_ends_with_a_message():
+def test_device_query_without_a_gpu_ends_with_a_message(tmp_path):
     if caffe.cuda_device_count():
         pytest.skip("this machine has a GPU")
     from tools.caffe_cli import caffe_binary
-    for args in (["device_query"], ["device_query", "-gpu", "0"], ["train", "-solver", "x",
-                                                                     "-gpu", "0"]):
+    solver = tmp_path / "solver.prototxt"   # read before the GPUs are; its net is not
+    solver.write_text('train_net: "net.prototxt"\n')
+    for args in (["device_query"], ["device_query", "-gpu", "0"],
+                 ["train", f"-solver={solver}", "-gpu", "0"]):
         out = subprocess.run([str(caffe_binary()), *args], capture_output=True, text=True)
         assert out.returncode == 1, args
         assert "caffe: no CUDA device is available" in out.stderr
@@ -195,3 +197,21 @@ def test_worker_help_runs():
     out = subprocess.run([sys.executable, "-m", "solver.training", "--help"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "--uid" in out.stdout
+
+
+def test_gpu_check_without_a_gpu_says_so(capsys):
+    if devices.device_count():
+        pytest.skip("this machine has a GPU: make gpu-check runs for real")
+    from tools.gpu_check import main as gpu_check_main
+    assert gpu_check_main(["--gpu", "0"]) == 1
+    err = capsys.readouterr().err
+    assert re.search("gpu-check: GPU 0: (.|\n)*" + expected_device_message(0), err)
+    assert "Traceback" not in err
+
+
+def test_gpu_check_compares_arrays_by_their_scale():
+    from tools.gpu_check import relative_error
+    reference = np.array([[1.0, -4.0], [2.0, 0.5]])
+    assert relative_error(reference + [[0, 0.004], [0, 0]], reference) == pytest.approx(1e-3)
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert relative_error(np.full(2, 1e-9), np.zeros(2)) == pytest.approx(1e-9)

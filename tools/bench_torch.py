@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""PyTorch twin of the Caffe pose network, timed on the CPU (a reference point for `caffe time`).
+"""PyTorch twin of the Caffe pose network, timed on the CPU or a GPU (the reference point for
+Caffe's training step in `make bench` and `make gpu-check`).
 
 This script builds in PyTorch the same training net that prototxt/pose_net.py builds in Caffe
-and times its training step (zero_grad, forward, loss, backward, SGD step) on the CPU. It runs
+and times its training step (zero_grad, forward, loss, backward, SGD step) on the CPU, or on
+a GPU with --device cuda (each step ends with torch.cuda.synchronize(), so that its time is
+the GPU's work, not the launch; TF32 stays as PyTorch sets it by default, which allows it in
+cuDNN's convolutions and not in matrix products, as Caffe's cuDNN and cuBLAS calls do, and the
+output names both flags). It runs
 in its own virtual environment, which has PyTorch and not Caffe, so it imports only torch and
 the standard library; the architecture arrives as JSON on the command line instead of from
 config.py. The one thing it prints on stdout is a JSON object (the last line); progress goes
@@ -147,14 +152,14 @@ def total_loss(arch, scores, heads, labels_2d, targets_3d):
     return loss
 
 
-def fixed_inputs(arch, batch):
+def fixed_inputs(arch, batch, device="cpu"):
     """Random images, soft labels (non-negative rows summing to 1) and 3D targets, made once."""
     joints, cells, size = arch["num_joints"], arch["grid_size"] ** 2, arch["input_size"]
     images = torch.randn(batch, 3, size, size) * IMAGE_STD
     labels = torch.rand(batch, joints, cells)
     labels = labels / labels.sum(dim=2, keepdim=True)
     targets = [torch.randn(batch, 3 * (joints - 1)) for _ in arch["roots"]]
-    return images, labels, targets
+    return images.to(device), labels.to(device), [t.to(device) for t in targets]
 
 
 def parallel_info_line():
@@ -200,6 +205,8 @@ def parse_args(argv):
                         help="untimed training steps before timing (default 2)")
     parser.add_argument("--threads", type=int, default=2,
                         help="intra-op CPU threads, torch.set_num_threads (default 2)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the step runs; cuda: the first visible GPU (default: cpu)")
     parser.add_argument("--variant", default="",
                         help="label copied into the output, e.g. full or baseline (the net "
                              "itself follows --arch's roots and cls_2d)")
@@ -208,6 +215,8 @@ def parse_args(argv):
         if getattr(args, name) < least:
             parser.error(f"--{name} must be >= {least}")
     args.arch = check_arch(parser, args.arch)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: PyTorch sees no GPU here")
     return args
 
 
@@ -223,11 +232,13 @@ def main(argv=None):
     torch.manual_seed(0)
 
     arch = args.arch
-    model = PoseNet(arch)
+    device = torch.device(args.device)
+    synchronize = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    model = PoseNet(arch).to(device)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=arch["base_lr"],
                                 momentum=arch["momentum"], weight_decay=arch["weight_decay"])
-    images, labels_2d, targets_3d = fixed_inputs(arch, args.batch)
+    images, labels_2d, targets_3d = fixed_inputs(arch, args.batch, device)
     shapes = {}
 
     def train_step():
@@ -236,6 +247,7 @@ def main(argv=None):
         loss = total_loss(arch, scores, heads, labels_2d, targets_3d)
         loss.backward()
         optimizer.step()
+        synchronize()
         if not shapes:
             shapes.update(trunk=list(pooled.shape), scores=list(scores.shape),
                           head=list(heads[0].shape))
@@ -264,6 +276,9 @@ def main(argv=None):
         "median_step_seconds": median,
         "images_per_second": args.batch / median,
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "device": (torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"),
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "parallel_info_first_line": parallel_info_line(),
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         # trunk is the last pooled map (Caffe's pool5 blob); its features per image are

@@ -6,8 +6,9 @@ PYTHON ?= python3
 CAFFE_SOURCE ?= auto
 VENV := .venv
 VPY := $(VENV)/bin/python
-# Caffe for the CPU or the GPU: auto (gpu where nvidia-smi sees a GPU and nvcc exists), cpu or
-# gpu (CUDA, cuDNN, NCCL; a separate cached build). CUDA_ARCH: compute capabilities to build
+# Caffe for the CPU or the GPU: cpu, gpu (CUDA, cuDNN, NCCL; a separate cached build) or auto
+# (the device of the venv's current build; for a new venv gpu where nvidia-smi sees a GPU and
+# nvcc exists, else cpu). CUDA_ARCH: compute capabilities to build
 # for (e.g. 90 for H100/H200; default: the GPUs present); CUDA_HOME: the toolkit (default: the
 # nvcc on PATH, else /usr/local/cuda)
 CAFFE_DEVICE ?= auto

@@ -15,7 +15,8 @@
 Device (--device): `cpu` builds Caffe CPU_ONLY; `gpu` builds it with CUDA, cuDNN and NCCL
 (setup/cuda_toolkit.py: the toolkit, the architectures, the libraries from the system or from
 NVIDIA's wheels) as a separate cache entry with the patches of setup/patches/debian-cuda/ on
-top; `auto` (default) picks gpu where nvidia-smi sees a GPU and nvcc exists, and says which.
+top; `auto` (default) keeps the device the venv's build has, and for a new venv picks gpu
+where nvidia-smi sees a GPU and nvcc exists; it says which.
 
 Sources (--source): `debian` is Debian's source package caffe 1.0.0+git20180821.99bd997-8
 (BVLC Caffe with Debian's patches), fetched with `apt-get source` through an apt configuration
@@ -340,6 +341,31 @@ def wire_venv(venv, info, entry, logs):
 
 # ---------------------------------------------------------------- main
 
+def wired_build(info):
+    """BUILD-INFO of the build the venv is wired to (by wire_venv), or None."""
+    pth = Path(info["site_packages"]) / "park2016_caffe.pth"
+    if not pth.exists():
+        return None
+    build_info = Path(pth.read_text().splitlines()[0]).parent / "BUILD-INFO.json"
+    return json.loads(build_info.read_text()) if build_info.exists() else None
+
+
+def choose_device(args, info):
+    """("cpu" | "gpu", why). auto keeps the device (and the GPU architectures) of the build the
+    venv already uses, so that `make setup CAFFE_DEVICE=gpu` sticks through later targets;
+    a new venv gets gpu where nvidia-smi sees a GPU and nvcc exists."""
+    if args.without_speedups:
+        return "cpu", "--without-speedups builds the CPU build"
+    current = wired_build(info) if args.device == "auto" else None
+    if current is None:
+        return cuda_toolkit.choose_device(args.device, args.cuda_home)
+    device = current.get("device", "cpu")
+    if device == "gpu" and not args.cuda_arch:
+        args.cuda_arch = " ".join(current.get("cuda", {}).get("archs", [])) or None
+    return device, (f"CAFFE_DEVICE=auto keeps the {device} build this venv uses; "
+                    "CAFFE_DEVICE=cpu or gpu switches")
+
+
 def gpu_build(args, python):
     """The CUDA toolkit, architectures and libraries of a GPU build (libraries installed into
     the cache on first use)."""
@@ -362,8 +388,9 @@ def parse_args(argv):
                         help="where Caffe's source comes from; auto tries Debian, then PyPI "
                              "(default: %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
-                        help="cpu: CPU_ONLY; gpu: CUDA, cuDNN and NCCL; auto: gpu where "
-                             "nvidia-smi sees a GPU and nvcc exists (default: %(default)s)")
+                        help="cpu: CPU_ONLY; gpu: CUDA, cuDNN and NCCL; auto: the device of "
+                             "the venv's current build, for a new venv gpu where nvidia-smi "
+                             "sees a GPU and nvcc exists (default: %(default)s)")
     parser.add_argument("--cuda-arch", metavar="CC",
                         help="GPU compute capabilities to build for, e.g. 90 (H100/H200) or "
                              "'80 90' (default: those of the GPUs present)")
@@ -411,8 +438,7 @@ def main(argv=None):
         python = venv / "bin" / "python"
         numpy_include = venv_value(python, "__import__('numpy').get_include()", "numpy's headers")
         numpy_version = venv_value(python, "__import__('numpy').__version__", "numpy's version")
-        device, why = ("cpu", "--without-speedups builds the CPU build") \
-            if args.without_speedups else cuda_toolkit.choose_device(args.device, args.cuda_home)
+        device, why = choose_device(args, info)
         log(f"device: {device} ({why})")
         cuda = gpu_build(args, python) if device == "gpu" else None
         ctx = BuildContext(python=python, python_version=info["version"],

@@ -1,0 +1,183 @@
+"""make setup CAFFE_DEVICE=...: the device choice, the CUDA toolkit and architectures, the
+library folder, and the GPU build's place in the build cache (setup/cuda_toolkit.py and
+setup/caffe_setup.py), without building anything."""
+import json
+import os
+import shutil
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "setup"))
+import caffe_setup  # noqa: E402
+import cuda_toolkit  # noqa: E402
+from caffe_sources import BuildContext, DebianSource, SetupError  # noqa: E402
+
+
+def context(cuda=None):
+    return BuildContext(python=Path("/venv/bin/python"), python_version="3.11.7",
+                        python_library="/py/lib/libpython3.11.so", python_include="/py/include",
+                        numpy_include="/np/include", numpy_version="2.4.6", jobs=2, cuda=cuda)
+
+
+def fake_toolkit(tmp_path, major=13):
+    root = tmp_path / "cuda"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "bin" / "nvcc").write_text("")
+    return cuda_toolkit.Toolkit(root=root, nvcc=root / "bin" / "nvcc", version=f"{major}.0")
+
+
+def gpu_build(tmp_path, archs=("90",), sources=None):
+    libs = cuda_toolkit.Libraries(tmp_path / "libs", sources or {"cublas": "nvidia-cublas==1"})
+    return cuda_toolkit.CudaBuild(toolkit=fake_toolkit(tmp_path), archs=archs, libs=libs)
+
+
+def test_explicit_devices_and_a_bad_one():
+    assert cuda_toolkit.choose_device("cpu")[0] == "cpu"
+    assert cuda_toolkit.choose_device("gpu")[0] == "gpu"
+    with pytest.raises(SetupError, match="auto, cpu or gpu"):
+        cuda_toolkit.choose_device("tpu")
+
+
+def test_auto_needs_a_gpu_and_a_compiler(monkeypatch, tmp_path):
+    nvcc = tmp_path / "nvcc"
+    nvcc.write_text("")
+    nvcc.chmod(0o755)
+    monkeypatch.setattr(cuda_toolkit, "find_nvcc", lambda home=None: nvcc)
+    monkeypatch.setattr(cuda_toolkit, "visible_gpus", lambda: [(0, "NVIDIA H100", "9.0")])
+    device, why = cuda_toolkit.choose_device("auto")
+    assert device == "gpu" and "0: NVIDIA H100" in why
+    monkeypatch.setattr(cuda_toolkit, "visible_gpus", lambda: [])
+    assert cuda_toolkit.choose_device("auto") == ("cpu", "CAFFE_DEVICE=auto: no GPU seen by "
+                                                         "nvidia-smi")
+    monkeypatch.setattr(cuda_toolkit, "find_nvcc", lambda home=None: None)
+    assert "no GPU seen by nvidia-smi and no CUDA compiler" in cuda_toolkit.choose_device("auto")[1]
+
+
+def test_auto_on_this_machine_matches_what_it_has():
+    device, why = cuda_toolkit.choose_device("auto")
+    has_gpu = bool(cuda_toolkit.visible_gpus()) and cuda_toolkit.find_nvcc() is not None
+    assert device == ("gpu" if has_gpu else "cpu"), why
+
+
+def test_architectures_named_checked_or_taken_from_the_gpus(monkeypatch, tmp_path):
+    toolkit = fake_toolkit(tmp_path)
+    monkeypatch.setattr(cuda_toolkit, "supported_architectures", lambda t: ["75", "80", "90"])
+    assert cuda_toolkit.architectures(toolkit, "90") == ["90"]
+    assert cuda_toolkit.architectures(toolkit, "80, 90") == ["80", "90"]
+    with pytest.raises(SetupError, match="cannot build for sm_61; it supports 75 80 90"):
+        cuda_toolkit.architectures(toolkit, "61")
+    with pytest.raises(SetupError, match="without the dot"):
+        cuda_toolkit.architectures(toolkit, "9.0")
+    assert cuda_toolkit.architectures(toolkit, None, gpus=[(0, "A", "9.0"), (1, "B", "8.0"),
+                                                           (2, "C", "9.0")]) == ["80", "90"]
+    with pytest.raises(SetupError, match="CUDA_ARCH=90"):
+        cuda_toolkit.architectures(toolkit, None, gpus=[])
+
+
+@pytest.mark.skipif(cuda_toolkit.find_nvcc() is None, reason="no CUDA toolkit here")
+def test_this_machines_toolkit():
+    toolkit = cuda_toolkit.find_toolkit()
+    assert (toolkit.root / "include" / "cuda_runtime.h").exists()
+    assert toolkit.major in cuda_toolkit.WHEELS
+    assert "90" in cuda_toolkit.supported_architectures(toolkit)
+
+
+def test_system_library_must_fit_the_toolkit(tmp_path):
+    toolkit = fake_toolkit(tmp_path, major=13)
+    (toolkit.root / "include").mkdir()
+    (toolkit.root / "include" / "cublas_v2.h").write_text("")
+    lib64 = toolkit.root / "lib64"
+    lib64.mkdir()
+    (lib64 / "libcublas.so.12").write_text("")
+    (lib64 / "libcublas.so").symlink_to("libcublas.so.12")
+    assert cuda_toolkit.find_system_library(toolkit, "cublas") is None   # CUDA 12's
+    (lib64 / "libcublas.so").unlink()
+    (lib64 / "libcublas.so.13").write_text("")
+    (lib64 / "libcublas.so").symlink_to("libcublas.so.13")
+    assert cuda_toolkit.find_system_library(toolkit, "cublas") == (
+        toolkit.root / "include", lib64 / "libcublas.so")
+
+
+def test_link_folder_survives_the_rename_into_place(tmp_path):
+    staging, final = tmp_path / ".staging", tmp_path / "cu13-key"
+    include = staging / "wheels" / "nvidia" / "cu13" / "include"
+    lib = staging / "wheels" / "nvidia" / "cu13" / "lib"
+    include.mkdir(parents=True)
+    lib.mkdir(parents=True)
+    (include / "cublas_v2.h").write_text("header")
+    (lib / "libcublas.so.13").write_text("library")
+    system = tmp_path / "usr" / "libnccl.so.2"
+    system.parent.mkdir()
+    system.write_text("nccl")
+    cuda_toolkit.link_folder(staging, [include], [lib / "libcublas.so.13", system])
+    os.rename(staging, final)
+    assert (final / "include" / "cublas_v2.h").read_text() == "header"
+    assert (final / "lib" / "libcublas.so").read_text() == "library"
+    assert os.readlink(final / "lib" / "libcublas.so") == "libcublas.so.13"
+    assert (final / "lib" / "libnccl.so").read_text() == "nccl"
+
+
+def test_cmake_flags_of_a_gpu_build(tmp_path):
+    build = gpu_build(tmp_path, archs=("80", "90"))
+    flags = DebianSource().cmake_flags(context(build), prefix=None)
+    assert "-DCPU_ONLY=ON" not in flags and "-DCPU_ONLY=OFF" in flags
+    assert "-DCUDA_ARCH_BIN=80 90" in flags and "-DCUDA_ARCH_PTX=90" in flags
+    assert "-DUSE_NCCL=ON" in flags and "-DUSE_CUDNN=ON" in flags
+    assert f"-DCUDNN_LIBRARY={tmp_path / 'libs' / 'lib' / 'libcudnn.so'}" in flags
+    assert "-DCPU_ONLY=ON" in DebianSource().cmake_flags(context(), prefix=None)
+
+
+def test_gpu_builds_have_their_own_cache_entries(tmp_path):
+    source = DebianSource()
+    name = lambda ctx: caffe_setup.entry_name(source, caffe_setup.build_identity(source, ctx))  # noqa: E731
+    cpu = caffe_setup.build_identity(source, context())
+    assert "cuda" not in cpu   # the CPU key is what it was before GPU builds existed
+    assert name(context()).startswith("debian-") and "gpu" not in name(context())
+    gpu90 = name(context(gpu_build(tmp_path)))
+    assert gpu90.startswith("debian-gpu-")
+    assert gpu90 != name(context(gpu_build(tmp_path, archs=("80",))))
+    assert gpu90 != name(context(gpu_build(tmp_path, sources={"cublas": "system /usr/lib"})))
+    patches = caffe_setup.build_identity(source, context(gpu_build(tmp_path)))["patches"]
+    assert list(patches)[-1].startswith("06-") and len(patches) == len(cpu["patches"]) + 6
+
+
+def test_cuda_patches_follow_the_source_series_and_give_reasons():
+    source = DebianSource()
+    cpu, gpu = caffe_setup.patch_series(source), caffe_setup.patch_series(source, cuda=True)
+    assert gpu[:len(cpu)] == cpu
+    cuda_patches = gpu[len(cpu):]
+    assert [p.parent.name for p in cuda_patches] == ["debian-cuda"] * len(cuda_patches)
+    for patch in cuda_patches:
+        assert patch.read_text().startswith("# reason: ")
+
+
+def test_the_gpu_build_refuses_the_pypi_fork(tmp_path):
+    with pytest.raises(SetupError, match="CAFFE_SOURCE=debian"):
+        caffe_setup.ensure_caffe("pypi", context(gpu_build(tmp_path)), tmp_path / "cache",
+                                 tmp_path / "logs", rebuild=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_auto_keeps_the_build_the_venv_uses(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    info = {"site_packages": str(site)}
+    args = Namespace(device="auto", cuda_arch=None, cuda_home=None, without_speedups=False)
+    entry = tmp_path / "debian-gpu-0123"
+    (entry / "python").mkdir(parents=True)
+    (entry / "BUILD-INFO.json").write_text(json.dumps({"device": "gpu",
+                                                       "cuda": {"archs": ["80", "90"]}}))
+    (site / "park2016_caffe.pth").write_text(f"{entry / 'python'}\n/repo\n")
+    device, why = caffe_setup.choose_device(args, info)
+    assert (device, args.cuda_arch) == ("gpu", "80 90")
+    assert "keeps the gpu build" in why
+    explicit = Namespace(device="cpu", cuda_arch=None, cuda_home=None, without_speedups=False)
+    assert caffe_setup.choose_device(explicit, info)[0] == "cpu"
+    bench = Namespace(device="auto", cuda_arch=None, cuda_home=None, without_speedups=True)
+    assert caffe_setup.choose_device(bench, info)[0] == "cpu"
+    shutil.rmtree(entry)   # a build deleted from the cache: decide afresh
+    assert caffe_setup.choose_device(Namespace(**vars(explicit) | {"device": "auto"}),
+                                     info) == cuda_toolkit.choose_device("auto")

@@ -5,7 +5,9 @@
    the same number of worker processes, on a subset of the raw dataset.
 2. The H36MData loader's training images/s (JPEG decode, random crop, PCA colour shift, mean
    subtraction, threaded prefetch) against the paper network's training images/s from
-   `caffe time` (goals: >= 10x, and >= 1000 images/s).
+   `caffe time` (goals: >= 10x, and >= 1000 images/s); and at the paper's batch 128 with the
+   training default of worker processes beside threads, as many of each as training uses
+   (what a GPU is fed with; `make gpu-check` measures it beside the GPU's step).
 Writes runs/bench/data.json and prints a table. Machines here are shared and noisy: compare
 ratios from one run, not absolute numbers across runs.
 """
@@ -23,7 +25,7 @@ import cv2
 
 from data_prep.make_lmdb import main as make_lmdb
 from data_prep.reader import find_sequences
-from layers.h36m_data import images_per_second
+from layers.h36m_data import auto_workers, images_per_second
 from tools.caffe_cli import run_caffe
 
 
@@ -93,6 +95,10 @@ def main(argv=None):
     decoded, decode_seconds = decode_only(args.root, args.subjects, args.actions, args.workers)
     built, build_seconds = build_lmdb(args.root, args.subjects, args.actions, args.workers)
     loader = images_per_second(args.lmdb, "train", 32, seconds=5)
+    workers = auto_workers(1)
+    paper_batch = {kind: images_per_second(args.lmdb, "train", 128, seconds=8, workers=workers,
+                                           processes=kind == "processes")
+                   for kind in ("threads", "processes")}
     network, batch, step_ms = training_images_per_second(args.model, args.iterations,
                                                          args.out.with_name("caffe_time.log"))
     report = {
@@ -101,6 +107,7 @@ def main(argv=None):
         "lmdb_build_frames_per_s": built / build_seconds,
         "build_vs_decode": (built / build_seconds) / (decoded / decode_seconds),
         "loader_images_per_s": loader,
+        "loader_batch128_images_per_s": paper_batch, "loader_batch128_workers": workers,
         "training_images_per_s": network,
         "training_batch": batch, "training_step_ms": step_ms,
         "loader_vs_training": loader / network,
@@ -111,6 +118,8 @@ def main(argv=None):
             ("LMDB build", f"{report['lmdb_build_frames_per_s']:.0f} frames/s",
              f"{report['build_vs_decode']:.0%} of decoding (goal >= 80%)"),
             ("H36MData loader (train)", f"{loader:.0f} images/s", "goal >= 1000"),
+            *((f"  batch 128, {workers} worker {kind}", f"{rate:.0f} images/s", "")
+              for kind, rate in paper_batch.items()),
             (f"caffe time {args.model} (batch {batch})", f"{network:.1f} images/s",
              f"loader is {report['loader_vs_training']:.0f}x faster (goal >= 10x)")]
     for name, value, note in rows:

@@ -144,7 +144,8 @@ def test_single_process_path_trains_as_caffe_train(lmdb_dir, tmp_path):
     """The launcher's worker (pycaffe Solver, solver count 1, CPU) and `caffe train` on the
     same solver: the same loss at every iteration and the same weights at the end."""
     run = tmp_path / "run"
-    cfg = schedule_config("paper", overrides=TINY)
+    # worker processes feed the data layer, also inside `caffe train`'s embedded Python
+    cfg = schedule_config("paper", overrides=TINY + ["loader_processes=true"])
     write_run(run, cfg, "full", lmdb_dir, json.loads((lmdb_dir / "manifest.json").read_text()))
     run_stage(stage1_solver(run, "cli"), run / "cli.log")
     run_processes(stage1_solver(run, "worker"), run / "worker.log", gpus=())

@@ -5,11 +5,12 @@ import json
 from tests.test_h36m_data_layer import write_dataset
 
 # config overrides: the paper's layers at a few channels; 10 images, batch 2: 5 iterations
-# per epoch, stage 1 ends at 5, stage 2 at 10
+# per epoch, stage 1 ends at 5, stage 2 at 10. Loader threads: starting worker processes
+# would take longer than these runs train (tests/test_gpu_training.py trains with them).
 TINY = ["batch_size=2", "conv_channels=8,8,8,8,8", "fc_2d_width=16", "fc_3d_width=16",
         "fc_probs_2d_width=8", "epochs=2", "lambda_2d_switch_epoch=1", "lr_step_epochs=1",
         "snapshot_epochs=1", "display_iters=1", "test_epochs=1", "test_images=0",
-        "base_lr=0.001"]
+        "base_lr=0.001", "loader_processes=false"]
 
 
 def write_tiny_lmdb(folder):

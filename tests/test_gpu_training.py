@@ -216,3 +216,13 @@ def test_gpu_check_compares_arrays_by_their_scale():
     assert relative_error(reference + [[0, 0.004], [0, 0]], reference) == pytest.approx(1e-3)
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert relative_error(np.full(2, 1e-9), np.zeros(2)) == pytest.approx(1e-9)
+
+
+@pytest.mark.skipif(not devices.is_gpu_build(), reason="NCCL is in the GPU build only")
+def test_nccl_id_keeps_all_its_bytes():
+    """setup/patches/debian-cuda/06: the id is 128 bytes with many zeros, all of which every
+    rank must receive (NCCL makes one without a GPU)."""
+    uid = caffe.NCCL.new_uid()
+    assert isinstance(uid, bytes) and len(uid) == 128
+    assert uid.count(0) > 0
+    assert bytes.fromhex(uid.hex()) == uid   # as the launcher hands it to the ranks

@@ -46,7 +46,7 @@ RUN ?= runs/$(VARIANT)-$(SCHEDULE)$(ACTIONS_TAG)
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench gpu-check synth synth-sheet lmdb bench-data prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver train-stages clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -89,6 +89,9 @@ lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the sy
 
 bench: bench-data  ## speed: Caffe's step vs PyTorch and the BLAS limit, before/after (runs/bench/speed.json)
 	$(VPY) tools/bench.py
+
+gpu-bundle:  ## the GPU build for Python 3.12 with its libraries, for a GPU machine without Caffe's dependencies (build/gpu-bundle.tar.xz)
+	$(PYTHON) setup/gpu_bundle.py build --cuda-arch $(or $(CUDA_ARCH),90) $(if $(PYTHON312),--python $(PYTHON312))
 
 gpu-check:  ## on a GPU machine: GPU/CPU agreement, gradient checks, demo, speed vs PyTorch (runs/gpu-check)
 	$(VPY) tools/gpu_check.py --lmdb $(LMDB_DIR) $(if $(GPUS),--gpu $(firstword $(GPU_LIST)))

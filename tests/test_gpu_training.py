@@ -226,3 +226,34 @@ def test_nccl_id_keeps_all_its_bytes():
     assert isinstance(uid, bytes) and len(uid) == 128
     assert uid.count(0) > 0
     assert bytes.fromhex(uid.hex()) == uid   # as the launcher hands it to the ranks
+
+
+def test_make_solver_for_several_gpus_splits_the_train_nets_batch(lmdb_dir, tmp_path, capsys):
+    """`make solver GPUS=0,1`: the same iterations per epoch (the update's batch), the train
+    nets' data layers at half of it, the test net at all of it; an odd split is refused."""
+    from solver.pose_solver import main as solver_main
+    overrides = TINY + ["batch_size=4"]   # the later value wins
+    for gpus in (1, 2):
+        out = tmp_path / f"solver{gpus}"
+        assert solver_main(["--lmdb", str(lmdb_dir), "--out", str(out), "--gpus", str(gpus),
+                            "--snapshot-prefix", str(tmp_path / "snaps" / "h"),
+                            "--set", *overrides]) == 0
+        nets = out / "nets" / "full"
+        for name, size in (("train", 4 // gpus), ("train_late", 4 // gpus), ("test", 4)):
+            text = (nets / f"{name}.prototxt").read_text()
+            assert f'\\"batch_size\\": {size},' in text, (gpus, name)
+        assert "max_iter: 3" in (out / "h36m.prototxt").read_text()   # 10 images / 4 a step
+    with pytest.raises(SystemExit):
+        solver_main(["--lmdb", str(lmdb_dir), "--out", str(tmp_path / "odd"), "--gpus", "3",
+                     "--set", *overrides])
+    assert "does not split over 3 GPUs" in capsys.readouterr().err
+
+
+def test_a_batch_that_does_not_split_writes_nothing(lmdb_dir, tmp_path, capsys, monkeypatch):
+    from tools import train as train_tool
+    monkeypatch.setattr(train_tool, "check_gpus", lambda gpus: None)   # as if 3 GPUs were there
+    run = tmp_path / "run"
+    assert train_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--gpus", "0,1,2",
+                       "--set", *TINY]) == 1
+    assert "batch_size 2 does not split over 3 GPUs" in capsys.readouterr().err
+    assert not run.exists()

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from config import SCHEDULES, schedule_config
-from prototxt.pose_net import VARIANTS, make_net
+from prototxt.pose_net import VARIANTS, gpu_batch, make_net
 from solver.devices import DeviceError, check_gpus, describe, parse_gpus
 from solver.pose_solver import make_solver
 from solver.training import rank_log, run_stage as run_solver_stage
@@ -96,6 +96,7 @@ def run_stage(stage, solver_path, run, start_state, gpus=()):
 
 def train(run, cfg, variant, lmdb_dir, gpus=()):
     check_gpus(gpus)
+    gpu_batch(cfg, max(1, len(gpus)))   # before anything is written
     manifest = read_manifest(lmdb_dir)
     (path1, solver1), (path2, solver2) = write_run(run, cfg, variant, lmdb_dir, manifest, gpus)
     done = latest_state(run)

@@ -117,6 +117,18 @@ def data_layers(spec, cfg, phase, data, gpus=1):
                                  data_filler=dict(type="gaussian", std=cfg.dummy_pose_std_mm))
 
 
+def torch_arch(cfg, variant):
+    """The network and solver settings of a variant as tools/bench_torch.py's --arch JSON
+    object (its PyTorch twin of this net)."""
+    keys = ("conv_channels", "conv_kernels", "conv_strides", "conv_pads", "pool_after",
+            "pool_kernel", "pool_stride", "fc_2d_width", "fc_3d_width", "fc_probs_2d_width",
+            "dropout_ratio", "grid_size", "num_joints", "input_size", "lambda_2d", "lambda_3d",
+            "base_lr", "momentum", "weight_decay")
+    arch = {key: list(value) if isinstance(value, tuple) else value
+            for key, value in ((key, getattr(cfg, key)) for key in keys)}
+    return dict(arch, roots=roots_of(cfg, variant), cls_2d=VARIANTS[variant][1])
+
+
 def gpu_batch(cfg, gpus):
     """Images per GPU of a train net for `gpus` GPUs: cfg.batch_size is the batch of one
     update (the paper's 128), split evenly over the GPUs, whose gradients Caffe averages."""

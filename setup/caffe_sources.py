@@ -39,6 +39,7 @@ class BuildContext:
     numpy_version: str
     jobs: int
     cuda: object = None   # a cuda_toolkit.CudaBuild for a GPU build; None: CPU_ONLY
+    extra_cmake_flags: tuple = ()   # after the source's own (setup/gpu_bundle.py)
 
 
 def run(cmd, *, log, what, hint=None, env=None, cwd=None, progress=None):
@@ -152,6 +153,7 @@ class DebianSource:
         flags = common_cmake_flags(ctx, prefix)
         if ctx.cuda is not None:
             flags = [f for f in flags if f != "-DCPU_ONLY=ON"] + ctx.cuda.cmake_flags()
+        flags += list(ctx.extra_cmake_flags)   # later flags win
         if self.speed:
             # -fno-trapping-math lets GCC vectorize the selects of patch 03 (it changes no
             # values, only whether floating-point exception flags may be raised speculatively)
@@ -206,6 +208,16 @@ class DebianSource:
         return sums
 
     def fetch(self, downloads, workdir, logs):
+        dsc = self.download(downloads, logs)
+        tree = workdir / "caffe"
+        workdir.mkdir(parents=True, exist_ok=True)
+        # dpkg-source unpacks the upstream tarball and applies Debian's own patch series.
+        run(["dpkg-source", "-x", str(dsc), str(tree)], log=logs / "fetch.log",
+            what=f"dpkg-source -x {dsc.name}")
+        return tree
+
+    def download(self, downloads, logs):
+        """The package's .dsc in `downloads`, with its files downloaded (kept) and verified."""
         downloads.mkdir(parents=True, exist_ok=True)
         dsc = downloads / f"{self.package}_{self.version}.dsc"
         if not dsc.exists() or not all((downloads / n).exists() for n in self.dsc_checksums(dsc)):
@@ -235,12 +247,7 @@ class DebianSource:
                 raise FetchError(f"checksum mismatch for {downloads / name}:\n"
                                  f"  sha256 {actual}, but {dsc.name} says {digest}.\n"
                                  "  The file was removed; rerun `make setup` to download it again.")
-        tree = workdir / "caffe"
-        workdir.mkdir(parents=True, exist_ok=True)
-        # dpkg-source unpacks the upstream tarball and applies Debian's own patch series.
-        run(["dpkg-source", "-x", str(dsc), str(tree)], log=logs / "fetch.log",
-            what=f"dpkg-source -x {dsc.name}")
-        return tree
+        return dsc
 
     def build(self, tree, ctx, prefix, destdir, build_dir, logs):
         build_log = logs / "build.log"

@@ -181,3 +181,18 @@ def test_auto_keeps_the_build_the_venv_uses(tmp_path):
     shutil.rmtree(entry)   # a build deleted from the cache: decide afresh
     assert caffe_setup.choose_device(Namespace(**vars(explicit) | {"device": "auto"}),
                                      info) == cuda_toolkit.choose_device("auto")
+
+
+def test_gpu_bundle_carries_what_the_gpu_machine_lacks():
+    import gpu_bundle
+    assert gpu_bundle.requirement_pins(("lmdb", "cdflib")) == [
+        line for line in caffe_setup.read_list(caffe_setup.SETUP_DIR / "requirements.txt")
+        if line.split("==")[0] in ("lmdb", "cdflib")]
+    provided = ["libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libcuda.so.1",
+                "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10",
+                "libcudnn.so.9", "libnccl.so.2", "ld-linux-x86-64.so.2"]
+    carried = ["libglog.so.1", "libprotobuf.so.32", "libopenblas.so.0", "libcrypto.so.3",
+               "libmpfr.so.6", "libboost_python312.so.1.74.0", "libpython3.12.so.1.0",
+               "libgfortran.so.5", "liblmdb.so.0"]
+    assert all(gpu_bundle.PROVIDED.match(name) for name in provided)
+    assert not any(gpu_bundle.PROVIDED.match(name) for name in carried)

@@ -40,7 +40,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from config import PAPER  # noqa: E402
-from prototxt.pose_net import VARIANTS, make_net, roots_of  # noqa: E402
+from prototxt.pose_net import VARIANTS, make_net, torch_arch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".venv-bench"
@@ -203,16 +203,8 @@ def bench_python():
 
 def torch_step(cfg, variant, batch, iterations, threads):
     """tools/bench_torch.py's JSON result for one variant."""
-    roots, cls_2d = roots_of(cfg, variant), VARIANTS[variant][1]
-    arch = {key: getattr(cfg, key) for key in (
-        "conv_channels", "conv_kernels", "conv_strides", "conv_pads", "pool_after",
-        "pool_kernel", "pool_stride", "fc_2d_width", "fc_3d_width", "fc_probs_2d_width",
-        "dropout_ratio", "grid_size", "num_joints", "input_size", "lambda_2d", "lambda_3d",
-        "base_lr", "momentum", "weight_decay")}
-    arch.update(roots=list(roots), cls_2d=bool(cls_2d))
-    arch = {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()}
     result = subprocess.run([str(bench_python()), str(REPO / "tools" / "bench_torch.py"),
-                             "--arch", json.dumps(arch), "--batch", str(batch),
+                             "--arch", json.dumps(torch_arch(cfg, variant)), "--batch", str(batch),
                              "--iterations", str(iterations), "--warmup", "1",
                              "--threads", str(threads), "--variant", variant],
                             capture_output=True, text=True)

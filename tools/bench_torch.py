@@ -193,8 +193,8 @@ def check_arch(parser, text):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Time the PyTorch twin of the Caffe pose net's training step on the CPU; "
-                    "prints one JSON object on stdout.")
+        description="Time the PyTorch twin of the Caffe pose net's training step on the CPU "
+                    "or a GPU; prints one JSON object on stdout.")
     parser.add_argument("--arch", required=True,
                         help=f"JSON object with the net and solver settings; keys: "
                              f"{', '.join(ARCH_KEYS)}")

@@ -211,10 +211,9 @@ def torch_python(choice=None):
 
 def torch_gpu_steps(python, variant, batch, iterations):
     from config import PAPER
-    from prototxt.pose_net import VARIANTS, roots_of
-    multi_reg, cls_2d = VARIANTS[variant]
-    arch = dict(PAPER.to_dict(), roots=roots_of(PAPER, variant), cls_2d=cls_2d)
-    out = subprocess.run([python, "tools/bench_torch.py", "--arch", json.dumps(arch),
+    from prototxt.pose_net import torch_arch
+    out = subprocess.run([python, "tools/bench_torch.py",
+                          "--arch", json.dumps(torch_arch(PAPER, variant)),
                           "--batch", str(batch), "--iterations", str(iterations),
                           "--warmup", "2", "--device", "cuda", "--variant", variant],
                          capture_output=True, text=True, cwd=REPO)

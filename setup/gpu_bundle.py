@@ -151,6 +151,8 @@ def assemble(entry, venv_python, logs):
     shutil.copy2(entry / "bin" / "caffe", BUNDLE / "bin" / "caffe")
     shutil.copytree(entry / "python" / "caffe", BUNDLE / "python" / "caffe", symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
+    for fixtures in ("models", "examples"):   # the nets Caffe's own draw test renders
+        shutil.copytree(entry / fixtures, BUNDLE / fixtures)
     libcaffe = next((entry / "lib").glob("libcaffe.so.*"))
     shutil.copy2(libcaffe, BUNDLE / "lib" / libcaffe.name)
     (BUNDLE / "lib" / "libcaffe.so").symlink_to(libcaffe.name)

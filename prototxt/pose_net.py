@@ -90,7 +90,8 @@ def data_layers(spec, cfg, phase, data, gpus=1):
     if phase == "deploy":
         spec.data = L.Input(shape=dict(dim=[1, 3, size, size]))
         return
-    batch, joints = cfg.batch_size // (gpus if phase == "train" else 1), cfg.num_joints
+    batch = gpu_batch(cfg, gpus) if phase == "train" else cfg.batch_size
+    joints = cfg.num_joints
     if data not in ("dummy", "input"):
         params = {"dir": str(data), "split": "train" if phase == "train" else "test",
                   "batch_size": batch, "input_size": size}
@@ -141,8 +142,6 @@ def gpu_batch(cfg, gpus):
 def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dummy", gpus=1):
     """NetSpec of one variant and phase; lambda_2d defaults to the first-stage cfg.lambda_2d.
     gpus: the train net's share of cfg.batch_size on each of that many GPUs."""
-    if phase == "train":
-        gpu_batch(cfg, gpus)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     if phase not in PHASES:

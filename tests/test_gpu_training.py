@@ -257,3 +257,13 @@ def test_a_batch_that_does_not_split_writes_nothing(lmdb_dir, tmp_path, capsys, 
                        "--set", *TINY]) == 1
     assert "batch_size 2 does not split over 3 GPUs" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_gpu_check_agreement_plumbing_on_the_cpu():
+    """The agreement part with the CPU in place of the GPU: the same weights, batch and
+    function on both sides, so every blob and gradient must agree exactly."""
+    from tools.gpu_check import agreement
+    result = agreement(None, batch=2, variant="full")
+    assert result["max_blob"] == 0.0 and result["max_gradient"] == 0.0
+    assert "loss_2D" in result["blobs"] and "conv1/0" in result["gradients"]
+    assert len(result["gradients"]) > 20

@@ -65,22 +65,28 @@ def relative_error(a, b):
     return diff / scale if scale > 0 else diff
 
 
+def fixed_inputs(cfg, batch):
+    """A batch of images (N(0, 50), as the DummyData nets draw them) and joints, seeded."""
+    rng = np.random.default_rng(0)
+    return {"data": rng.normal(0, 50, (batch, 3, cfg.input_size, cfg.input_size)),
+            "joints_2D": rng.uniform(0, cfg.input_size, (batch, cfg.num_joints, 2)),
+            "joints_3D": rng.normal(0, 300, (batch, cfg.num_joints, 3)) + [0, 0, 4000]}
+
+
 def agreement(gpu, batch, variant="full"):
     """{"blobs": {name: err}, "gradients": {name/k: err}, "max_blob", "max_gradient"} of one
-    forward and backward on the CPU against the GPU (run in its own process: the TF32 setting
-    is read once per process)."""
+    forward and backward on the CPU against GPU `gpu` (None: the CPU again, which must agree
+    exactly). Run it in a process of its own: CUDA reads the TF32 setting once per process."""
     import caffe
     from config import PAPER
     from prototxt.pose_net import make_net
+    from solver.devices import use_device
     cfg = PAPER.replace(dropout_ratio=0.0, batch_size=batch)
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
         net_path = folder / "train.prototxt"
         net_path.write_text(str(make_net(cfg, variant, "train", data="input").to_proto()))
-        rng = np.random.default_rng(0)
-        inputs = {"data": rng.normal(0, 50, (batch, 3, cfg.input_size, cfg.input_size)),
-                  "joints_2D": rng.uniform(0, cfg.input_size, (batch, cfg.num_joints, 2)),
-                  "joints_3D": rng.normal(0, 300, (batch, cfg.num_joints, 3)) + [0, 0, 4000]}
+        inputs = fixed_inputs(cfg, batch)
 
         def run(net):
             for name, value in inputs.items():
@@ -97,8 +103,7 @@ def agreement(gpu, batch, variant="full"):
         cpu_net = caffe.Net(str(net_path), caffe.TRAIN)
         cpu_net.save(str(folder / "weights.caffemodel"))
         cpu = run(cpu_net)
-        caffe.set_device(gpu)
-        caffe.set_mode_gpu()   # nets made now use cuDNN's engines
+        use_device(gpu)   # nets made in GPU mode use cuDNN's engines
         gpu_net = caffe.Net(str(net_path), caffe.TRAIN, weights=str(folder / "weights.caffemodel"))
         on_gpu = run(gpu_net)
     finally:
@@ -164,7 +169,9 @@ def demo_on_gpu(gpu, lmdb, out):
 # ---------------------------------------------------------------- speed, data
 
 def caffe_gpu_steps(variant, gpu, batch, iterations):
-    """Seconds of each of `iterations` solver steps (after two untimed ones) on the GPU."""
+    """Seconds of each of `iterations` solver steps (after two untimed ones) on the GPU, on
+    one batch set once (Input layers), as PyTorch's twin times its step: DummyData would
+    draw 19 M Gaussian numbers on the CPU at every step of batch 128."""
     import caffe
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
@@ -174,15 +181,16 @@ def caffe_gpu_steps(variant, gpu, batch, iterations):
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
         net_path = folder / "train.prototxt"
-        net_path.write_text(str(make_net(cfg, variant, "train").to_proto()))
+        net_path.write_text(str(make_net(cfg, variant, "train", data="input").to_proto()))
         solver_path = folder / "solver.prototxt"
         solver_path.write_text(text_format.MessageToString(caffe_pb2.SolverParameter(
             train_net=str(net_path), base_lr=cfg.base_lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, lr_policy="fixed", max_iter=10 ** 6, display=0,
             snapshot_after_train=False)))
-        caffe.set_device(gpu)
-        caffe.set_mode_gpu()
+        use_device(gpu)
         solver = caffe.SGDSolver(str(solver_path))
+        for name, value in fixed_inputs(cfg, batch).items():
+            solver.net.blobs[name].data[...] = value
         first_param = next(iter(solver.net.params.values()))[0]
         solver.step(2)
         times = []

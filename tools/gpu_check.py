@@ -15,8 +15,10 @@
   demo       the demo schedule trained on the GPU (tools/train.py --gpus), evaluated on it
              (tools/evaluate.py --gpu): training time and MPJPE beside the mean pose.
   speed      for each Table 2 variant at batch 128: Caffe's solver step (forward, backward,
-             update; pycaffe, GPU mode) and PyTorch's on the same GPU (tools/bench_torch.py
-             --device cuda), medians of interleaved runs, with both TF32 settings reported.
+             update; pycaffe, GPU mode, one fixed batch as PyTorch's twin uses) and PyTorch's
+             on the same GPU (tools/bench_torch.py --device cuda), medians of interleaved
+             runs, with PyTorch's TF32 settings reported (cuDNN's convolutions may use TF32 on
+             both sides, matrix products on neither).
   data       the data layer's images/s at batch 128 with the paper's augmentation: worker
              processes (the training default) and threads, beside the images/s of the step.
 Exit status 0 when agreement, gradients and demo pass; the speed and data goals (Caffe within

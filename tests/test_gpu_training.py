@@ -267,3 +267,51 @@ def test_gpu_check_agreement_plumbing_on_the_cpu():
     assert result["max_blob"] == 0.0 and result["max_gradient"] == 0.0
     assert "loss_2D" in result["blobs"] and "conv1/0" in result["gradients"]
     assert len(result["gradients"]) > 20
+
+
+def test_gpu_check_step_timing_runs_on_the_cpu():
+    """The speed part's Caffe side, with the CPU in place of the GPU (its plumbing: solver,
+    Input layers, the timed steps)."""
+    from tools.gpu_check import caffe_gpu_steps
+    times = caffe_gpu_steps("baseline", None, batch=2, iterations=2)
+    assert len(times) == 2 and all(isinstance(t, float) for t in times)
+
+
+def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
+    """check() assembles report.json and the GPUCHECK lines from its parts (the parts that
+    need a GPU replaced by fixed results here; those that run on a CPU are tested above)."""
+    from argparse import Namespace
+    from tools import gpu_check
+    part = {"max_blob": 2e-5, "max_gradient": 4e-4, "worst_blob": "fc2_2D",
+            "worst_gradient": "conv1/0"}
+    monkeypatch.setattr(gpu_check, "machine", lambda: {"gpus": ["NVIDIA H100, 580, 81559 MiB"]})
+    monkeypatch.setattr(gpu_check, "agreement_in_process", lambda gpu, batch, tf32: dict(
+        part, max_gradient=3e-2 if tf32 else 4e-4))
+    monkeypatch.setattr(gpu_check, "gradient_checks",
+                        lambda gpu: {"passed": True, "summary": "29 passed"})
+    monkeypatch.setattr(gpu_check, "demo_on_gpu", lambda gpu, lmdb, out: {
+        "passed": True, "train_seconds": 41.0, "mpjpe_mm": 99.0, "mean_pose_mpjpe_mm": 197.0,
+        "frames": 5760, "goal_met": True})
+    monkeypatch.setattr(gpu_check, "torch_python", lambda choice: "python3")
+    monkeypatch.setattr(gpu_check, "speed", lambda gpu, batch, rounds, iterations, python: {
+        "full": {"caffe_step_s": 0.05, "torch_step_s": 0.04, "caffe_images_per_s": 2560.0,
+                 "torch_images_per_s": 3200.0, "caffe_vs_torch": 1.25}})
+    monkeypatch.setattr(gpu_check, "data_rates", lambda lmdb, batch, seconds: {
+        "workers": 15, "processes_images_per_s": 9000.0, "threads_images_per_s": 3000.0})
+    args = Namespace(gpu=0, lmdb=tmp_path, out=tmp_path / "out", batch=128, rounds=1,
+                     iterations=2, data_seconds=1.0, torch_python=None)
+    assert gpu_check.check(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "GPUCHECK agreement PASS tolerance 0.001" in lines
+    assert any(line.startswith("GPUCHECK speed full caffe_ms 50.0 torch_ms 40.0 ratio 1.25")
+               and line.endswith("goal met") for line in lines)
+    assert any("processes_img_s 9000" in line and "goal met" in line for line in lines)
+    assert lines[-1] == "GPUCHECK PASS"
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["agreement"]["passed"] and report["agreement"]["tf32_on"]["max_gradient"] == 3e-2
+    assert report["data"]["step_images_per_s"] == 2560.0
+    # a disagreement beyond the tolerance fails the check
+    monkeypatch.setattr(gpu_check, "agreement_in_process", lambda gpu, batch, tf32: dict(
+        part, max_blob=5e-3))
+    assert gpu_check.check(args) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "GPUCHECK FAIL agreement"

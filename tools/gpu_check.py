@@ -171,7 +171,8 @@ def demo_on_gpu(gpu, lmdb, out):
 # ---------------------------------------------------------------- speed, data
 
 def caffe_gpu_steps(variant, gpu, batch, iterations):
-    """Seconds of each of `iterations` solver steps (after two untimed ones) on the GPU, on
+    """Seconds of each of `iterations` solver steps (after two untimed ones) on GPU `gpu`
+    (None: the CPU), on
     one batch set once (Input layers), as PyTorch's twin times its step: DummyData would
     draw 19 M Gaussian numbers on the CPU at every step of batch 128."""
     import caffe
@@ -179,6 +180,7 @@ def caffe_gpu_steps(variant, gpu, batch, iterations):
     from caffe.proto import caffe_pb2
     from config import PAPER
     from prototxt.pose_net import make_net
+    from solver.devices import use_device
     cfg = PAPER.replace(batch_size=batch)
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:

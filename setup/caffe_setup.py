@@ -39,16 +39,12 @@ import time
 from pathlib import Path
 
 import cuda_toolkit
-from caffe_sources import SOURCES, BuildContext, FetchError, SetupError, run, sha256_of
+from caffe_sources import SOURCES, BuildContext, FetchError, SetupError, log, run, sha256_of
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_DIR = REPO / "setup"
 # Bump when the build steps change in a way the key below cannot see.
 RECIPE_VERSION = 2
-
-
-def log(msg):
-    print(f"[setup] {msg}", flush=True)
 
 
 # ---------------------------------------------------------------- 1. Debian packages

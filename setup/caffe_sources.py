@@ -42,6 +42,11 @@ class BuildContext:
     extra_cmake_flags: tuple = ()   # after the source's own (setup/gpu_bundle.py)
 
 
+def log(msg):
+    """A progress line of make setup."""
+    print(f"[setup] {msg}", flush=True)
+
+
 def run(cmd, *, log, what, hint=None, env=None, cwd=None, progress=None):
     """Run `cmd` with its output appended to `log`; on failure raise SetupError naming the log.
 

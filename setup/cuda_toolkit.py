@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from caffe_sources import SetupError, run
+from caffe_sources import SetupError, log, run
 
 # NVIDIA's wheels per CUDA major version: {library: requirement}. cuDNN 9 and NCCL 2 build
 # for every CUDA major; cuBLAS's soname carries the major. Only the CUDA 13 set was built here
@@ -45,10 +45,6 @@ SYSTEM_INCLUDE = [Path("/usr/include"), Path("/usr/include/x86_64-linux-gnu"),
 SYSTEM_LIB = [Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib64"), Path("/usr/local/lib")]
 # Bump when the layout of a library folder changes.
 LAYOUT_VERSION = 1
-
-
-def log(msg):
-    print(f"[setup] {msg}", flush=True)
 
 
 # ---------------------------------------------------------------- device choice

@@ -5,8 +5,8 @@
 
 1. the Debian packages of setup/apt-packages.txt (apt-get installs only the missing ones);
 2. the virtual environment with setup/requirements.txt (reinstalled when that file changes);
-3. Caffe, from a build cache keyed by source version, patches, CMake flags, Python, numpy and
-   toolchain.  On a miss the source is fetched and verified, patched with
+3. Caffe, from a build cache keyed by source version, patches, CMake flags, Python, numpy,
+   toolchain and the OpenBLAS core chosen for this processor (setup/blas_kernel.py).  On a miss the source is fetched and verified, patched with
    setup/patches/<source>/*.patch, built with CMake and installed into the cache by an atomic
    rename, so an interrupted build never leaves a half entry behind;
 4. the venv wired to that build: a .pth file puts pycaffe and the project root on sys.path, and
@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import blas_kernel
 import cuda_toolkit
 from caffe_sources import SOURCES, BuildContext, FetchError, SetupError, log, run, sha256_of
 
@@ -191,6 +192,8 @@ def build_identity(source, ctx):
         "protoc": tool_version(["protoc", "--version"]),
         "cmake": tool_version(["cmake", "--version"]),
     }
+    if source.blas_core(ctx):   # the kernel choice is part of what the build runs
+        identity["blas_core"] = source.blas_core(ctx)
     if ctx.cuda is not None:   # a CPU build's key stays what it was before GPU builds existed
         identity["cuda"] = ctx.cuda.identity()
     return identity
@@ -228,6 +231,9 @@ def build_into_cache(source, ctx, entry, identity, logs):
         source.build(tree, ctx, prefix=entry, destdir=destdir, build_dir=staging / "build",
                      logs=logs)
         installed = Path(str(destdir) + str(entry))
+        if source.blas_core(ctx):   # read by pycaffe (patch 07) before OpenBLAS loads
+            (installed / "python" / "caffe" / "blas_core.txt").write_text(
+                source.blas_core(ctx) + "\n")
         verify_build(installed, ctx, logs)
         info = dict(identity, built=time.strftime("%Y-%m-%d %H:%M:%S"),
                     build_seconds=round(time.monotonic() - started), describe=source.describe,
@@ -306,6 +312,17 @@ def ensure_caffe(choice, ctx, cache, logs, rebuild, debian_mirror=None, speed=Tr
     raise AssertionError("unreachable")
 
 
+def openblas_core(python):
+    """setup/blas_kernel.py's choice of OpenBLAS core for this processor, logged."""
+    try:
+        blas = blas_kernel.choose_core(python, log=lambda msg: log(msg))
+    except RuntimeError as err:
+        raise SetupError(f"{err}\n  fix: reinstall Debian's libopenblas0-openmp "
+                         "(apt-get install --reinstall libopenblas0-openmp)") from None
+    log(f"blas: {blas['library']} on its {blas['core']} kernel")
+    return blas
+
+
 # ---------------------------------------------------------------- 4. wire the venv
 
 WRAPPER = """#!/bin/sh
@@ -314,7 +331,7 @@ WRAPPER = """#!/bin/sh
 # This venv's bin/ goes first on PATH because the Python that Caffe embeds for Python layers
 # finds its prefix through the `python3` on PATH: so layers see this venv, pycaffe and the project.
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
-PATH="$here:$PATH" exec '{entry}/bin/caffe' "$@"
+{blas}PATH="$here:$PATH" exec '{entry}/bin/caffe' "$@"
 """
 
 
@@ -322,7 +339,11 @@ def wire_venv(venv, info, entry, logs):
     site = Path(info["site_packages"])
     (site / "park2016_caffe.pth").write_text(f"{entry / 'python'}\n{REPO}\n")
     wrapper = venv / "bin" / "caffe"
-    wrapper.write_text(WRAPPER.format(entry=entry))
+    core_file = entry / "python" / "caffe" / "blas_core.txt"
+    # the OpenBLAS core setup checked on this machine (setup/blas_kernel.py), as pycaffe sets it
+    blas = (f"OPENBLAS_CORETYPE={core_file.read_text().strip()}; export OPENBLAS_CORETYPE\n"
+            if core_file.exists() else "")
+    wrapper.write_text(WRAPPER.format(entry=entry, blas=blas))
     wrapper.chmod(0o755)
     python = venv / "bin" / "python"
     run([str(python), "-c", "import caffe, layers; assert 'Python' in caffe.layer_type_list()"],
@@ -440,7 +461,7 @@ def main(argv=None):
         ctx = BuildContext(python=python, python_version=info["version"],
                            python_library=info["library"], python_include=info["include"],
                            numpy_include=numpy_include, numpy_version=numpy_version, jobs=args.jobs,
-                           cuda=cuda)
+                           cuda=cuda, blas=openblas_core(python))
         entry = ensure_caffe(args.source, ctx, args.cache.resolve(), args.logs, args.rebuild,
                              args.debian_mirror, speed=not args.without_speedups)
         if args.without_speedups:

@@ -39,6 +39,7 @@ class BuildContext:
     numpy_version: str
     jobs: int
     cuda: object = None   # a cuda_toolkit.CudaBuild for a GPU build; None: CPU_ONLY
+    blas: dict = None     # blas_kernel.choose_core's result: the OpenBLAS and its core
     extra_cmake_flags: tuple = ()   # after the source's own (setup/gpu_bundle.py)
 
 
@@ -158,12 +159,21 @@ class DebianSource:
         flags = common_cmake_flags(ctx, prefix)
         if ctx.cuda is not None:
             flags = [f for f in flags if f != "-DCPU_ONLY=ON"] + ctx.cuda.cmake_flags()
-        flags += list(ctx.extra_cmake_flags)   # later flags win
         if self.speed:
-            # -fno-trapping-math lets GCC vectorize the selects of patch 03 (it changes no
-            # values, only whether floating-point exception flags may be raised speculatively)
-            flags.append("-DCMAKE_CXX_FLAGS=-fno-trapping-math")
+            # -fno-trapping-math lets GCC vectorize the selects of patches 03 and 06 (it
+            # changes no values, only whether floating-point exception flags may be raised
+            # speculatively); OpenMP runs the loops of patch 06; OpenBLAS built for OpenMP
+            # shares its threads with them and with oneDNN (patch 05)
+            flags += ["-DCMAKE_CXX_FLAGS=-fno-trapping-math", "-DUSE_OPENMP=ON"]
+            if ctx.blas:
+                flags.append(f"-DOpenBLAS_LIB={ctx.blas['library']}")
+        flags += list(ctx.extra_cmake_flags)   # later flags win
         return flags
+
+    def blas_core(self, ctx):
+        """The OpenBLAS core this build runs with (patch 07 and the venv's wrapper set it),
+        or None: OpenBLAS's own choice (the build without the speed changes)."""
+        return ctx.blas["core"] if self.speed and ctx.blas else None
 
     def mirror(self):
         """The Debian archive to fetch from: the one given, else the one this machine's apt
@@ -288,6 +298,10 @@ class PypiSource:
     # Tests of python/caffe/test that the fork itself broke: its SGDSolver has no apply_update.
     known_test_failures = ["test_apply_update"]
     libdir = "/usr/lib/x86_64-linux-gnu"
+
+    def blas_core(self, ctx):
+        """None: the fork has none of the speed patches; OpenBLAS chooses its own core."""
+        return None
 
     def python_prefix(self, ctx):
         return str(Path(ctx.python_library).parent.parent)

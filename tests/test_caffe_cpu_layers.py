@@ -1,12 +1,15 @@
 """The Caffe build's CPU layers that the project's speed patches rewrite (setup/patches/debian/
-03 and 04: max pooling, ReLU, BatchNorm) against numpy reference computations: forward
-outputs, gradients and BatchNorm's running statistics, in place and not, within float
-tolerance. Whatever build `make setup` wired is the one tested."""
+03 to 06: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner products through
+oneDNN) against numpy reference computations: forward outputs, gradients (which Caffe adds to
+the parameters' diffs) and BatchNorm's running statistics, in place and not, within float
+tolerance; and the convolutions of oneDNN against Caffe's own im2col + GEMM (engine: CAFFE)
+in the same build. Whatever build `make setup` wired is the one tested."""
 import numpy as np
 import pytest
 
 import caffe
 from caffe import layers as L, params as P
+from caffe.proto import caffe_pb2
 
 EPS = 1e-5   # Caffe's BatchNorm default
 
@@ -153,3 +156,244 @@ def test_batch_norm_global_statistics(tmp_path, in_place):
     std = np.sqrt(var + EPS)[None, :, None, None]
     np.testing.assert_allclose(top, (x - mean[None, :, None, None]) / std, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(bottom_diff, top_diff / std, rtol=1e-5, atol=1e-6)
+
+
+def test_relu_gives_positive_zero_for_negative_inputs(tmp_path):
+    """As max(x, 0) + slope * min(x, 0) did before patch 06: +0, not -0, at slope 0."""
+    x = np.array([-2.0, -0.0, 0.0, 3.0], np.float32).reshape(1, 1, 1, 4)
+    net = one_layer_net(tmp_path, x.shape, lambda b: L.ReLU(b), in_place=False)
+    top, _ = forward_backward(net, x, np.ones_like(x), in_place=False)
+    assert not np.signbit(top.ravel()[:3]).any()
+
+
+def reference_scale(x, gamma, beta, top_diff):
+    """y = gamma * x + beta per channel (axis 1) and (dx, dgamma, dbeta)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    g = gamma.reshape(shape)
+    y = x * g + (0 if beta is None else beta.reshape(shape))
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    dgamma = (top_diff.astype(np.float64) * x).sum(axis=axes)
+    dbeta = top_diff.astype(np.float64).sum(axis=axes)
+    return y, top_diff * g, dgamma, dbeta
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("shape", [(3, 4, 5, 7), (5, 6), (1, 2, 3, 3)])
+def test_scale_forward_backward_and_parameter_gradients(tmp_path, in_place, bias, shape):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    top_diff = rng.standard_normal(shape).astype(np.float32)
+    net = one_layer_net(tmp_path, shape, lambda b, **kw: L.Scale(b, bias_term=bias, **kw),
+                        in_place)
+    gamma = rng.uniform(0.5, 2.0, shape[1]).astype(np.float32)
+    beta = rng.standard_normal(shape[1]).astype(np.float32) if bias else None
+    params = net.params["out"]
+    params[0].data[...] = gamma
+    if bias:
+        params[1].data[...] = beta
+    for blob in params:       # Caffe adds each pass's gradient to what the diff holds
+        blob.diff[...] = 1.0
+    top, bottom_diff = forward_backward(net, x, top_diff, in_place)
+    y, dx, dgamma, dbeta = reference_scale(x, gamma, beta, top_diff)
+    np.testing.assert_allclose(top, y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(bottom_diff, dx, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(params[0].diff, dgamma + 1, rtol=1e-5, atol=1e-5)
+    if bias:
+        np.testing.assert_allclose(params[1].diff, dbeta + 1, rtol=1e-5, atol=1e-5)
+
+
+def reference_convolution(x, w, b, stride, pad, dilation, group):
+    """Direct 2D convolution as Caffe defines it (cross-correlation, floor output size),
+    in float64; returns y and a function of dy giving (dx, dw, db)."""
+    n, c, h, width = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh = (h + 2 * pad - (dilation * (kh - 1) + 1)) // stride + 1
+    ow = (width + 2 * pad - (dilation * (kw - 1) + 1)) // stride + 1
+    og = o // group
+
+    def window(i, j):   # (n, c, oh, ow) inputs that kernel tap (i, j) sees
+        r, s = i * dilation, j * dilation
+        return xp[:, :, r:r + stride * (oh - 1) + 1:stride, s:s + stride * (ow - 1) + 1:stride]
+
+    y = np.zeros((n, o, oh, ow))
+    for g in range(group):
+        cs, os_ = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
+        for i in range(kh):
+            for j in range(kw):
+                y[:, os_] += np.einsum("ncij,oc->noij", window(i, j)[:, cs], w[os_, :, i, j])
+    if b is not None:
+        y += b[None, :, None, None]
+
+    def backward(dy):
+        dy = dy.astype(np.float64)
+        dxp = np.zeros_like(xp)
+        dw = np.zeros(w.shape)
+        for g in range(group):
+            cs, os_ = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
+            for i in range(kh):
+                for j in range(kw):
+                    r, s = i * dilation, j * dilation
+                    dw[os_, :, i, j] = np.einsum("noij,ncij->oc", dy[:, os_],
+                                                 window(i, j)[:, cs])
+                    dxp[:, cs, r:r + stride * (oh - 1) + 1:stride,
+                        s:s + stride * (ow - 1) + 1:stride] += np.einsum(
+                            "noij,oc->ncij", dy[:, os_], w[os_, :, i, j])
+        dx = dxp[:, :, pad:pad + h, pad:pad + width]
+        return dx, dw, dy.sum(axis=(0, 2, 3))
+    return y, backward
+
+
+CONVOLUTIONS = [   # (input shape, outputs, kernel, stride, pad, dilation, group, bias)
+    ((1, 3, 17, 19), 8, 7, 2, 1, 1, 1, True),      # conv1-like: 3 channels, big stride
+    ((5, 16, 13, 13), 32, 3, 1, 1, 1, 1, False),   # a batch, same-size output, no bias
+    ((2, 4, 9, 10), 6, 3, 2, 0, 1, 2, True),       # groups, odd sizes, floor rounding
+    ((3, 8, 11, 11), 8, 1, 1, 0, 1, 1, True),      # 1x1
+    ((2, 6, 12, 12), 6, 3, 1, 2, 2, 3, True),      # dilation and groups
+    ((4, 48, 27, 27), 128, 5, 2, 0, 1, 1, False),  # conv2's shape at a small batch
+]
+
+
+@pytest.mark.parametrize("engine", ["DEFAULT", "CAFFE"])
+@pytest.mark.parametrize("shape,outputs,kernel,stride,pad,dilation,group,bias", CONVOLUTIONS)
+def test_convolution_forward_and_gradients(tmp_path, engine, shape, outputs, kernel, stride,
+                                           pad, dilation, group, bias):
+    """engine DEFAULT runs oneDNN in the optimised build (patch 05), CAFFE im2col + GEMM."""
+    rng = np.random.default_rng(5)
+    net = one_layer_net(tmp_path, shape, lambda b: L.Convolution(
+        b, num_output=outputs, kernel_size=kernel, stride=stride, pad=pad, dilation=dilation,
+        group=group, bias_term=bias, engine=getattr(P.Convolution, engine)), in_place=False)
+    x = rng.standard_normal(shape).astype(np.float32)
+    params = net.params["out"]
+    w = rng.standard_normal(params[0].data.shape).astype(np.float32) * 0.2
+    b = rng.standard_normal(outputs).astype(np.float32) if bias else None
+    params[0].data[...] = w
+    if bias:
+        params[1].data[...] = b
+    for blob in params:
+        blob.diff[...] = 0.5
+    y_ref, backward = reference_convolution(x, w, b, stride, pad, dilation, group)
+    top_diff = rng.standard_normal(y_ref.shape).astype(np.float32)
+    top, bottom_diff = forward_backward(net, x, top_diff, in_place=False)
+    dx, dw, db = backward(top_diff)
+    np.testing.assert_allclose(top, y_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bottom_diff, dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(params[0].diff, dw + 0.5, rtol=1e-4, atol=1e-3)
+    if bias:
+        np.testing.assert_allclose(params[1].diff, db + 0.5, rtol=1e-4, atol=1e-3)
+
+
+def test_convolution_follows_a_change_of_batch_size(tmp_path):
+    """oneDNN's primitives are made for one shape: a reshaped net must get new ones."""
+    rng = np.random.default_rng(6)
+    net = one_layer_net(tmp_path, (2, 3, 8, 8), lambda b: L.Convolution(
+        b, num_output=4, kernel_size=3, pad=1), in_place=False)
+    w = rng.standard_normal(net.params["out"][0].data.shape).astype(np.float32)
+    net.params["out"][0].data[...] = w
+    for batch in (2, 5, 1):
+        x = rng.standard_normal((batch, 3, 8, 8)).astype(np.float32)
+        net.blobs["data"].reshape(*x.shape)
+        net.blobs["data"].data[...] = x
+        net.forward()
+        y_ref, _ = reference_convolution(x, w, net.params["out"][1].data, 1, 1, 1, 1)
+        np.testing.assert_allclose(net.blobs["out"].data, y_ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,outputs,transpose", [((32, 64), 48, False),
+                                                     ((3, 5, 2, 2), 7, False),
+                                                     ((1, 30), 9, True)])
+def test_inner_product_forward_and_gradients(tmp_path, shape, outputs, transpose):
+    """Every float GEMM goes through oneDNN's sgemm in the optimised build (patch 05)."""
+    rng = np.random.default_rng(7)
+    net = one_layer_net(tmp_path, shape, lambda b: L.InnerProduct(
+        b, num_output=outputs, transpose=transpose), in_place=False)
+    x = rng.standard_normal(shape).astype(np.float32)
+    params = net.params["out"]
+    w = rng.standard_normal(params[0].data.shape).astype(np.float32)
+    params[0].data[...] = w
+    params[1].data[...] = rng.standard_normal(outputs)
+    for blob in params:
+        blob.diff[...] = 0.25
+    flat = x.reshape(shape[0], -1).astype(np.float64)
+    matrix = w.T if transpose else w                      # (outputs, inputs)
+    y = flat @ matrix.T + params[1].data
+    top_diff = rng.standard_normal(y.shape).astype(np.float32)
+    top, bottom_diff = forward_backward(net, x, top_diff, in_place=False)
+    np.testing.assert_allclose(top, y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bottom_diff.reshape(shape[0], -1), top_diff @ matrix,
+                               rtol=1e-4, atol=1e-4)
+    dw = top_diff.T.astype(np.float64) @ flat
+    np.testing.assert_allclose(params[0].diff, (dw.T if transpose else dw) + 0.25,
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(params[1].diff, top_diff.sum(axis=0) + 0.25, rtol=1e-4,
+                               atol=1e-4)
+
+
+def with_engine(net_param, engine):
+    """A copy of a NetParameter whose Convolution layers all use `engine`."""
+    copy = caffe_pb2.NetParameter()
+    copy.CopyFrom(net_param)
+    for layer in copy.layer:
+        if layer.type == "Convolution":
+            layer.convolution_param.engine = engine
+    return copy
+
+
+def net_pass(path, weights, inputs):
+    """({blob: data}, {param/k: diff}) of one forward and backward of a train net."""
+    net = caffe.Net(str(path), caffe.TRAIN, weights=str(weights))
+    for name, value in inputs.items():
+        net.blobs[name].data[...] = value
+    net.clear_param_diffs()
+    net.forward()
+    net.backward()
+    return ({name: blob.data.copy() for name, blob in net.blobs.items()},
+            {f"{name}/{k}": blob.diff.copy() for name, blobs in net.params.items()
+             for k, blob in enumerate(blobs)})
+
+
+def relative_errors(got, want):
+    """{name: max |got - want| / max |want|} over the arrays of two dicts with the same keys."""
+    assert got.keys() == want.keys()
+    return {name: float(np.abs(got[name] - want[name]).max())
+            / max(float(np.abs(want[name]).max()), 1e-12) for name in want}
+
+
+@pytest.mark.parametrize("variant", ["full", "baseline"])
+def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, variant):
+    """The whole training net (BatchNorm in batch mode, the Python loss layers) with its
+    convolutions through oneDNN and through Caffe's im2col + GEMM, on the same weights and
+    batch: every blob and every parameter gradient agrees within float tolerance.
+
+    Some gradients of this net are ill-conditioned in float (ReLU and max-pooling decisions
+    near ties): changing the images by one part in a million moves conv3's weight gradient by
+    about 2 % within one engine. So each array's tolerance is the larger of 2e-3 and three
+    times what that perturbation alone changes it by, measured here with im2col."""
+    from config import PAPER
+    from prototxt.pose_net import make_net
+    cfg = PAPER.replace(dropout_ratio=0.0, batch_size=4)   # no random masks to match
+    net_param = make_net(cfg, variant, "train", data="input").to_proto()
+    paths = {}
+    for engine in ("DEFAULT", "CAFFE"):
+        paths[engine] = tmp_path / f"{engine}.prototxt"
+        paths[engine].write_text(str(with_engine(net_param, getattr(P.Convolution, engine))))
+    caffe.set_random_seed(1)
+    weights = tmp_path / "weights.caffemodel"
+    caffe.Net(str(paths["CAFFE"]), caffe.TRAIN).save(str(weights))
+    rng = np.random.default_rng(8)
+    size, joints = cfg.input_size, cfg.num_joints
+    inputs = {"data": rng.normal(0, 50, (4, 3, size, size)),
+              "joints_2D": rng.uniform(0, size, (4, joints, 2)),
+              "joints_3D": rng.normal(0, 300, (4, joints, 3))}
+    nudged = dict(inputs, data=inputs["data"] * (1 + 1e-6 * rng.standard_normal((4, 3, size,
+                                                                                  size))))
+    onednn, im2col, im2col_nudged = (net_pass(paths[engine], weights, batch) for engine, batch
+                                     in (("DEFAULT", inputs), ("CAFFE", inputs),
+                                         ("CAFFE", nudged)))
+    for part in (0, 1):   # blobs, then parameter gradients
+        errors = relative_errors(onednn[part], im2col[part])
+        noise = relative_errors(im2col_nudged[part], im2col[part])
+        for name, error in errors.items():
+            assert error <= max(2e-3, 3 * noise[name]), \
+                f"{name}: relative difference {error:.2e} (float noise {noise[name]:.2e})"

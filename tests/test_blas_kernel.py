@@ -1,0 +1,109 @@
+"""The OpenBLAS that Caffe runs with is on a kernel made for this processor, not a generic
+fallback (setup/blas_kernel.py chooses it, patch 07 and the venv's wrapper set it), and gives
+numpy's results; and the choice's logic on described processors."""
+import ctypes
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import caffe
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "setup"))
+import blas_kernel  # noqa: E402
+
+CORE_FILE = Path(caffe.__file__).parent / "blas_core.txt"
+
+
+def loaded_openblas():
+    """Path of the libopenblas this process (with pycaffe imported) has loaded."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        path = line.split()[-1]
+        if "libopenblas" in path:
+            return path
+    pytest.fail("pycaffe is imported but no libopenblas is mapped in this process")
+
+
+def write_cpuinfo(tmp_path, vendor, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: {' '.join(flags)}\n"
+                    f"\nprocessor\t: 1\nvendor_id\t: {vendor}\nflags\t\t: fpu\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def runtime_blas():
+    if not CORE_FILE.exists():
+        pytest.skip("this Caffe build sets no OpenBLAS core (the PyPI fork, or a build "
+                    "without the speed changes)")
+    lib = ctypes.CDLL(loaded_openblas())
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return lib
+
+
+def test_pycaffe_runs_openblas_on_the_core_setup_chose(runtime_blas):
+    core = runtime_blas.openblas_get_corename().decode()
+    assert core.lower() == CORE_FILE.read_text().strip().lower()
+    vendor, flags = blas_kernel.cpu_features()
+    if blas_kernel.better_cores(vendor, flags):
+        assert core.lower() not in blas_kernel.GENERIC_CORES, \
+            f"OpenBLAS runs its generic {core} kernel on a processor with better ones"
+
+
+def test_runtime_openblas_agrees_with_numpy(runtime_blas):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((97, 131)).astype(np.float32)
+    b = rng.standard_normal((131, 65)).astype(np.float32)
+    c = np.zeros((97, 65), np.float32)
+    ptr = lambda m: m.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    runtime_blas.cblas_sgemm(101, 111, 111, 97, 65, 131, ctypes.c_float(1.0), ptr(a), 131,
+                             ptr(b), 65, ctypes.c_float(0.0), ptr(c), 65)
+    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_the_caffe_tool_gets_the_same_core():
+    """The venv's `caffe` wrapper exports the core that pycaffe sets."""
+    if not CORE_FILE.exists():
+        pytest.skip("this Caffe build sets no OpenBLAS core")
+    wrapper = Path(sys.prefix) / "bin" / "caffe"
+    script = wrapper.read_text()
+    assert f"OPENBLAS_CORETYPE={CORE_FILE.read_text().strip()};" in script
+    # the wrapper still starts the tool
+    out = subprocess.run([str(wrapper), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "caffe version" in (out.stdout + out.stderr).lower()
+
+
+@pytest.mark.parametrize("vendor,flags,expected", [
+    ("GenuineIntel", ["avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"],
+     ["SkylakeX", "Haswell", "SandyBridge"]),
+    ("AuthenticAMD", ["avx", "avx2", "fma"], ["Zen", "Haswell", "SandyBridge"]),
+    ("GenuineIntel", ["avx", "avx2", "fma", "avx512f"], ["Haswell", "SandyBridge"]),
+    ("GenuineIntel", ["sse2", "sse3"], []),
+])
+def test_better_cores_follow_the_processor_flags(tmp_path, vendor, flags, expected):
+    path = write_cpuinfo(tmp_path, vendor, flags)
+    assert blas_kernel.better_cores(*blas_kernel.cpu_features(path)) == expected
+
+
+def test_choice_on_this_machine_is_the_fastest_core_that_passed_its_checks():
+    """The real probe: each tried core is loaded in its own process and checked."""
+    result = blas_kernel.choose_core(Path(sys.executable), log=lambda msg: None)
+    usable = {found["core"].lower(): found for found in result["tried"].values()
+              if found and found["correct"]}
+    assert result["core"].lower() in usable
+    # the fastest of the cores that passed (rates from this one run)
+    assert usable[result["core"].lower()]["sgemm_gflops"] == max(
+        found["sgemm_gflops"] for found in usable.values())
+    vendor, flags = blas_kernel.cpu_features()
+    if blas_kernel.better_cores(vendor, flags):
+        assert result["core"].lower() not in blas_kernel.GENERIC_CORES
+
+
+def test_a_library_that_does_not_load_is_a_clear_error(tmp_path):
+    fake = tmp_path / "libopenblas.so.0"
+    fake.write_bytes(b"not a library")
+    with pytest.raises(RuntimeError, match="fails its own check"):
+        blas_kernel.choose_core(Path(sys.executable), library=fake, log=lambda msg: None)

@@ -4,7 +4,8 @@ Discovery (`find_sequences`) walks each subject's D2_Positions files, maps their
 the canonical action names of h36m.ACTIONS and reports what it cannot use as `Skip`s instead of
 failing. Loading (`load_sequence`) reads the 2D and 3D poses of one sequence and camera, checks
 them and the video and mask files, and settles on the number of usable frames. `iter_frames`
-then decodes the video and masks frame by frame, sequentially.
+then decodes the video frame by frame, sequentially, and reads the masks in one pass over
+their file (`_MaskReader`).
 
 Known quirks handled (../shared/REFERENCE.md section 2): subaction names vary per subject
 ("Directions" / "Directions 1" / "Discussion 2"), S1 spells TakingPhoto and WalkingDog, `_ALL`
@@ -12,7 +13,9 @@ files are skipped, some videos are missing or corrupt, and videos often have mor
 their pose files (the shortest count is used and the truncation reported).
 """
 import dataclasses
+import mmap
 import re
+import zlib
 from pathlib import Path
 
 import cdflib
@@ -308,13 +311,112 @@ def load_sequence(seq):
                         _truncation_note(counts, n_frames))
 
 
-def _read_mask(masks_file, references, index, path):
-    """Mask (H, W) bool of one frame: the cell holds a reference to the mask stored transposed
-    (MATLAB is column-major)."""
-    try:
-        return masks_file[references[index]][:].T.astype(bool)
-    except (OSError, ValueError, KeyError) as error:
-        raise SequenceError(f"cannot read mask {index} of {path}: {error}") from error
+class _MaskReader:
+    """The masks of one ground_truth_bs file, read in one pass over the file.
+
+    Each mask is its own gzip-compressed HDF5 dataset, so h5py's reader spends more per frame
+    than decoding the video does (dataset objects, selections, its chunk cache) and inflates
+    every chunk, though most of a mask is background. Here a mask's compressed chunks are
+    sliced straight from the memory-mapped file in the order HDF5 lists them, and a chunk
+    whose compressed bytes are those of a chunk already found to be all background is not
+    inflated again: equal deflate streams inflate to equal bytes, so the masks are exactly
+    h5py's. Masks stored otherwise (contiguous, other filters, unallocated chunks) are read
+    with h5py."""
+
+    def __init__(self, masks_file, path):
+        self.file, self.path = masks_file, path
+        self.references = masks_file["Masks"][:, 0]
+        # the file as bytes, paged in by the OS as the chunks are read (a real recording's
+        # masks take gigabytes once inflated, but tens of megabytes as stored)
+        with open(path, "rb") as handle:
+            self.mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self.addresses_checked = False
+        self.direct = True          # chunk addresses are offsets in the file
+        self.background = set()     # (chunk shape, filter mask, bytes) of all-zero chunks
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.mapped.close()
+
+    def read(self, index):
+        """Mask (H, W) bool of frame `index` (the file stores it transposed: MATLAB is
+        column-major); SequenceError naming the file if it cannot be read."""
+        try:
+            dataset = h5py.h5r.dereference(self.references[index], self.file.id)
+            stored = self._read_chunks(dataset)
+            if stored is None:
+                stored = self.file[self.references[index]][:].astype(bool)
+        except (OSError, ValueError, KeyError, zlib.error) as error:
+            raise SequenceError(f"cannot read mask {index} of {self.path}: {error}") from error
+        return stored.T
+
+    def _read_chunks(self, dataset):
+        """The stored (W, H) mask as bool from its compressed chunks, or None when it is not
+        stored as deflated byte chunks that cover it."""
+        chunk_shape = _deflated_byte_chunks(dataset)
+        if chunk_shape is None:
+            return None
+        chunks = []
+        dataset.chunk_iter(chunks.append)
+        shape = dataset.shape
+        if len(chunks) != _chunk_count(shape, chunk_shape):
+            return None     # unallocated chunks hold the fill value: h5py knows it
+        stored = np.zeros(shape, dtype=bool)
+        for info in chunks:
+            values = self._chunk_values(dataset, info, chunk_shape)
+            if values is not None:
+                y, x = info.chunk_offset
+                # edge chunks are stored whole, padded beyond the dataset's extent
+                stored[y:y + chunk_shape[0], x:x + chunk_shape[1]] = \
+                    values[:shape[0] - y, :shape[1] - x] != 0
+        return stored
+
+    def _chunk_values(self, dataset, info, chunk_shape):
+        """A chunk's (rows, columns) uint8 values, or None when it is all background."""
+        raw = self._chunk_bytes(dataset, info)
+        key = (chunk_shape, info.filter_mask, raw)
+        if key in self.background:
+            return None
+        # bit 0 of the filter mask set: the deflate filter was skipped for this chunk
+        data = raw if info.filter_mask & 1 else zlib.decompress(raw)
+        values = np.frombuffer(data, dtype=np.uint8).reshape(chunk_shape)
+        if not values.any():
+            self.background.add(key)
+            return None
+        return values
+
+    def _chunk_bytes(self, dataset, info):
+        """A chunk's bytes as stored. The first chunk of a file is also read through HDF5,
+        to check that the addresses HDF5 gives are offsets in this file (a MATLAB file starts
+        with a user block, which addresses counted from HDF5's superblock would miss); if
+        not, every chunk of the file is read through HDF5."""
+        if self.direct:
+            raw = self.mapped[info.byte_offset:info.byte_offset + info.size]
+            if self.addresses_checked:
+                return raw
+            self.addresses_checked = True
+            self.direct = raw == dataset.read_direct_chunk(info.chunk_offset)[1]
+            if self.direct:
+                return raw
+        return dataset.read_direct_chunk(info.chunk_offset)[1]
+
+
+def _deflated_byte_chunks(dataset):
+    """The chunk shape of a 2-D dataset of one-byte values stored in chunks with deflate as
+    its only filter, else None."""
+    plist = dataset.get_create_plist()
+    if (plist.get_layout() != h5py.h5d.CHUNKED or plist.get_nfilters() != 1
+            or plist.get_filter(0)[0] != h5py.h5z.FILTER_DEFLATE
+            or dataset.dtype.itemsize != 1 or len(dataset.shape) != 2):
+        return None
+    return plist.get_chunk()
+
+
+def _chunk_count(shape, chunk_shape):
+    """Chunks of chunk_shape that cover an array of shape."""
+    return int(np.prod([-(-size // chunk) for size, chunk in zip(shape, chunk_shape)]))
 
 
 def _fit_mask(mask, size, mask_name, frame_name):
@@ -342,8 +444,7 @@ def iter_frames(data, stride=1):
     if not capture.isOpened():
         raise SequenceError(f"OpenCV cannot open video {video_path}")
     try:
-        with h5py.File(mask_path, "r") as masks_file:
-            references = masks_file["Masks"][:, 0]
+        with h5py.File(mask_path, "r") as masks_file, _MaskReader(masks_file, mask_path) as masks:
             for index in range(data.n_frames):
                 if index % stride:
                     if not capture.grab():
@@ -352,9 +453,8 @@ def iter_frames(data, stride=1):
                 ok, image = capture.read()
                 if not ok or image is None:
                     raise SequenceError(f"cannot decode frame {index} of video {video_path}")
-                mask = _read_mask(masks_file, references, index, mask_path)
-                mask = _fit_mask(mask, image.shape[:2], f"mask {index} of {mask_path}",
-                                 f"frame {index} of {video_path}")
+                mask = _fit_mask(masks.read(index), image.shape[:2],
+                                 f"mask {index} of {mask_path}", f"frame {index} of {video_path}")
                 yield index, image, mask, data.poses_2d[index], data.poses_3d[index]
     finally:
         capture.release()

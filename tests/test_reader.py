@@ -1,5 +1,7 @@
 """Tests of data_prep/reader.py on tiny Human3.6M trees written in the real file formats."""
+import mmap
 import pickle
+import zlib
 from pathlib import Path
 
 import h5py
@@ -8,8 +10,9 @@ import pytest
 from cdflib.cdfwrite import CDF
 
 from data_prep.h36m import JOINTS_17_FROM_32, sequence_paths
-from data_prep.reader import (Sequence, SequenceError, canonical_action, find_sequences,
-                              iter_frames, load_sequence)
+import data_prep.reader as reader_module
+from data_prep.reader import (Sequence, SequenceError, _MaskReader, canonical_action,
+                              find_sequences, iter_frames, load_sequence)
 from data_prep.synth.writers import VideoWriter, write_mask_mat, write_pose_cdf
 
 CAMERA = "54138969"
@@ -291,3 +294,115 @@ def test_masks_a_row_taller_than_the_video_are_cropped(tmp_path):
     write_mask_mat(paths["mask"], np.zeros((3, HEIGHT * 2, WIDTH), dtype=bool))
     with pytest.raises(SequenceError, match="mask 0 of"):
         list(iter_frames(load_sequence(only_sequence(tmp_path))))
+
+
+# ---- the chunked mask reader: the masks h5py reads, however they are stored
+
+def blob_masks(n_frames, height=HEIGHT, width=WIDTH, seed=0):
+    """(N, H, W) masks: a random rectangle per frame, across chunk boundaries wherever the
+    chunks lie, plus an all-background frame, a full one and a repeated one."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n_frames, height, width), dtype=bool)
+    for mask in masks[3:]:
+        top, left = rng.integers(0, height - 4), rng.integers(0, width - 4)
+        mask[top:rng.integers(top + 1, height + 1), left:rng.integers(left + 1, width + 1)] = True
+        mask[rng.integers(0, height), rng.integers(0, width)] = True   # a stray pixel
+    masks[1] = True
+    masks[2] = masks[-1]
+    return masks
+
+
+def h5py_masks(path):
+    """Every mask of a ground_truth_bs file as h5py reads it: (H, W) bool."""
+    with h5py.File(path, "r") as f:
+        return [f[ref][:].T.astype(bool) for ref in f["Masks"][:, 0]]
+
+
+def chunked_masks(path):
+    """Every mask of a ground_truth_bs file as the reader reads it, and the reader."""
+    with h5py.File(path, "r") as f, _MaskReader(f, path) as reader:
+        return [reader.read(i) for i in range(len(reader.references))], reader
+
+
+# stored transposed: (W, H) = (64, 48) per mask; sliced: read from the file's chunks here
+@pytest.mark.parametrize("storage, sliced", [
+    ({"chunks": (7, 5), "compression": "gzip"}, True),     # partial last chunks both ways
+    ({"chunks": (64, 48), "compression": "gzip", "compression_opts": 9}, True),   # one chunk
+    ({"chunks": (16, 16), "compression": "gzip", "compression_opts": 1}, True),
+    ({"chunks": (16, 16), "compression": "gzip", "shuffle": True}, False),   # two filters
+    ({"chunks": (16, 16), "compression": "lzf"}, False),   # another filter
+    ({"chunks": (16, 16)}, False),                         # no filter
+    ({"chunks": None}, False),                             # contiguous
+], ids=["partial-chunks", "one-chunk", "gzip-1", "shuffle", "lzf", "unfiltered", "contiguous"])
+def test_iter_frames_reads_the_masks_h5py_reads(tmp_path, storage, sliced):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=9)
+    masks = blob_masks(9)
+    write_mask_mat(paths["mask"], masks, **storage)
+    frames = list(iter_frames(load_sequence(only_sequence(tmp_path))))
+    assert len(frames) == 9
+    for (index, _, mask, _, _), expected in zip(frames, h5py_masks(paths["mask"])):
+        assert mask.dtype == bool and mask.shape == (HEIGHT, WIDTH)
+        np.testing.assert_array_equal(mask, expected)
+        np.testing.assert_array_equal(mask, masks[index])
+    assert chunked_masks(paths["mask"])[1].addresses_checked == sliced
+
+
+def test_unfiltered_chunks_and_unallocated_chunks(tmp_path):
+    path = tmp_path / "masks.mat"
+    masks = blob_masks(6)
+    write_mask_mat(path, masks, chunks=(16, 16), compression="gzip")
+    with h5py.File(path, "r+") as f:
+        references = f["Masks"][:, 0]
+        # a chunk stored with its deflate filter skipped (bit 0 of the filter mask)
+        stored = f[references[4]]
+        stored.id.write_direct_chunk((16, 16), np.ones((16, 16), np.uint8).tobytes(),
+                                     filter_mask=1)
+        # a mask of which only some chunks were written: the others hold the fill value
+        del f["#refs#/m5"]
+        partial = f["#refs#"].create_dataset("m5", shape=(WIDTH, HEIGHT), dtype=np.uint8,
+                                             chunks=(16, 16), compression="gzip", fillvalue=1)
+        partial[:16, :16] = 0
+        f["Masks"][5, 0] = partial.ref
+    expected = h5py_masks(path)
+    assert expected[4][16:32, 16:32].all() and expected[5][16:, 16:].all()
+    read, reader = chunked_masks(path)
+    for mask, want in zip(read, expected):
+        np.testing.assert_array_equal(mask, want)
+    assert reader.direct      # the chunks were sliced from the file
+
+
+def test_background_chunks_are_inflated_once(tmp_path, monkeypatch):
+    path = tmp_path / "masks.mat"
+    write_mask_mat(path, np.zeros((5, HEIGHT, WIDTH), dtype=bool), chunks=(16, 16),
+                   compression="gzip")
+    inflated, decompress = [], zlib.decompress
+    monkeypatch.setattr(reader_module.zlib, "decompress",
+                        lambda data: inflated.append(data) or decompress(data))
+    read, _ = chunked_masks(path)
+    assert not any(mask.any() for mask in read)
+    # 5 masks of 4 x 3 chunks, all of them (edge chunks too) stored whole as the same bytes
+    assert len(inflated) == 1
+
+
+def test_chunk_addresses_that_are_not_file_offsets_are_read_through_hdf5(tmp_path):
+    path = tmp_path / "masks.mat"
+    masks = blob_masks(4)
+    write_mask_mat(path, masks, chunks=(16, 16), compression="gzip")
+    with h5py.File(path, "r") as f, _MaskReader(f, path) as reader:
+        reader.mapped.close()
+        # zeros where the chunks are: what offsets into another file would slice
+        reader.mapped = mmap.mmap(-1, path.stat().st_size)
+        read = [reader.read(i) for i in range(4)]
+        assert not reader.direct
+    for mask, expected in zip(read, masks):
+        np.testing.assert_array_equal(mask, expected)
+
+
+def test_a_corrupt_mask_chunk_names_the_file_and_frame(tmp_path):
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=3)
+    write_mask_mat(paths["mask"], blob_masks(3), chunks=(16, 16), compression="gzip")
+    with h5py.File(paths["mask"], "r+") as f:
+        f[f["Masks"][2, 0]].id.write_direct_chunk((0, 0), b"not deflate data")
+    with pytest.raises(SequenceError, match="cannot read mask 2 of") as error:
+        list(iter_frames(load_sequence(only_sequence(tmp_path))))
+    assert str(paths["mask"]) in str(error.value)

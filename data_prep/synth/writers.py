@@ -49,19 +49,25 @@ def matlab_header():
     return header.ljust(MATLAB_HEADER_BYTES, b"\x00")
 
 
-def write_mask_mat(path, masks):
+MASK_STORAGE = {"compression": "gzip", "compression_opts": 4}
+
+
+def write_mask_mat(path, masks, **storage):
     """MATLAB v7.3 file with a cell array `Masks` of per-frame logical masks, stored as the
     real ground_truth_bs files: an (N, 1) dataset of object references, each to a mask stored
     transposed (MATLAB is column-major), so that f[f['Masks'][i, 0]][:].T is frame i (H, W).
-    The creation date is fixed so that the same data gives the same bytes."""
+    The creation date is fixed so that the same data gives the same bytes. storage: h5py's
+    dataset options for each mask instead of MASK_STORAGE (chunks, filters: tests of the
+    reader)."""
     masks = np.asarray(masks, dtype=bool)
+    storage = storage or MASK_STORAGE
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", userblock_size=MATLAB_HEADER_BYTES, track_order=True) as f:
             refs_group = f.create_group("#refs#")
             references = np.empty((len(masks), 1), dtype=h5py.ref_dtype)
             for i, mask in enumerate(masks):
                 data = refs_group.create_dataset(f"m{i}", data=mask.T.astype(np.uint8),
-                                                 compression="gzip", compression_opts=4)
+                                                 **storage)
                 data.attrs["MATLAB_class"] = np.bytes_("logical")
                 data.attrs["MATLAB_int_decode"] = np.int32(1)
                 references[i, 0] = data.ref

@@ -1,8 +1,10 @@
 """Person crops: a joint drawn at a known pixel lands at its mapped crop pixel."""
+import cv2
 import numpy as np
 import pytest
 
-from data_prep.crops import EmptyMask, map_points, mask_box, person_crop, square_around
+from data_prep.crops import (EmptyMask, crop_transform, map_points, mask_box, person_crop,
+                             square_around, warp_square)
 
 
 def test_mask_box_and_square():
@@ -40,3 +42,24 @@ def test_square_outside_the_image_is_padded_black_not_shifted():
     crop, mapped, _ = person_crop(image, mask, np.array([[5.0, 25.0]]), 100, 0.0)
     assert mapped[0, 0] == pytest.approx(50, abs=1.5)    # centred horizontally
     assert crop[50, 5].max() == 0 and crop[50, 50].min() == 200
+
+
+def test_warp_square_is_warp_affine_bit_for_bit():
+    # noise images, so that a pixel read from anywhere else would show; squares inside,
+    # across every edge, outside, larger than the image, up- and downscaled; shapes alternate,
+    # so the scratch buffer is reused (holding other frames' pixels) and replaced
+    rng = np.random.default_rng(0)
+    shapes = [(48, 64), (500, 500), (101, 77)]
+    images = [rng.integers(0, 256, size=shape + (3,), dtype=np.uint8) for shape in shapes]
+    for case in range(300):
+        image = images[case % len(images)]
+        height, width = image.shape[:2]
+        side = rng.uniform(5, 1.5 * max(height, width))
+        x0, y0 = rng.uniform(-side - 5, width + 5), rng.uniform(-side - 5, height + 5)
+        crop_size = int(rng.choice([31, 100, 250]))
+        transform = crop_transform(x0, y0, side, crop_size)
+        expected = cv2.warpAffine(image, transform, (crop_size, crop_size),
+                                  flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=(0, 0, 0))
+        np.testing.assert_array_equal(warp_square(image, x0, y0, side, transform, crop_size),
+                                      expected, err_msg=f"case {case}")

@@ -30,7 +30,6 @@ import lmdb
 import numpy as np
 from tqdm import tqdm
 
-from caffe.proto import caffe_pb2
 from config import PAPER
 from data_prep.crops import EmptyMask, person_crop
 from data_prep.cli import add_build_options, reject_unknown
@@ -42,26 +41,47 @@ MAP_SIZE = 1 << 40          # LMDB's address space; the files only grow as data 
 PCA_PIXEL_STRIDE = 4        # every 4th pixel in each direction feeds the colour statistics
 
 
-def image_datum(crop, quality):
+def _caffe_pb2():
+    """Caffe's protobuf module, imported on first use: only this process writes Datums, and
+    importing caffe would cost each worker process about a second."""
+    from caffe.proto import caffe_pb2
+    return caffe_pb2
+
+
+def encode_jpeg(crop, quality):
+    """JPEG bytes of a BGR crop."""
     ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
-    datum = caffe_pb2.Datum(channels=3, height=crop.shape[0], width=crop.shape[1],
-                            encoded=True, data=jpeg.tobytes(), label=0)
+    return jpeg.tobytes()
+
+
+def image_datum(jpeg, height, width):
+    """Serialized Datum of a JPEG-encoded height x width BGR crop."""
+    datum = _caffe_pb2().Datum(channels=3, height=height, width=width, encoded=True,
+                               data=jpeg, label=0)
     return datum.SerializeToString()
 
 
-def pose_datum(joints_2d, joints_3d):
-    values = np.concatenate([joints_2d.ravel(), joints_3d.ravel()]).astype(np.float64)
-    datum = caffe_pb2.Datum(channels=values.size, height=1, width=1)
+def pose_values(joints_2d, joints_3d):
+    """The 85 values of a pose Datum: 17 x (x, y) in crop pixels, then 17 x (x, y, z) in mm."""
+    return np.concatenate([joints_2d.ravel(), joints_3d.ravel()]).astype(np.float64)
+
+
+def pose_datum(values):
+    """Serialized Datum of a pose's values (float_data)."""
+    datum = _caffe_pb2().Datum(channels=values.size, height=1, width=1)
     datum.float_data.extend(values.tolist())
     return datum.SerializeToString()
 
 
 def colour_sums(crop):
-    """Count, sum and sum of outer products of the RGB values (0-255) of a crop's pixels."""
-    rgb = crop[::PCA_PIXEL_STRIDE, ::PCA_PIXEL_STRIDE, ::-1].reshape(-1, 3).astype(np.float64)
-    return len(rgb), rgb.sum(axis=0), rgb.T @ rgb
+    """Count, sum and sum of outer products of the RGB values (0-255) of a crop's pixels.
+    As planes, not pixels: reductions over three interleaved values are slow in numpy. The
+    sums are of integers far below 2 ** 53, exact in any order."""
+    rgb = crop[::PCA_PIXEL_STRIDE, ::PCA_PIXEL_STRIDE, ::-1].transpose(2, 0, 1)
+    planes = rgb.reshape(3, -1).astype(np.float64)
+    return planes.shape[1], planes.sum(axis=1), np.einsum("ik,jk->ij", planes, planes)
 
 
 CHILDREN = np.array([j for j, p in enumerate(PARENTS_17) if p >= 0])
@@ -78,7 +98,7 @@ def bone_lengths(joints):
 def process_sequence(task):
     """Crop every stride-th frame of one sequence (runs in a worker process).
 
-    Returns a dict: entries [(image bytes, pose bytes, index row)], colour sums, bone
+    Returns a dict: entries [(JPEG bytes, pose values, index row)], colour sums, bone
     length sums, and note / skip messages."""
     sequence, stride, crop_size, margin, quality = task
     result = {"entries": [], "pixels": 0, "rgb_sum": np.zeros(3), "rgb_outer": np.zeros((3, 3)),
@@ -94,8 +114,8 @@ def process_sequence(task):
                 result["empty_masks"] += 1
                 continue
             row = [sequence.subject, sequence.action, sequence.stem, sequence.camera, frame]
-            result["entries"].append((image_datum(crop, quality), pose_datum(mapped, joints_3d),
-                                      row))
+            result["entries"].append((encode_jpeg(crop, quality),
+                                      pose_values(mapped, joints_3d), row))
             count, total, outer = colour_sums(crop)
             result["pixels"] += count
             result["rgb_sum"] += total
@@ -120,10 +140,16 @@ def colour_statistics(pixels, rgb_sum, rgb_outer):
                     "space": "RGB, 0-255; eigenvalues are standard deviations (AlexNet's lambda)"}}
 
 
+def open_for_writing(path):
+    """A new LMDB that writes one commit per sequence without waiting for the disk each
+    time (a flush per commit took longer than cropping the synthetic sequences): the
+    caller flushes once when done, and an interrupted build is discarded whole anyway."""
+    return lmdb.open(str(path), map_size=MAP_SIZE, subdir=True, sync=False)
+
+
 def write_split(split, sequences, args, out, pool):
     """Write one split's LMDBs and index; returns its manifest section and statistics."""
-    images = lmdb.open(str(out / f"{split}_images"), map_size=MAP_SIZE, subdir=True)
-    poses = lmdb.open(str(out / f"{split}_poses"), map_size=MAP_SIZE, subdir=True)
+    images, poses = (open_for_writing(out / f"{split}_{kind}") for kind in ("images", "poses"))
     stride = args.train_stride if split == "train" else args.test_stride
     tasks = [(s, stride, PAPER.crop_size, PAPER.crop_margin, PAPER.jpeg_quality)
              for s in sequences]
@@ -145,46 +171,67 @@ def write_split(split, sequences, args, out, pool):
             section["sequences"] += 1
             section["frames_without_person"] += result["empty_masks"]
             with images.begin(write=True) as image_txn, poses.begin(write=True) as pose_txn:
-                for image, pose, row in result["entries"]:
+                for jpeg, pose, row in result["entries"]:
                     key = f"{section['count']:08d}".encode()
-                    image_txn.put(key, image)
-                    pose_txn.put(key, pose)
+                    image_txn.put(key, image_datum(jpeg, PAPER.crop_size, PAPER.crop_size))
+                    pose_txn.put(key, pose_datum(pose))
                     index.writerow([key.decode(), *row])
                     section["count"] += 1
             for name in totals:
                 totals[name] = totals[name] + result[name]
-    images.close()
-    poses.close()
+    for env in (images, poses):
+        env.sync(True)      # the one flush to disk (see open_for_writing)
+        env.close()
     return section, totals
 
 
-def build(args):
+def worker_pool(workers):
+    """Processes that crop the sequences, started fresh (spawn). Each keeps OpenCV to its
+    share of the cores: the workers together keep every core busy already, and OpenCV's own
+    threads (warpAffine's) would only add their overhead."""
+    threads = max(1, multiprocessing.cpu_count() // workers)
+    return multiprocessing.get_context("spawn").Pool(workers, initializer=cv2.setNumThreads,
+                                                     initargs=(threads,))
+
+
+def write_splits(args, work, pool):
+    """Write both splits into the folder `work`; returns the manifest."""
+    manifest = {"root": str(args.root), "crop_size": PAPER.crop_size,
+                "crop_margin": PAPER.crop_margin, "joints": list(JOINTS_17),
+                "parents": list(PARENTS_17), "actions": list(args.actions), "splits": {}}
+    for split, subjects in (("train", args.train_subjects), ("test", args.test_subjects)):
+        sequences, skips = find_sequences(args.root, subjects, args.actions)
+        section, totals = write_split(split, sequences, args, work, pool)
+        section["subjects"] = list(subjects)
+        section["skipped"] = [f"{s.what}: {s.reason}" for s in skips] + section["skipped"]
+        manifest["splits"][split] = section
+        if split == "train":
+            if section["count"] == 0:
+                raise ValueError(f"no training frames in {args.root} for subjects "
+                                 f"{' '.join(subjects)} and the chosen actions")
+            manifest.update(colour_statistics(totals["pixels"], totals["rgb_sum"],
+                                              totals["rgb_outer"]))
+            manifest["bone_lengths_mm"] = {
+                JOINTS_17[j]: totals["bones"][j] / section["count"]
+                for j, p in enumerate(PARENTS_17) if p >= 0}
+    (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def build(args, pool=None):
+    """Build the LMDBs of args into args.out; returns the manifest. pool: worker_pool's
+    processes to crop with (a benchmark keeps them started), else new ones for this build."""
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)        # left by an interrupted run
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    manifest = {"root": str(args.root), "crop_size": PAPER.crop_size,
-                "crop_margin": PAPER.crop_margin, "joints": list(JOINTS_17),
-                "parents": list(PARENTS_17), "actions": list(args.actions), "splits": {}}
     try:
-        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-            for split, subjects in (("train", args.train_subjects), ("test", args.test_subjects)):
-                sequences, skips = find_sequences(args.root, subjects, args.actions)
-                section, totals = write_split(split, sequences, args, work, pool)
-                section["subjects"] = list(subjects)
-                section["skipped"] = [f"{s.what}: {s.reason}" for s in skips] + section["skipped"]
-                manifest["splits"][split] = section
-                if split == "train":
-                    if section["count"] == 0:
-                        raise ValueError(f"no training frames in {args.root} for subjects "
-                                         f"{' '.join(subjects)} and the chosen actions")
-                    manifest.update(colour_statistics(totals["pixels"], totals["rgb_sum"],
-                                                      totals["rgb_outer"]))
-                    manifest["bone_lengths_mm"] = {
-                        JOINTS_17[j]: totals["bones"][j] / section["count"]
-                        for j, p in enumerate(PARENTS_17) if p >= 0}
-        (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if pool is None:
+            with worker_pool(args.workers) as pool:
+                manifest = write_splits(args, work, pool)
+        else:
+            manifest = write_splits(args, work, pool)
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)

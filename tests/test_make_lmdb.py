@@ -2,7 +2,11 @@
 skip reports, Caffe's own Data layer, and what happens to earlier builds."""
 import csv
 import json
+import multiprocessing
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cdflib
 import cv2
@@ -14,7 +18,8 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.proto import caffe_pb2
 from data_prep.h36m import JOINTS_17_FROM_32, PARENTS_17, sequence_paths
-from data_prep.make_lmdb import main as make_lmdb
+from data_prep.make_lmdb import (build as build_lmdb, colour_sums, main as make_lmdb,
+                                 parse_args as lmdb_args, worker_pool)
 from data_prep.make_synth import main as make_synth
 
 FRAMES = 4
@@ -132,3 +137,36 @@ def test_existing_output_and_interrupted_runs(raw, built, tmp_path, capsys):
     assert not stale.exists()
     assert json.loads((tmp_path / "fresh" / "manifest.json").read_text())["splits"]["train"]["count"] == 32
     assert build(raw, out, "--force") == 0
+
+
+def test_a_started_pool_builds_the_same_lmdbs(raw, built, tmp_path):
+    # as the benchmark builds: with worker processes it keeps started; the same bytes
+    out = tmp_path / "ds"
+    args = lmdb_args(["--root", str(raw), "--out", str(out), "--train-subjects", "S1",
+                      "--test-subjects", "S9", "--actions", "Walking", "--workers", "2"])
+    with worker_pool(2) as pool:
+        build_lmdb(args, pool)
+        assert pool.apply(cv2.getNumThreads) == max(1, multiprocessing.cpu_count() // 2)
+    for name in ("train_images", "train_poses", "test_images", "test_poses"):
+        assert read_lmdb(out / name) == read_lmdb(built / name)
+    for name in ("train_index.csv", "test_index.csv", "manifest.json"):
+        assert (out / name).read_bytes() == (built / name).read_bytes()
+
+
+def test_colour_sums_are_those_of_the_pixels_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for size in (250, 37):
+        crop = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        rgb = crop[::4, ::4, ::-1].reshape(-1, 3).astype(np.float64)
+        count, total, outer = colour_sums(crop)
+        assert count == len(rgb)
+        assert total.tobytes() == rgb.sum(axis=0).tobytes()
+        assert outer.tobytes() == (rgb.T @ rgb).tobytes()
+
+
+def test_the_worker_processes_do_not_import_caffe():
+    # a spawned worker imports this module; caffe would cost it about a second
+    code = "import sys, data_prep.make_lmdb; print('caffe' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "False"

@@ -16,7 +16,7 @@ from caffe.proto import caffe_pb2
 
 from layers.h36m_data import (BatchLoader, auto_workers, crop, crop_offsets, decode_image,
                               decode_pose, images_per_second, layer_params, lmdb_key,
-                              pca_color_shift)
+                              pca_color_shift, to_planes)
 from tests.gradcheck import layer_net
 
 COUNT = 10
@@ -444,3 +444,40 @@ def test_auto_workers_share_the_cores():
     params = layer_params(json.dumps({"dir": "d", "split": "train", "batch_size": 2,
                                       "workers": 0}), True, shard=(0, 1))
     assert params["workers"] == auto_workers(1)
+
+
+def test_to_planes_is_the_float_expression_bit_for_bit():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(CROP, CROP, 3), dtype=np.uint8)
+    out = np.empty((3, INPUT, INPUT), dtype=np.float32)
+    for dy, dx in ((0, 0), (7, 25), (25, 3)):
+        window = image[dy:dy + INPUT, dx:dx + INPUT]
+        offset = (rng.normal(-110, 30, size=3)).astype(np.float32)
+        to_planes(window, offset, out)
+        expected = (window.astype(np.float32) + offset).transpose(2, 0, 1)
+        assert out.tobytes() == np.ascontiguousarray(expected).tobytes()
+
+
+def reference_batch(maker, sources, batch_index):
+    """Batch `batch_index` of a TRAIN loader's maker, the augmentation written out plainly:
+    per image, in the batch's random stream, the crop offsets, then the colour shift."""
+    rng = maker.batch_rng(batch_index)
+    images = []
+    for index in maker.batch_indices(batch_index):
+        image = decode_image(image_datum(sources[index][0]))
+        dy, dx = crop_offsets(rng, CROP, INPUT, train=True)
+        shift = pca_color_shift(rng, EIGENVALUES, EIGENVECTORS, maker.pca_std)
+        offset = -np.asarray(MEAN_BGR, dtype=np.float32) + shift.astype(np.float32)
+        window = image[dy:dy + INPUT, dx:dx + INPUT]
+        images.append((window.astype(np.float32) + offset).transpose(2, 0, 1))
+    return np.stack(images)
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_train_batches_are_the_plain_augmentation_bit_for_bit(dataset, processes):
+    directory, sources = dataset
+    with BatchLoader(directory, "train", batch_size=4, seed=9, processes=processes) as loader:
+        for batch_index in range(5):
+            batch = loader.next_batch()
+            expected = reference_batch(loader.maker, sources, batch_index)
+            assert batch.images.tobytes() == expected.tobytes()

@@ -1,0 +1,43 @@
+"""tools/bench_data.py: the loader is measured as training loads, and the report's lines
+(no timings are asserted: speed belongs in the benchmark)."""
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+from config import PAPER
+from layers.h36m_data import layer_params
+from prototxt.pose_net import net_text
+from tools.bench_data import GOALS, loader_settings, report_rows
+
+
+def train_net_loader(data):
+    """The BatchLoader arguments of the train net's H36MData layer reading `data`."""
+    net = caffe_pb2.NetParameter()
+    text_format.Parse(net_text(PAPER, "full", "train", data=data), net)
+    layer = next(layer for layer in net.layer if layer.type == "Python"
+                 and layer.python_param.layer == "H36MData")
+    return layer_params(layer.python_param.param_str, train=True)
+
+
+def test_the_loader_figure_uses_the_training_settings(tmp_path):
+    training = train_net_loader(str(tmp_path))
+    settings = loader_settings()
+    assert settings == {key: training[key]
+                        for key in ("batch_size", "workers", "processes", "prefetch")}
+
+
+def test_report_rows_name_the_goals():
+    rounds = [{"decode_frames_per_s": 3000.0, "build_frames_per_s": 600.0,
+               "build_vs_decode": 0.2}] * 3
+    report = {"decode_only_frames_per_s": 3000.0, "lmdb_build_frames_per_s": 600.0,
+              "build_vs_decode": 0.2, "build_rounds": rounds,
+              "loader_images_per_s": 2500.0, "loader_other_kind_images_per_s": 1800.0,
+              "loader_settings": {"batch_size": 128, "workers": 2, "processes": True,
+                                  "prefetch": 4},
+              "training_images_per_s": 20.0, "training_batch": 32, "loader_vs_training": 125.0}
+    lines = [" ".join(row) for row in report_rows(report)]
+    assert "20% of decoding (goal >= 80%; rounds 20%, 20%, 20%)" in lines[1]
+    assert "batch 128, 2 worker processes" in lines[2] and "goal >= 2000" in lines[2]
+    assert "the same with worker threads" in lines[3]
+    assert "(goal >= 10x)" in lines[4]
+    assert GOALS == {"build_vs_decode": 0.8, "loader_images_per_s": 2000,
+                     "loader_vs_training": 10}

@@ -87,7 +87,7 @@ lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the sy
 	else $(VPY) -m data_prep.make_lmdb --root $(H36M_ROOT) --out $(LMDB_DIR) \
 	  $(if $(ACTIONS),--actions $(ACTIONS)) $(LMDB_FLAGS); fi
 
-bench: bench-data  ## speed: Caffe's step vs PyTorch and the BLAS limit, before/after (runs/bench/speed.json)
+bench: bench-data  ## speed: Caffe vs PyTorch (interleaved) and the machine's limit, before/after the speed patches (runs/bench/speed.json)
 	$(VPY) tools/bench.py
 
 gpu-bundle:  ## the GPU build for Python 3.12 with its libraries, for a GPU machine without Caffe's dependencies (build/gpu-bundle.tar.xz)

@@ -34,6 +34,13 @@ not what is measured, only the network's step.
 Run (from the repository root, in the environment that has PyTorch):
     .venv-bench/bin/python tools/bench_torch.py --arch '<json>' --batch 32 \\
         --iterations 5 --warmup 2 --threads 2 --variant full
+With --serve it stays up after the warm-up and answers one JSON line per command line read
+from stdin, so that `make bench` can time it interleaved with Caffe (A, B, A, B ...):
+    train K        K training steps          -> {"seconds": [...]}
+    infer B K      K forward passes at batch B, eval mode, no gradients (the deploy net's
+                   work: the 2D scores and every root head)  -> {"seconds": [...]}
+    gemm N         the best of 3 float32 N x N x N products   -> {"gflops": rate}
+    quit
 --arch holds the keys listed in ARCH_KEYS (extra keys are ignored, so a whole config dict
 may be passed). Machines here are shared and noisy: compare numbers taken in one session.
 """
@@ -207,6 +214,9 @@ def parse_args(argv):
                         help="intra-op CPU threads, torch.set_num_threads (default 2)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where the step runs; cuda: the first visible GPU (default: cpu)")
+    parser.add_argument("--serve", action="store_true",
+                        help="after the warm-up, answer train/infer/gemm commands on stdin "
+                             "(see the module docstring) instead of timing --iterations")
     parser.add_argument("--variant", default="",
                         help="label copied into the output, e.g. full or baseline (the net "
                              "itself follows --arch's roots and cls_2d)")
@@ -256,6 +266,8 @@ def main(argv=None):
     for step in range(args.warmup):
         loss = train_step()
         print(f"warmup {step + 1}/{args.warmup}: loss {loss:.4g}", file=sys.stderr)
+    if args.serve:
+        return serve(model, train_step, arch, synchronize)
     step_seconds = []
     for step in range(args.iterations):
         started = time.perf_counter()
@@ -286,6 +298,46 @@ def main(argv=None):
         "output_shapes": shapes,
     }
     print(json.dumps(result))
+    return 0
+
+
+def timed(function, times):
+    """Seconds of each of `times` calls."""
+    seconds = []
+    for _ in range(times):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def serve(model, train_step, arch, synchronize):
+    """Answer the commands of the module docstring, one JSON line each, until quit/EOF."""
+    size = arch["input_size"]
+    print(json.dumps({"ready": True, "torch_version": torch.__version__,
+                      "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        if words[0] == "train":
+            answer = {"seconds": timed(train_step, int(words[1]))}
+        elif words[0] == "infer":
+            batch, times = int(words[1]), int(words[2])
+            images = torch.randn(batch, 3, size, size) * IMAGE_STD
+            model.eval()
+            with torch.no_grad():
+                model(images)   # warm-up at this batch size
+                answer = {"seconds": timed(lambda: (model(images), synchronize()), times)}
+            model.train()
+        elif words[0] == "gemm":
+            n = int(words[1])
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            torch.mm(a, b)
+            answer = {"gflops": 2 * n ** 3 / min(timed(lambda: torch.mm(a, b), 3)) / 1e9}
+        else:
+            answer = {"error": f"unknown command {words[0]!r}"}
+        print(json.dumps(answer), flush=True)
     return 0
 
 

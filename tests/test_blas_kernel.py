@@ -2,6 +2,7 @@
 fallback (setup/blas_kernel.py chooses it, patch 07 and the venv's wrapper set it), and gives
 numpy's results; and the choice's logic on described processors."""
 import ctypes
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,22 @@ def test_runtime_openblas_agrees_with_numpy(runtime_blas):
     runtime_blas.cblas_sgemm(101, 111, 111, 97, 65, 131, ctypes.c_float(1.0), ptr(a), 131,
                              ptr(b), 65, ctypes.c_float(0.0), ptr(c), 65)
     np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_importing_pycaffe_leaves_the_environment_as_it_was():
+    """The core is set for OpenBLAS's load only: child processes see the shell's setting."""
+    if not CORE_FILE.exists():
+        pytest.skip("this Caffe build sets no OpenBLAS core")
+    code = ("import ctypes, os, caffe\n"
+            "from tests.test_blas_kernel import loaded_openblas\n"
+            "lib = ctypes.CDLL(loaded_openblas())\n"
+            "lib.openblas_get_corename.restype = ctypes.c_char_p\n"
+            "print(os.environ.get('OPENBLAS_CORETYPE'), lib.openblas_get_corename().decode())")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=REPO)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.split() == ["None", CORE_FILE.read_text().strip()]
 
 
 def test_the_caffe_tool_gets_the_same_core():

@@ -260,6 +260,8 @@ def with_build(python_dir):
     venv's own), and run its `caffe` tool's Python layers with this venv."""
     env = dict(os.environ, GLOG_minloglevel="2")
     if python_dir is not None:
+        # the build as it was: OpenBLAS on the core it picks by itself
+        env.pop("OPENBLAS_CORETYPE", None)
         env["PYTHONPATH"] = f"{python_dir}:{REPO}"
         # Caffe's embedded Python finds its prefix through the `python3` on PATH
         env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{env['PATH']}"

@@ -15,17 +15,9 @@ import caffe
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "setup"))
 import blas_kernel  # noqa: E402
+from tools.bench import caffe_library  # noqa: E402
 
 CORE_FILE = Path(caffe.__file__).parent / "blas_core.txt"
-
-
-def loaded_openblas():
-    """Path of the libopenblas this process (with pycaffe imported) has loaded."""
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        path = line.split()[-1]
-        if "libopenblas" in path:
-            return path
-    pytest.fail("pycaffe is imported but no libopenblas is mapped in this process")
 
 
 def write_cpuinfo(tmp_path, vendor, flags):
@@ -40,7 +32,7 @@ def runtime_blas():
     if not CORE_FILE.exists():
         pytest.skip("this Caffe build sets no OpenBLAS core (the PyPI fork, or a build "
                     "without the speed changes)")
-    lib = ctypes.CDLL(loaded_openblas())
+    lib = ctypes.CDLL(caffe_library("libopenblas"))
     lib.openblas_get_corename.restype = ctypes.c_char_p
     return lib
 
@@ -69,9 +61,11 @@ def test_importing_pycaffe_leaves_the_environment_as_it_was():
     """The core is set for OpenBLAS's load only: child processes see the shell's setting."""
     if not CORE_FILE.exists():
         pytest.skip("this Caffe build sets no OpenBLAS core")
-    code = ("import ctypes, os, caffe\n"
-            "from tests.test_blas_kernel import loaded_openblas\n"
-            "lib = ctypes.CDLL(loaded_openblas())\n"
+    code = ("import ctypes, os\n"
+            "import cv2  # its wheel maps an OpenBLAS of its own, before Caffe's\n"
+            "import caffe\n"
+            "from tools.bench import caffe_library\n"
+            "lib = ctypes.CDLL(caffe_library('libopenblas'))\n"
             "lib.openblas_get_corename.restype = ctypes.c_char_p\n"
             "print(os.environ.get('OPENBLAS_CORETYPE'), lib.openblas_get_corename().decode())")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}

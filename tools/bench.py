@@ -65,12 +65,17 @@ GEMM_SIZE = 4096
 
 # ---------------------------------------------------------------- matrix-product rates
 
-def loaded_library(fragment):
-    """Path of the mapped shared library whose name contains `fragment`, or None."""
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        path = line.split()[-1]
-        if fragment in Path(path).name:
-            return path
+def caffe_library(prefix):
+    """Resolved path of the shared library named prefix* that pycaffe's _caffe.so loads (as
+    the loader resolves it, RUNPATH included), or None. Other copies may be mapped in the
+    same process (OpenCV's wheel brings an OpenBLAS of its own): this is Caffe's."""
+    import caffe
+    extension = Path(caffe.__file__).resolve().parent / "_caffe.so"
+    out = subprocess.run(["ldd", str(extension)], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        name, _, rest = line.strip().partition(" => ")
+        if name.startswith(prefix) and rest.startswith("/"):
+            return str(Path(rest.split(" (")[0]).resolve())
     return None
 
 
@@ -87,14 +92,14 @@ def best_seconds(function, repeats=3):
 
 def gemm_rates(size=GEMM_SIZE):
     """{library: GFLOP/s} of C = A B for float32 size^3 through each matrix-product library
-    this process has loaded (OpenBLAS's cblas_sgemm, oneDNN's dnnl_sgemm), each result
-    checked against numpy; and the OpenBLAS core name."""
+    Caffe links (OpenBLAS's cblas_sgemm, oneDNN's dnnl_sgemm; dlopen gives the copy already
+    loaded), each result checked against numpy; and the OpenBLAS core name."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
     c = np.empty((size, size), np.float32)
     pointer = lambda m: m.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
     calls, core = {}, None
-    path = loaded_library("libopenblas")
+    path = caffe_library("libopenblas")
     if path:
         blas = ctypes.CDLL(path)
         blas.openblas_get_corename.restype = ctypes.c_char_p
@@ -102,7 +107,7 @@ def gemm_rates(size=GEMM_SIZE):
         calls["openblas"] = lambda: blas.cblas_sgemm(
             101, 111, 111, size, size, size, ctypes.c_float(1.0), pointer(a), size, pointer(b),
             size, ctypes.c_float(0.0), pointer(c), size)
-    path = loaded_library("libdnnl")
+    path = caffe_library("libdnnl")
     if path:
         dnnl = ctypes.CDLL(path)
         n = ctypes.c_int64(size)

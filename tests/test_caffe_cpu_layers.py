@@ -11,6 +11,8 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.proto import caffe_pb2
 
+from tools.gpu_check import forward_backward as train_pass, relative_error
+
 EPS = 1e-5   # Caffe's BatchNorm default
 
 
@@ -341,23 +343,14 @@ def with_engine(net_param, engine):
 
 
 def net_pass(path, weights, inputs):
-    """({blob: data}, {param/k: diff}) of one forward and backward of a train net."""
-    net = caffe.Net(str(path), caffe.TRAIN, weights=str(weights))
-    for name, value in inputs.items():
-        net.blobs[name].data[...] = value
-    net.clear_param_diffs()
-    net.forward()
-    net.backward()
-    return ({name: blob.data.copy() for name, blob in net.blobs.items()},
-            {f"{name}/{k}": blob.diff.copy() for name, blobs in net.params.items()
-             for k, blob in enumerate(blobs)})
+    """tools/gpu_check.py's forward and backward pass of a train net made from files."""
+    return train_pass(caffe.Net(str(path), caffe.TRAIN, weights=str(weights)), inputs)
 
 
 def relative_errors(got, want):
-    """{name: max |got - want| / max |want|} over the arrays of two dicts with the same keys."""
+    """{name: tools/gpu_check.py's relative error} over two dicts with the same keys."""
     assert got.keys() == want.keys()
-    return {name: float(np.abs(got[name] - want[name]).max())
-            / max(float(np.abs(want[name]).max()), 1e-12) for name in want}
+    return {name: relative_error(got[name], want[name]) for name in want}
 
 
 @pytest.mark.parametrize("variant", ["full", "baseline"])

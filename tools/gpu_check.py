@@ -75,6 +75,19 @@ def fixed_inputs(cfg, batch):
             "joints_3D": rng.normal(0, 300, (batch, cfg.num_joints, 3)) + [0, 0, 4000]}
 
 
+def forward_backward(net, inputs):
+    """({blob: data}, {param/k: diff}) of one forward and backward pass of a train net on
+    `inputs` ({input blob: array}), the parameters' diffs cleared first."""
+    for name, value in inputs.items():
+        net.blobs[name].data[...] = value
+    net.clear_param_diffs()
+    net.forward()
+    net.backward()
+    return ({name: blob.data.copy() for name, blob in net.blobs.items()},
+            {f"{name}/{k}": blob.diff.copy() for name, blobs in net.params.items()
+             for k, blob in enumerate(blobs)})
+
+
 def agreement(gpu, batch, variant="full"):
     """{"blobs": {name: err}, "gradients": {name/k: err}, "max_blob", "max_gradient"} of one
     forward and backward on the CPU against GPU `gpu` (None: the CPU again, which must agree
@@ -89,16 +102,7 @@ def agreement(gpu, batch, variant="full"):
         net_path = folder / "train.prototxt"
         net_path.write_text(str(make_net(cfg, variant, "train", data="input").to_proto()))
         inputs = fixed_inputs(cfg, batch)
-
-        def run(net):
-            for name, value in inputs.items():
-                net.blobs[name].data[...] = value
-            net.clear_param_diffs()
-            net.forward()
-            net.backward()
-            return ({name: blob.data.copy() for name, blob in net.blobs.items()},
-                    {f"{name}/{k}": blob.diff.copy() for name, blobs in net.params.items()
-                     for k, blob in enumerate(blobs)})
+        run = lambda net: forward_backward(net, inputs)  # noqa: E731
 
         caffe.set_mode_cpu()
         caffe.set_random_seed(1)

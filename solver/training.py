@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from solver.devices import check_gpus
-from tools.caffe_cli import CaffeError, run_caffe
+from solver.caffe_cli import CaffeError, run_caffe
 
 # how often (s) the launcher looks at its workers, and a worker at its parent
 POLL_SECONDS = 0.5

@@ -9,7 +9,7 @@ import pytest
 
 import caffe
 from tests.gradcheck import layer_net
-from tools.caffe_cli import caffe_binary, train_losses
+from solver.caffe_cli import caffe_binary, train_losses
 from tools.smoke_train import smoke_run
 
 
@@ -64,6 +64,6 @@ def test_train_loss_parser_on_both_log_styles():
 
 
 def test_failed_caffe_run_names_the_log(tmp_path):
-    from tools.caffe_cli import CaffeError, run_caffe
+    from solver.caffe_cli import CaffeError, run_caffe
     with pytest.raises(CaffeError, match=r"caffe train failed .*train\.log"):
         run_caffe(["train", f"-solver={tmp_path / 'missing.prototxt'}"], tmp_path / "train.log")

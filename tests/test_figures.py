@@ -8,8 +8,8 @@ import pytest
 
 from prototxt.smoke_net import make_smoke_net
 from solver.smoke_solver import make_smoke_solver
-from tools.caffe_cli import run_caffe, train_losses
-from tools.figures import (action_bars_figure, loss_curve_figure, parse_caffe_log,
+from solver.caffe_cli import run_caffe, train_losses
+from evaluation.figures import (action_bars_figure, loss_curve_figure, parse_caffe_log,
                            plot_action_bars, plot_loss_curves, plot_qualitative)
 
 MULTI_OUTPUT_LOG = """\

@@ -17,7 +17,7 @@ from solver import devices
 from solver.devices import DeviceError, check_gpus, parse_gpus
 from solver.training import main as worker_main, rank_log, run_processes, run_stage
 from tests.tiny_runs import TINY, write_tiny_lmdb
-from tools.caffe_cli import CaffeError, train_losses
+from solver.caffe_cli import CaffeError, train_losses
 from tools.train import main as train_main, write_run
 
 
@@ -67,7 +67,7 @@ def test_the_build_knows_what_it_is():
 def test_device_query_without_a_gpu_ends_with_a_message(tmp_path):
     if caffe.cuda_device_count():
         pytest.skip("this machine has a GPU")
-    from tools.caffe_cli import caffe_binary
+    from solver.caffe_cli import caffe_binary
     solver = tmp_path / "solver.prototxt"   # read before the GPUs are; its net is not
     solver.write_text('train_net: "net.prototxt"\n')
     for args in (["device_query"], ["device_query", "-gpu", "0"],

@@ -4,7 +4,7 @@ import pytest
 
 from config import PAPER
 from data_prep.h36m import ACTIONS, JOINTS_17, PARENTS_17
-from tools.pose_metrics import (PAPER_TABLE1, PAPER_TABLE2, bone_lengths, format_table1,
+from evaluation.metrics import (PAPER_TABLE1, PAPER_TABLE2, bone_lengths, format_table1,
                                 mean_pose, mpjpe, p_mpjpe, procrustes_align, recover_scale,
                                 root_align, summarize)
 

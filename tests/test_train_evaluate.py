@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.tiny_runs import TINY, write_tiny_lmdb
-from tools.caffe_cli import train_losses
+from solver.caffe_cli import train_losses
 from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results
 from tools.train import main as train_main
 
@@ -92,7 +92,7 @@ def test_predict_prints_and_draws_a_pose(lmdb_dir, tmp_path, capsys):
 def test_solver_for_an_lmdb_trains_with_caffe_train(lmdb_dir, tmp_path):
     """The researcher's path: `make solver` (pose_solver --lmdb), then `caffe train -solver`."""
     from solver.pose_solver import main as solver_main
-    from tools.caffe_cli import run_caffe
+    from solver.caffe_cli import run_caffe
     out = tmp_path / "solver"
     prefix = tmp_path / "snaps" / "h36m"
     assert solver_main(["--lmdb", str(lmdb_dir), "--out", str(out), "--snapshot-prefix",

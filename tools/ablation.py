@@ -23,10 +23,10 @@ os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe starts glog: n
 
 from config import SCHEDULES, schedule_config  # noqa: E402
 from prototxt.pose_net import VARIANTS  # noqa: E402
-from tools.caffe_cli import CaffeError  # noqa: E402
+from solver.caffe_cli import CaffeError  # noqa: E402
 from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results  # noqa: E402
-from tools.figures import action_bars_figure, save_figure  # noqa: E402
-from tools.pose_metrics import PAPER_TABLE2  # noqa: E402
+from evaluation.figures import action_bars_figure, save_figure  # noqa: E402
+from evaluation.metrics import PAPER_TABLE2  # noqa: E402
 from tools.report import ReportError, draw_report  # noqa: E402
 from tools.train import train  # noqa: E402
 

@@ -31,7 +31,7 @@ from config import PAPER
 from data_prep.make_lmdb import build, parse_args as lmdb_args, worker_pool
 from data_prep.reader import find_sequences
 from layers.h36m_data import auto_workers, images_per_second
-from tools.caffe_cli import run_caffe
+from solver.caffe_cli import run_caffe
 
 GOALS = {"build_vs_decode": 0.8, "loader_images_per_s": 2000, "loader_vs_training": 10}
 

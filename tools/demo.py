@@ -23,9 +23,9 @@ os.environ.setdefault("GLOG_minloglevel", "2")   # before pycaffe starts glog: n
 from config import schedule_config  # noqa: E402
 from prototxt.pose_net import VARIANTS  # noqa: E402
 from solver.devices import DeviceError, parse_gpus  # noqa: E402
-from tools.caffe_cli import CaffeError  # noqa: E402
+from solver.caffe_cli import CaffeError  # noqa: E402
 from tools.evaluate import EvaluationError, evaluate, latest_weights, write_results  # noqa: E402
-from tools.pose_metrics import format_table1  # noqa: E402
+from evaluation.metrics import format_table1  # noqa: E402
 from tools.report import ReportError, draw_report  # noqa: E402
 from tools.train import train  # noqa: E402
 

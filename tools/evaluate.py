@@ -29,7 +29,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from data_prep.h36m import ACTIONS  # noqa: E402
 from layers.h36m_data import BatchLoader, decode_pose  # noqa: E402
 from solver.devices import DeviceError, use_device  # noqa: E402
-from tools.pose_metrics import (PAPER_TABLE1, format_table1, mean_pose, mpjpe, p_mpjpe,  # noqa: E402
+from evaluation.metrics import (PAPER_TABLE1, format_table1, mean_pose, mpjpe, p_mpjpe,  # noqa: E402
                                 recover_scale, summarize)
 
 

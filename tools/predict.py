@@ -24,7 +24,7 @@ from config import PAPER  # noqa: E402
 from data_prep.h36m import JOINTS_17  # noqa: E402
 from solver.devices import DeviceError, use_device  # noqa: E402
 from tools.evaluate import EvaluationError, check_weights, latest_weights  # noqa: E402
-from tools.pose_metrics import recover_scale, root_align  # noqa: E402
+from evaluation.metrics import recover_scale, root_align  # noqa: E402
 
 
 def network_input(image, mean_bgr, crop_size=PAPER.crop_size, input_size=PAPER.input_size):
@@ -44,7 +44,7 @@ def predict_pose(image, deploy, weights, manifest):
 
 def draw_prediction(image, pose, path):
     """PNG of the input crop beside the predicted 3D skeleton."""
-    from tools.figures import draw_skeleton_3d, plt   # figures selects the Agg backend
+    from evaluation.figures import draw_skeleton_3d, plt   # figures selects the Agg backend
     figure = plt.figure(figsize=(8, 4))
     crop_axes = figure.add_subplot(1, 2, 1)
     crop_axes.imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))

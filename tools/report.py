@@ -23,9 +23,9 @@ import numpy as np
 
 from config import PAPER
 from layers.h36m_data import crop_offsets, decode_image, lmdb_key
-from tools.figures import (action_bars_figure, parse_caffe_log, plot_loss_curves,
+from evaluation.figures import (action_bars_figure, parse_caffe_log, plot_loss_curves,
                            plot_qualitative, save_figure)
-from tools.pose_metrics import PAPER_TABLE1, root_align
+from evaluation.metrics import PAPER_TABLE1, root_align
 
 
 class ReportError(ValueError):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prototxt.smoke_net import make_smoke_net
 from solver.smoke_solver import make_smoke_solver
-from tools.caffe_cli import CaffeError, forward_backward_ms, run_caffe, train_losses
+from solver.caffe_cli import CaffeError, forward_backward_ms, run_caffe, train_losses
 
 
 def smoke_run(out_dir, iterations, batch, python_layer=None):

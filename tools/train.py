@@ -30,7 +30,7 @@ from prototxt.pose_net import VARIANTS, gpu_batch, make_net
 from solver.devices import DeviceError, check_gpus, describe, parse_gpus
 from solver.pose_solver import make_solver
 from solver.training import rank_log, run_stage as run_solver_stage
-from tools.caffe_cli import CaffeError
+from solver.caffe_cli import CaffeError
 from tools.train_stages import stage_summaries
 
 def read_manifest(lmdb_dir):

@@ -19,7 +19,7 @@ from google.protobuf import text_format
 from caffe.proto import caffe_pb2
 from solver.devices import DeviceError, parse_gpus
 from solver.training import run_stage
-from tools.caffe_cli import CaffeError, train_losses
+from solver.caffe_cli import CaffeError, train_losses
 
 
 def read_solver(path):

@@ -34,6 +34,12 @@ JOINTS_32 = ("Hip", "RightUpLeg", "RightLeg", "RightFoot", "RightToeBase", "Righ
              "RightWristEnd", "RightWristSite")
 PARENTS_32 = (-1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 18, 19, 20, 19,
               22, 12, 24, 25, 26, 27, 28, 27, 30)
+# Index of each of the 32 joints by its raw name, e.g. J32["RightLeg"]. The raw names are the
+# motion-capture ones: <Side>UpLeg is the hip joint, <Side>Leg the knee, <Side>Foot the ankle,
+# <Side>Shoulder the clavicle, <Side>Arm the shoulder, <Side>ForeArm the elbow, <Side>Hand the
+# wrist; Hip is the evaluation's Pelvis, Spine1 its Spine, Neck its Thorax, Head its Neck/Nose
+# and HeadSite its Head.
+J32 = {name: index for index, name in enumerate(JOINTS_32)}
 # The 17 evaluation joints: indices into the 32, their names and parents (REFERENCE.md 2).
 JOINTS_17_FROM_32 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 JOINTS_17 = ("Pelvis", "RHip", "RKnee", "RFoot", "LHip", "LKnee", "LFoot", "Spine", "Thorax",

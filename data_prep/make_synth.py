@@ -15,7 +15,6 @@ poses, which are the world poses in each camera's frame. The dataset is built in
 folder beside --out and renamed when complete; an existing --out needs --force.
 """
 import argparse
-import hashlib
 import json
 import multiprocessing
 import shutil
@@ -27,7 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.cli import add_build_options, reject_unknown
-from data_prep.h36m import ACTIONS, FPS, SUBJECTS, project, sequence_name, sequence_paths
+from data_prep.h36m import ACTIONS, FPS, J32, SUBJECTS, project, sequence_name, sequence_paths
+from data_prep.synth import stable_seed
 from data_prep.synth.motion import body_for_subject, generate_motion
 from data_prep.synth.render import (appearance_for_subject, make_background, random_light,
                                     render_person)
@@ -35,12 +35,6 @@ from data_prep.synth.studio import studio_cameras
 from data_prep.synth.writers import VideoWriter, write_mask_mat, write_pose_cdf
 
 DEFAULT_OUT = Path("data/synth-h36m")
-
-
-def stable_seed(*parts):
-    """A seed from strings and ints that is the same in every process and Python version."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 def sequence_motion(job):
@@ -54,7 +48,7 @@ def sequence_motion(job):
     poses = retarget_to_h36m(read_bvh(job["bvh"]), fps=FPS)
     # loop the clip to the requested length, and move it to a random place in the area
     poses = poses[np.arange(job["frames"]) % len(poses)]
-    offset = rng.uniform(-1000, 1000, size=2) - poses[0, 0, :2]
+    offset = rng.uniform(-1000, 1000, size=2) - poses[0, J32["Hip"], :2]
     return poses + np.array([offset[0], offset[1], 0.0])
 
 

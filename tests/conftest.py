@@ -16,3 +16,129 @@ def pytest_configure(config):
     if gpu is not None:
         from solver.devices import use_device
         use_device(gpu)
+
+
+# ---------------------------------------------------- shared by the synthetic dataset's tests
+import subprocess  # noqa: E402 (appended below the Caffe setup above, which must come first)
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+class BvhFiles:
+    """Small BVH files written by the tests into one folder. A hierarchy is a tree of
+    (name, offset, children) nodes, 'End Site' nodes included; a frame is one row of channel
+    values."""
+    ROOT_CHANNELS = "Xposition Yposition Zposition Zrotation Yrotation Xrotation"
+    JOINT_CHANNELS = "Zrotation Yrotation Xrotation"
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def write(self, text, name="motion.bvh"):
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    @staticmethod
+    def cmu_skeleton():
+        """A CMU-style hierarchy (offsets in cm, left is +x, the figure faces +z): standing
+        height 169 (toe tips at 0, head top at 169) when the root is at y = 95."""
+        left_leg, left_arm = _cmu_side("Left", "L", 1)
+        right_leg, right_arm = _cmu_side("Right", "R", -1)
+        spine = ("LowerBack", (0, 0, 0), [
+            ("Spine", (0, 15, 0), [
+                ("Spine1", (0, 25, 0), [
+                    ("Neck", (0, 0, 0), [
+                        ("Neck1", (0, 8, 0), [
+                            ("Head", (0, 8, 0), [("End Site", (0, 18, 0), [])])])]),
+                    left_arm, right_arm])])])
+        return ("Hips", (0, 0, 0), [left_leg, right_leg, spine])
+
+    @staticmethod
+    def joint_order(node):
+        """Joints with channels, in file order."""
+        name, _, children = node
+        if name == "End Site":
+            return []
+        return [name] + [n for child in children for n in BvhFiles.joint_order(child)]
+
+    @staticmethod
+    def frame_row(order, root_position=(0, 95, 0), angles=None):
+        """One frame's values: root position, then (Z, Y, X) degrees per joint (zero unless
+        given in `angles` as {joint: (z, y, x)})."""
+        angles = angles or {}
+        values = list(root_position)
+        for name in order:
+            values += list(angles.get(name, (0, 0, 0)))
+        return values
+
+    @staticmethod
+    def text(node, rows, frame_time, root_channels=ROOT_CHANNELS,
+             joint_channels=JOINT_CHANNELS):
+        """A whole BVH file: the hierarchy of `node`, then `rows` of values."""
+        lines = ["HIERARCHY"] + _hierarchy_lines(node, root_channels, joint_channels)
+        lines += ["MOTION", f"Frames: {len(rows)}", f"Frame Time: {frame_time}"]
+        lines += [" ".join(f"{v:g}" for v in row) for row in rows]
+        return "\n".join(lines) + "\n"
+
+
+def _cmu_side(prefix, letter, sign):
+    """One side's leg and arm of BvhFiles.cmu_skeleton."""
+    x = sign
+    leg = (f"{letter}HipJoint", (0, 0, 0), [
+        (f"{prefix}UpLeg", (10 * x, -5, 0), [
+            (f"{prefix}Leg", (0, -42, 0), [
+                (f"{prefix}Foot", (0, -42, 0), [
+                    (f"{prefix}ToeBase", (0, -6, 12), [("End Site", (0, 0, 5), [])])])])])])
+    arm = (f"{prefix}Shoulder", (0, 0, 0), [
+        (f"{prefix}Arm", (15 * x, 5, 0), [
+            (f"{prefix}ForeArm", (28 * x, 0, 0), [
+                (f"{prefix}Hand", (25 * x, 0, 0), [
+                    (f"{prefix}FingerBase", (4 * x, 0, 0), [
+                        (f"{prefix}HandIndex1", (4 * x, 0, 0), [("End Site", (3 * x, 0, 0), [])])]),
+                    (f"{letter}Thumb", (0, 0, 0), [("End Site", (3 * x, 0, 3), [])])])])])])
+    return leg, arm
+
+
+def _hierarchy_lines(node, root_channels, joint_channels, depth=0):
+    """BVH HIERARCHY lines of a (name, offset, children) tree."""
+    name, offset, children = node
+    pad = "  " * depth
+    if name == "End Site":
+        head, channels = "End Site", None
+    elif depth == 0:
+        head, channels = f"ROOT {name}", root_channels
+    else:
+        head, channels = f"JOINT {name}", joint_channels
+    lines = [pad + head, pad + "{", f"{pad}  OFFSET {' '.join(str(v) for v in offset)}"]
+    if channels:
+        lines.append(f"{pad}  CHANNELS {len(channels.split())} {channels}")
+    for child in children:
+        lines += _hierarchy_lines(child, root_channels, joint_channels, depth + 1)
+    lines.append(pad + "}")
+    return lines
+
+
+@pytest.fixture
+def bvh_files(tmp_path):
+    """BvhFiles writing into the test's tmp_path."""
+    return BvhFiles(tmp_path)
+
+
+@pytest.fixture
+def repr_in_fresh_process():
+    """repr() of an expression evaluated in a new Python process whose string hashes are
+    salted differently (PYTHONHASHSEED): for values that must not depend on the process."""
+    def evaluate(imports, expression):
+        code = f"{imports}\nprint(repr({expression}))"
+        salt = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"   # not this process's
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                cwd=REPOSITORY, env={**os.environ, "PYTHONHASHSEED": salt},
+                                check=True)
+        return result.stdout.strip()
+    return evaluate

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data_prep.h36m import (CAMERAS, JOINTS_17, JOINTS_17_FROM_32, JOINTS_32, PARENTS_17,
+from data_prep.h36m import (CAMERAS, J32, JOINTS_17, JOINTS_17_FROM_32, JOINTS_32, PARENTS_17,
                             PARENTS_32, project, sequence_name, sequence_paths)
 from data_prep.synth.studio import studio_cameras
 
@@ -37,6 +37,15 @@ def test_joint_tables_agree():
             assert JOINTS_17[parent] == "Thorax" and 12 in chain
         else:
             assert JOINTS_17_FROM_32[parent] in chain, JOINTS_17[child]
+
+
+def test_joint_names_index_the_32_joints():
+    assert len(J32) == 32 and all(JOINTS_32[index] == name for name, index in J32.items())
+    # the raw names of the 17 evaluation joints, as h36m.py's comment on J32 gives them
+    raw = ("Hip", "RightUpLeg", "RightLeg", "RightFoot", "LeftUpLeg", "LeftLeg", "LeftFoot",
+           "Spine1", "Neck", "Head", "HeadSite", "LeftArm", "LeftForeArm", "LeftHand",
+           "RightArm", "RightForeArm", "RightHand")
+    assert tuple(J32[name] for name in raw) == JOINTS_17_FROM_32
 
 
 def test_projection_hand_computed():

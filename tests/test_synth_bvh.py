@@ -7,93 +7,6 @@ import pytest
 
 from data_prep.synth import bvh
 
-ROOT_CHANNELS = "Xposition Yposition Zposition Zrotation Yrotation Xrotation"
-JOINT_CHANNELS = "Zrotation Yrotation Xrotation"
-
-
-def _side(prefix, letter, sign):
-    """One side of a CMU-style skeleton (offsets in cm; left is +x, the figure faces +z)."""
-    x = sign
-    leg = (f"{letter}HipJoint", (0, 0, 0), [
-        (f"{prefix}UpLeg", (10 * x, -5, 0), [
-            (f"{prefix}Leg", (0, -42, 0), [
-                (f"{prefix}Foot", (0, -42, 0), [
-                    (f"{prefix}ToeBase", (0, -6, 12), [("End Site", (0, 0, 5), [])])])])])])
-    arm = (f"{prefix}Shoulder", (0, 0, 0), [
-        (f"{prefix}Arm", (15 * x, 5, 0), [
-            (f"{prefix}ForeArm", (28 * x, 0, 0), [
-                (f"{prefix}Hand", (25 * x, 0, 0), [
-                    (f"{prefix}FingerBase", (4 * x, 0, 0), [
-                        (f"{prefix}HandIndex1", (4 * x, 0, 0), [("End Site", (3 * x, 0, 0), [])])]),
-                    (f"{letter}Thumb", (0, 0, 0), [("End Site", (3 * x, 0, 3), [])])])])])])
-    return leg, arm
-
-
-def cmu_skeleton():
-    """A CMU-style hierarchy: standing height 169 (toe tips at 0, head top at 169) when the
-    root is at y = 95."""
-    left_leg, left_arm = _side("Left", "L", 1)
-    right_leg, right_arm = _side("Right", "R", -1)
-    spine = ("LowerBack", (0, 0, 0), [
-        ("Spine", (0, 15, 0), [
-            ("Spine1", (0, 25, 0), [
-                ("Neck", (0, 0, 0), [
-                    ("Neck1", (0, 8, 0), [
-                        ("Head", (0, 8, 0), [("End Site", (0, 18, 0), [])])])]),
-                left_arm, right_arm])])])
-    return ("Hips", (0, 0, 0), [left_leg, right_leg, spine])
-
-
-def hierarchy_text(node, root_channels=ROOT_CHANNELS, joint_channels=JOINT_CHANNELS, depth=0):
-    """BVH HIERARCHY lines of a (name, offset, children) tree."""
-    name, offset, children = node
-    pad = "  " * depth
-    if name == "End Site":
-        head, channels = "End Site", None
-    elif depth == 0:
-        head, channels = f"ROOT {name}", root_channels
-    else:
-        head, channels = f"JOINT {name}", joint_channels
-    lines = [pad + head, pad + "{", f"{pad}  OFFSET {' '.join(str(v) for v in offset)}"]
-    if channels:
-        lines.append(f"{pad}  CHANNELS {len(channels.split())} {channels}")
-    for child in children:
-        lines += hierarchy_text(child, root_channels, joint_channels, depth + 1)
-    lines.append(pad + "}")
-    return lines
-
-
-def joint_order(node):
-    """Joints with channels, in file order."""
-    name, _, children = node
-    if name == "End Site":
-        return []
-    return [name] + [n for child in children for n in joint_order(child)]
-
-
-def frame_row(order, root_position=(0, 95, 0), angles=None):
-    """One frame's values: root position, then (Z, Y, X) degrees per joint (zero unless given
-    in `angles` as {joint: (z, y, x)})."""
-    angles = angles or {}
-    values = list(root_position)
-    for name in order:
-        values += list(angles.get(name, (0, 0, 0)))
-    return values
-
-
-def bvh_text(node, rows, frame_time, **channels):
-    lines = ["HIERARCHY"] + hierarchy_text(node, **channels)
-    lines += ["MOTION", f"Frames: {len(rows)}", f"Frame Time: {frame_time}"]
-    lines += [" ".join(f"{v:g}" for v in row) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write(tmp_path, text, name="motion.bvh"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
 # Three frames: rest, the left thigh swung 90 degrees about z, the whole body turned about y.
 POSES = [
     {},
@@ -103,11 +16,11 @@ POSES = [
 
 
 @pytest.fixture
-def cmu_motion(tmp_path):
-    skeleton = cmu_skeleton()
-    order = joint_order(skeleton)
-    rows = [frame_row(order, angles=pose) for pose in POSES]
-    return bvh.read_bvh(write(tmp_path, bvh_text(skeleton, rows, 1 / 120)))
+def cmu_motion(bvh_files):
+    skeleton = bvh_files.cmu_skeleton()
+    order = bvh_files.joint_order(skeleton)
+    rows = [bvh_files.frame_row(order, angles=pose) for pose in POSES]
+    return bvh.read_bvh(bvh_files.write(bvh_files.text(skeleton, rows, 1 / 120)))
 
 
 def index(motion, name):
@@ -116,7 +29,7 @@ def index(motion, name):
 
 # ------------------------------------------------------------------------------------ parsing
 
-def test_parsing_reads_hierarchy_channels_and_frames(cmu_motion):
+def test_parsing_reads_hierarchy_channels_and_frames(cmu_motion, bvh_files):
     motion = cmu_motion
     # 31 joints with channels and 7 End Sites.
     assert len(motion.names) == 38
@@ -127,8 +40,8 @@ def test_parsing_reads_hierarchy_channels_and_frames(cmu_motion):
     assert motion.parents[index(motion, "Head_End")] == index(motion, "Head")
     np.testing.assert_array_equal(motion.offsets[index(motion, "RightUpLeg")], [-10, -5, 0])
     np.testing.assert_array_equal(motion.offsets[index(motion, "LeftToeBase_End")], [0, 0, 5])
-    assert motion.channels[0] == tuple(ROOT_CHANNELS.split())
-    assert motion.channels[index(motion, "LeftLeg")] == tuple(JOINT_CHANNELS.split())
+    assert motion.channels[0] == tuple(bvh_files.ROOT_CHANNELS.split())
+    assert motion.channels[index(motion, "LeftLeg")] == tuple(bvh_files.JOINT_CHANNELS.split())
     assert motion.channels[index(motion, "Head_End")] == ()
     assert motion.frames.shape == (3, 6 + 30 * 3)
     assert motion.frame_time == pytest.approx(1 / 120)
@@ -163,22 +76,22 @@ def test_root_rotation_about_y_turns_the_whole_body(cmu_motion):
                                atol=1e-9)
 
 
-def _one_bone(tmp_path, order, values):
+def _one_bone(bvh_files, order, values):
     """Root with rotations in `order` and an End Site at (0, 1, 0); one frame of `values`."""
     text = "\n".join([
         "HIERARCHY", "ROOT Hips", "{", "  OFFSET 0 0 0",
         f"  CHANNELS 3 {' '.join(axis + 'rotation' for axis in order)}",
         "  End Site", "  {", "    OFFSET 0 1 0", "  }", "}",
         "MOTION", "Frames: 1", "Frame Time: 0.01", " ".join(str(v) for v in values), ""])
-    motion = bvh.read_bvh(write(tmp_path, text, f"{order}.bvh"))
+    motion = bvh.read_bvh(bvh_files.write(text, f"{order}.bvh"))
     return bvh.world_positions(motion)[0, 1]
 
 
-def test_channel_order_is_the_rotation_order(tmp_path):
+def test_channel_order_is_the_rotation_order(bvh_files):
     # Z=90, X=90 listed Z X Y: R = Rz Rx. Rx(90) takes (0,1,0) to (0,0,1); Rz keeps it.
-    np.testing.assert_allclose(_one_bone(tmp_path, "ZXY", [90, 90, 0]), [0, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(_one_bone(bvh_files, "ZXY", [90, 90, 0]), [0, 0, 1], atol=1e-12)
     # Same angles listed X Y Z: R = Rx Rz. Rz(90) takes (0,1,0) to (-1,0,0); Rx keeps it.
-    np.testing.assert_allclose(_one_bone(tmp_path, "XYZ", [90, 0, 90]), [-1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(_one_bone(bvh_files, "XYZ", [90, 0, 90]), [-1, 0, 0], atol=1e-12)
 
 
 # ------------------------------------------------------------------------------- retargeting
@@ -250,12 +163,12 @@ def test_unit_guess_reads_centimetres(cmu_motion):
     assert bvh.millimetres_per_unit(7.0) * 7.0 == pytest.approx(1700)
 
 
-def test_resampling_from_120_to_50_fps(tmp_path):
-    skeleton = cmu_skeleton()
-    order = joint_order(skeleton)
+def test_resampling_from_120_to_50_fps(bvh_files):
+    skeleton = bvh_files.cmu_skeleton()
+    order = bvh_files.joint_order(skeleton)
     # The root moves along x by i^2 units at frame i (not linear, so interpolation shows).
-    rows = [frame_row(order, root_position=(i * i, 95, 0)) for i in range(13)]
-    motion = bvh.read_bvh(write(tmp_path, bvh_text(skeleton, rows, 1 / 120)))
+    rows = [bvh_files.frame_row(order, root_position=(i * i, 95, 0)) for i in range(13)]
+    motion = bvh.read_bvh(bvh_files.write(bvh_files.text(skeleton, rows, 1 / 120)))
     out = bvh.retarget_to_h36m(motion, target_height_mm=1690, fps=50)
     # 13 frames at 120 fps last 0.1 s: 50 fps samples at 0, 0.02, ..., 0.1.
     assert out.shape == (6, 32, 3)
@@ -265,12 +178,12 @@ def test_resampling_from_120_to_50_fps(tmp_path):
     assert out[1, 0, 0] == pytest.approx(10 * (0.6 * 4 + 0.4 * 9))
 
 
-def test_mixamo_names_with_namespace(tmp_path):
-    skeleton = cmu_skeleton()
-    order = joint_order(skeleton)
-    text = bvh_text(skeleton, [frame_row(order)], 1 / 30)
+def test_mixamo_names_with_namespace(bvh_files):
+    skeleton = bvh_files.cmu_skeleton()
+    order = bvh_files.joint_order(skeleton)
+    text = bvh_files.text(skeleton, [bvh_files.frame_row(order)], 1 / 30)
     text = re.sub(r"(ROOT|JOINT) (\w+)", r"\1 mixamorig:\2", text)
-    motion = bvh.read_bvh(write(tmp_path, text))
+    motion = bvh.read_bvh(bvh_files.write(text))
     sources = bvh.h36m_sources(motion)
     assert motion.names[sources[19]] == "mixamorig:LeftHand"
     assert motion.names[sources[27]] == "mixamorig:RightHand"
@@ -294,10 +207,11 @@ def biovision_skeleton():
     return ("Hips", (0, 0, 0), [chest, leg("Left", 1), leg("Right", -1)])
 
 
-def test_missing_joints_are_filled_in_along_the_bones(tmp_path):
+def test_missing_joints_are_filled_in_along_the_bones(bvh_files):
     skeleton = biovision_skeleton()
-    order = joint_order(skeleton)
-    motion = bvh.read_bvh(write(tmp_path, bvh_text(skeleton, [frame_row(order)], 1 / 50)))
+    order = bvh_files.joint_order(skeleton)
+    motion = bvh.read_bvh(bvh_files.write(bvh_files.text(skeleton, [bvh_files.frame_row(order)],
+                                                         1 / 50)))
     sources = bvh.h36m_sources(motion)
     assert motion.names[sources[12]] == "Chest"
     assert motion.names[sources[19]] == "LeftHand"
@@ -316,10 +230,11 @@ def test_missing_joints_are_filled_in_along_the_bones(tmp_path):
     assert out[0, 15, 2] > out[0, 14, 2] > out[0, 13, 2] > out[0, 12, 2] > out[0, 0, 2]
 
 
-def test_missing_essential_joints_are_listed(tmp_path):
+def test_missing_essential_joints_are_listed(bvh_files):
     skeleton = ("Hips", (0, 0, 0), [("Spine", (0, 10, 0), [("Head", (0, 10, 0), [])])])
-    order = joint_order(skeleton)
-    path = write(tmp_path, bvh_text(skeleton, [frame_row(order)], 1 / 50), "torso.bvh")
+    order = bvh_files.joint_order(skeleton)
+    path = bvh_files.write(bvh_files.text(skeleton, [bvh_files.frame_row(order)], 1 / 50),
+                           "torso.bvh")
     with pytest.raises(ValueError, match="torso.bvh") as error:
         bvh.retarget_to_h36m(bvh.read_bvh(path))
     for name in ("LeftUpLeg", "RightHand", "Neck"):
@@ -329,10 +244,11 @@ def test_missing_essential_joints_are_listed(tmp_path):
 
 # --------------------------------------------------------------------------- malformed input
 
-def _valid_text():
-    skeleton = cmu_skeleton()
-    order = joint_order(skeleton)
-    return bvh_text(skeleton, [frame_row(order), frame_row(order)], 1 / 120)
+def _valid_text(bvh_files):
+    skeleton = bvh_files.cmu_skeleton()
+    order = bvh_files.joint_order(skeleton)
+    return bvh_files.text(skeleton, [bvh_files.frame_row(order), bvh_files.frame_row(order)],
+                          1 / 120)
 
 
 @pytest.mark.parametrize("corrupt, message", [
@@ -344,16 +260,16 @@ def _valid_text():
     (lambda t: t.replace("Frame Time:", "Time:"), "Frame Time:"),
     (lambda t: t.replace("OFFSET 0 15 0", "OFFSET 0 fifteen 0"), "'fifteen' is not a number"),
 ])
-def test_malformed_files_name_the_file(tmp_path, corrupt, message):
-    path = write(tmp_path, corrupt(_valid_text()), "broken.bvh")
+def test_malformed_files_name_the_file(bvh_files, corrupt, message):
+    path = bvh_files.write(corrupt(_valid_text(bvh_files)), "broken.bvh")
     with pytest.raises(ValueError, match=re.escape(message)) as error:
         bvh.read_bvh(path)
     assert str(path) in str(error.value)
 
 
-def test_wrong_value_count_names_the_line(tmp_path):
-    lines = _valid_text().splitlines()
+def test_wrong_value_count_names_the_line(bvh_files):
+    lines = _valid_text(bvh_files).splitlines()
     lines[-1] += " 7"
-    path = write(tmp_path, "\n".join(lines) + "\n", "broken.bvh")
+    path = bvh_files.write("\n".join(lines) + "\n", "broken.bvh")
     with pytest.raises(ValueError, match=rf"{re.escape(str(path))}, line {len(lines)}:"):
         bvh.read_bvh(path)

@@ -176,17 +176,15 @@ def test_32_joint_tree_is_rigid_and_sided(dataset):
         assert (left_foot_to_left_hip < left_foot_to_right_hip).mean() > 0.5, stem
 
 
-def test_motion_from_bvh_files(tmp_path):
+def test_motion_from_bvh_files(tmp_path, bvh_files):
     """--bvh DIR: the motion of a BVH file (written here) becomes the dataset's 3D poses."""
     from data_prep.synth.bvh import read_bvh, retarget_to_h36m
-    from tests.test_synth_bvh import bvh_text, cmu_skeleton, frame_row, joint_order
-    skeleton = cmu_skeleton()
-    order = joint_order(skeleton)
-    rows = [frame_row(order, angles={"LeftArm": (30 + 10 * i, 0, 0), "Hips": (0, 9 * i, 0)})
+    skeleton = bvh_files.cmu_skeleton()
+    order = bvh_files.joint_order(skeleton)
+    rows = [bvh_files.frame_row(order, angles={"LeftArm": (30 + 10 * i, 0, 0),
+                                               "Hips": (0, 9 * i, 0)})
             for i in range(10)]
-    folder = tmp_path / "bvh"
-    folder.mkdir()
-    (folder / "wave.bvh").write_text(bvh_text(skeleton, rows, 1 / 50))
+    folder = bvh_files.write(bvh_files.text(skeleton, rows, 1 / 50), "bvh/wave.bvh").parent
     out = tmp_path / "from-bvh"
     assert make_synth(["--out", str(out), "--subjects", "S9", "--actions", "Greeting",
                        "--frames", "6", "--scale", "0.2", "--bvh", str(folder), "--workers", "1",

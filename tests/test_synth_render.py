@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from data_prep.h36m import JOINTS_17_FROM_32, PARENTS_32, SUBJECTS
-from data_prep.synth.render import (Appearance, appearance_for_subject, make_background,
-                                    random_light, render_person)
+from data_prep.synth.render import (appearance_for_subject, make_background, random_light,
+                                    render_person)
 
 WIDTH, HEIGHT = 320, 400
 FOCAL = 700.0
@@ -124,12 +124,14 @@ def test_left_and_right_limbs_have_different_colours():
         assert difference > 40, (left_start, right_start, difference)
 
 
-def test_subjects_look_different_and_appearance_is_stable():
+def test_subjects_look_different_and_appearance_is_stable(repr_in_fresh_process):
     appearances = [appearance_for_subject(subject) for subject in SUBJECTS]
     clothes = {(a.shirt, a.trousers) for a in appearances}
     assert len(clothes) == len(SUBJECTS)
-    assert appearance_for_subject("S9") == appearance_for_subject("S9")
-    assert isinstance(appearances[0], Appearance)
+    assert len({a.thigh_radius for a in appearances}) == len(SUBJECTS), "builds differ too"
+    assert repr(appearance_for_subject("S9")) == repr_in_fresh_process(
+        "from data_prep.synth.render import appearance_for_subject",
+        'appearance_for_subject("S9")')
     image_1, _ = render(standing_pose(), appearance_for_subject("S1"))
     image_5, _ = render(standing_pose(), appearance_for_subject("S5"))
     assert not np.array_equal(image_1, image_5)
@@ -142,7 +144,9 @@ def test_backgrounds_vary_with_the_random_state_and_lighting_changes_the_person(
     assert np.abs(first.astype(int) - second).mean() > 10
     assert first.std() > 5, "the background should be textured, not flat"
     light = random_light(np.random.default_rng(3))
-    assert light.shape == (3,)
+    # an overall brightness times a colour cast: every channel its own gain
+    assert light.shape == (3,) and len(set(light)) == 3
+    assert np.all((light > 0.6) & (light < 1.4))
     bright, mask = render(standing_pose(), light=1.2)
     dark, _ = render(standing_pose(), light=0.6)
     assert bright[mask].mean() > dark[mask].mean() + 10
@@ -176,10 +180,17 @@ def test_joints_behind_the_camera_and_tiny_images_do_not_crash():
     points[3] = np.nan
     image, mask = render_person(background(), points, depth, appearance_for_subject("S6"),
                                 FOCAL)
-    assert image.shape == (HEIGHT, WIDTH, 3)
+    assert mask.any(), "the parts in front of the camera are drawn"
+    # parts on a joint behind the camera are left out, as if the joint were missing
+    missing = points.copy()
+    missing[:6] = np.nan
+    without, without_mask = render_person(background(), missing, depth,
+                                          appearance_for_subject("S6"), FOCAL)
+    assert np.array_equal(image, without) and np.array_equal(mask, without_mask)
     tiny = make_background(3, 2, np.random.default_rng(0))
-    assert render_person(tiny, points / 100, depth, appearance_for_subject("S6"),
-                         FOCAL / 100)[0].shape == (2, 3, 3)
+    image, mask = render_person(tiny, points / 100, depth, appearance_for_subject("S6"),
+                                FOCAL / 100)
+    assert np.array_equal(image[~mask], tiny[~mask])
 
 
 def test_missing_joints_are_skipped_not_drawn_to_infinity():

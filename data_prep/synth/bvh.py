@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import h36m
+from data_prep.h36m import J32
+from data_prep.synth.skeleton import axis_rotation, forward_kinematics
 
 ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
@@ -227,18 +229,6 @@ def _parse_motion(lines, motion_line, channel_count, path):
 
 # --------------------------------------------------------------------------- kinematics
 
-def axis_rotation(axis, degrees):
-    """Rotation matrices (..., 3, 3) about 'X', 'Y' or 'Z' by angles (...) in degrees
-    (right-handed, counter-clockwise looking down the axis)."""
-    radians = np.deg2rad(np.asarray(degrees, dtype=np.float64))
-    c, s = np.cos(radians), np.sin(radians)
-    one, zero = np.ones_like(c), np.zeros_like(c)
-    rows = {"X": ((one, zero, zero), (zero, c, -s), (zero, s, c)),
-            "Y": ((c, zero, s), (zero, one, zero), (-s, zero, c)),
-            "Z": ((c, -s, zero), (s, c, zero), (zero, zero, one))}[axis]
-    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
-
-
 def _local_transforms(motion, frames):
     """Per joint: rotation (F, 3, 3) and translation (F, 3) relative to the parent's frame."""
     count = frames.shape[0]
@@ -250,7 +240,7 @@ def _local_transforms(motion, frames):
             axis = channel[0]
             if channel.endswith("rotation"):
                 # Later channels are applied first to the vector: R = R_first @ ... @ R_last.
-                rotation = rotation @ axis_rotation(axis, frames[:, column])
+                rotation = rotation @ axis_rotation(axis, np.deg2rad(frames[:, column]))
             else:
                 translation[:, "XYZ".index(axis)] += frames[:, column]
         rotations.append(rotation)
@@ -261,17 +251,7 @@ def _local_transforms(motion, frames):
 def _forward_kinematics(motion, frames):
     """World positions (F, J, 3) of all joints for the given channel values."""
     rotations, translations = _local_transforms(motion, frames)
-    world_rotations, world_positions_ = [], []
-    for joint, parent in enumerate(motion.parents):
-        if parent < 0:
-            world_rotations.append(rotations[joint])
-            world_positions_.append(translations[joint])
-        else:
-            parent_rotation = world_rotations[parent]
-            world_rotations.append(parent_rotation @ rotations[joint])
-            world_positions_.append(world_positions_[parent]
-                                    + np.einsum("fij,fj->fi", parent_rotation, translations[joint]))
-    return np.stack(world_positions_, axis=1)
+    return forward_kinematics(motion.parents, rotations, translations)[0]
 
 
 def world_positions(motion):
@@ -324,28 +304,31 @@ NECK_NAMES = ("neck", "lowerneck", "neck1", "neck01")
 HEAD_NAMES = ("head",)
 HEAD_TOP_NAMES = ("headtop_end", "head_end", "headend", "headtop", "head_top")
 
-# Human3.6M joint -> (kind, side) for the joints found by name; 'Site' joints are the tip of
-# the chain that starts at their Human3.6M parent's source.
-_H36M_SIDE_JOINTS = {
-    1: ("UpLeg", "Right"), 2: ("Leg", "Right"), 3: ("Foot", "Right"), 4: ("ToeBase", "Right"),
-    6: ("UpLeg", "Left"), 7: ("Leg", "Left"), 8: ("Foot", "Left"), 9: ("ToeBase", "Left"),
-    16: ("Shoulder", "Left"), 17: ("Arm", "Left"), 18: ("ForeArm", "Left"),
-    19: ("Hand", "Left"), 20: ("HandThumb", "Left"), 22: ("WristEnd", "Left"),
-    24: ("Shoulder", "Right"), 25: ("Arm", "Right"), 26: ("ForeArm", "Right"),
-    27: ("Hand", "Right"), 28: ("HandThumb", "Right"), 30: ("WristEnd", "Right"),
-}
+# Human3.6M joint -> (kind, side) for the joints found by name: Human3.6M names them
+# <side><kind> (RightUpLeg, LeftHandThumb...). 'Site' joints are the tip of the chain that
+# starts at their Human3.6M parent's source.
+_H36M_SIDE_JOINTS = {J32[side + kind]: (kind, side)
+                     for side in ("Right", "Left") for kind in SIDE_JOINT_NAMES}
 # Joints placed at a BVH End Site if the file has one, so an End Site without length has to be
-# filled in instead.
-_H36M_SITES = (4, 9, 5, 10, 15, 21, 23, 29, 31)
+# filled in instead. Checked in this order: a toe's check comes before its tip's, which looks
+# at the toe's source.
+_H36M_SITES = tuple(J32[name] for name in (
+    "RightToeBase", "LeftToeBase", "RightToeSite", "LeftToeSite", "HeadSite", "LeftThumbSite",
+    "LeftWristSite", "RightThumbSite", "RightWristSite"))
 # Without these the figure cannot be posed; the rest are filled in when missing.
-ESSENTIAL_H36M = (1, 2, 3, 6, 7, 8, 13, 14, 17, 18, 19, 25, 26, 27)
+ESSENTIAL_H36M = tuple(J32[name] for name in (
+    "RightUpLeg", "RightLeg", "RightFoot", "LeftUpLeg", "LeftLeg", "LeftFoot", "Neck", "Head",
+    "LeftArm", "LeftForeArm", "LeftHand", "RightArm", "RightForeArm", "RightHand"))
 # Fill-ins for joints without a counterpart: continue the Human3.6M parent's bone beyond the
 # parent by this fraction of its length. A missing toe therefore lies a little below the ankle,
 # as the bone direction is all a chain of joints tells.
-FILL_FRACTION = {4: 0.15, 9: 0.15, 5: 0.5, 10: 0.5, 15: 0.6,
-                 20: 0.2, 28: 0.2, 21: 0.5, 29: 0.5, 22: 0.3, 30: 0.3, 23: 0.5, 31: 0.5}
-# Missing clavicles: the shoulders sit on the thorax, as they do in Human3.6M's own data.
-FILL_AT_THORAX = (16, 24)
+FILL_FRACTION = {J32[name]: fraction for name, fraction in (
+    ("RightToeBase", 0.15), ("LeftToeBase", 0.15), ("RightToeSite", 0.5), ("LeftToeSite", 0.5),
+    ("HeadSite", 0.6), ("LeftHandThumb", 0.2), ("RightHandThumb", 0.2), ("LeftThumbSite", 0.5),
+    ("RightThumbSite", 0.5), ("LeftWristEnd", 0.3), ("RightWristEnd", 0.3),
+    ("LeftWristSite", 0.5), ("RightWristSite", 0.5))}
+# Missing clavicles: the shoulders sit on the thorax (Neck), as they do in Human3.6M's own data.
+FILL_AT_THORAX = (J32["LeftShoulder"], J32["RightShoulder"])
 _COINCIDENT = 1e-6  # relative to the figure's size: closer joints count as the same point
 
 
@@ -406,11 +389,12 @@ def h36m_sources(motion):
     """For each of the 32 Human3.6M joints, the index of the BVH joint it is placed at, or None
     where it is filled in. Raises ValueError naming the missing essential joints."""
     sources = [None] * len(h36m.JOINTS_32)
-    sources[0] = 0  # the root is the pelvis in every convention
+    bvh_root = 0  # the root is the pelvis in every convention
+    sources[J32["Hip"]] = bvh_root
     for target, (kind, side) in _H36M_SIDE_JOINTS.items():
         sources[target] = _find_joint(motion, SIDE_JOINT_NAMES[kind][side])
-    sources[13] = _find_joint(motion, NECK_NAMES)
-    sources[14] = _find_joint(motion, HEAD_NAMES)
+    sources[J32["Neck"]] = _find_joint(motion, NECK_NAMES)
+    sources[J32["Head"]] = _find_joint(motion, HEAD_NAMES)
     missing = [t for t in ESSENTIAL_H36M if sources[t] is None]
     if missing:
         raise ValueError(
@@ -418,13 +402,16 @@ def h36m_sources(motion):
             + "; ".join(f"{h36m.JOINTS_32[t]} (accepted: {', '.join(_accepted_names(t))})"
                         for t in missing))
     rest = rest_positions(motion)
-    sources[12] = _mid_spine_joint(motion, rest, 0, sources[13])
-    for toe, foot in ((4, 3), (9, 8)):
+    sources[J32["Spine1"]] = _mid_spine_joint(motion, rest, bvh_root, sources[J32["Neck"]])
+    for side in ("Right", "Left"):
+        toe, foot = J32[side + "ToeBase"], J32[side + "Foot"]
         if sources[toe] is None:  # a foot's End Site (Biovision writes one) marks the toes
             sources[toe] = _chain_tip(motion, sources[foot])
     head_top = _find_joint(motion, HEAD_TOP_NAMES)
-    sources[15] = head_top if head_top is not None else _chain_tip(motion, sources[14])
-    for site in (5, 10, 21, 23, 29, 31):
+    sources[J32["HeadSite"]] = (head_top if head_top is not None
+                                else _chain_tip(motion, sources[J32["Head"]]))
+    for site in (J32[name] for name in ("RightToeSite", "LeftToeSite", "LeftThumbSite",
+                                        "LeftWristSite", "RightThumbSite", "RightWristSite")):
         parent_source = sources[h36m.PARENTS_32[site]]
         sources[site] = None if parent_source is None else _chain_tip(motion, parent_source)
     return _drop_degenerate_sites(sources, rest)
@@ -434,7 +421,7 @@ def _accepted_names(target):
     if target in _H36M_SIDE_JOINTS:
         kind, side = _H36M_SIDE_JOINTS[target]
         return SIDE_JOINT_NAMES[kind][side]
-    return NECK_NAMES if target == 13 else HEAD_NAMES
+    return NECK_NAMES if target == J32["Neck"] else HEAD_NAMES
 
 
 def _drop_degenerate_sites(sources, rest):
@@ -476,13 +463,14 @@ def _assemble(bvh_positions, sources):
     for target, source in enumerate(sources):
         if source is not None:
             positions[:, target] = bvh_positions[:, source]
-    if sources[12] is None:  # no joint between pelvis and neck: half way up the spine
-        positions[:, 12] = (positions[:, 0] + positions[:, 13]) / 2
-    # Human3.6M's joint 11 is not evaluated; half way between pelvis and mid-spine.
-    positions[:, 11] = (positions[:, 0] + positions[:, 12]) / 2
+    pelvis, spine, mid_spine, neck = J32["Hip"], J32["Spine"], J32["Spine1"], J32["Neck"]
+    if sources[mid_spine] is None:  # no joint between pelvis and neck: half way up the spine
+        positions[:, mid_spine] = (positions[:, pelvis] + positions[:, neck]) / 2
+    # Human3.6M's Spine is not evaluated; half way between pelvis and mid-spine.
+    positions[:, spine] = (positions[:, pelvis] + positions[:, mid_spine]) / 2
     for shoulder in FILL_AT_THORAX:
         if sources[shoulder] is None:
-            positions[:, shoulder] = positions[:, 13]
+            positions[:, shoulder] = positions[:, neck]
     size = max(np.ptp(bvh_positions.reshape(-1, 3), axis=0).max(), 1e-12)
     # In Human3.6M order every parent precedes its children, so fill-ins can chain.
     for target, source in enumerate(sources):

@@ -11,14 +11,16 @@ Every sequence is built the same way:
 World frame: millimetres, z up, floor at z = 0. Body frame: x forward, y left, z up.
 """
 import dataclasses
-import hashlib
 
 import numpy as np
 
-from data_prep.h36m import ACTIONS, PARENTS_32
+from data_prep.h36m import ACTIONS, J32, PARENTS_32
+from data_prep.synth import stable_seed
+from data_prep.synth.skeleton import forward_kinematics, rot_x, rot_y, rot_z
 
 RIGHT, LEFT = 0, 1          # index of a side in the (n, 2, ...) arrays of a plan
 SIDE_SIGN = (-1.0, 1.0)     # y sign of each side in the body frame (y points left)
+SIDE_NAMES = ("Right", "Left")  # how JOINTS_32 names each side
 ROOT_HALF = 1300.0          # mm: the pelvis stays within +-1.3 m so that the whole body,
                             # arms stretched out, stays in the +-1.8 m capture area
 MIN_ELBOW_INTERIOR = np.radians(30.0)   # a fully bent elbow still leaves this angle
@@ -68,8 +70,7 @@ class BodyShape:
 def body_for_subject(subject):
     """The body of a subject: the same for a name in every process (seeded from SHA-256 of the
     name), adult proportions 1.6-1.82 m tall, each segment varied by a few percent more."""
-    seed = int.from_bytes(hashlib.sha256(f"body/{subject}".encode()).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(stable_seed("body", subject))
     scale = rng.uniform(0.96, 1.085)
     base = BodyShape()
     lengths = {field.name: getattr(base, field.name) * scale * rng.uniform(0.97, 1.03)
@@ -77,28 +78,38 @@ def body_for_subject(subject):
     return BodyShape(**lengths)
 
 
+def side_joints(side, *parts):
+    """Indices of one side's joints by their JOINTS_32 names without the side, e.g.
+    side_joints(LEFT, "UpLeg", "Leg") for the left hip joint and knee."""
+    return tuple(J32[SIDE_NAMES[side] + part] for part in parts)
+
+
 def bone_offsets(body):
     """(32, 3) offset of each joint from its parent, in the parent's frame of the rest pose;
     its norm is the bone's length (0 for the duplicate joints of the real skeleton)."""
     offsets = np.zeros((32, 3))
     ball_forward = np.sqrt(max(body.foot ** 2 - body.ankle_height ** 2, 1.0))
-    for sign, (up_leg, knee, ankle, ball, tip) in zip(SIDE_SIGN, ((1, 2, 3, 4, 5),
-                                                                  (6, 7, 8, 9, 10))):
+    for side in (RIGHT, LEFT):
+        sign = SIDE_SIGN[side]
+        up_leg, knee, ankle, ball, tip = side_joints(side, "UpLeg", "Leg", "Foot", "ToeBase",
+                                                     "ToeSite")
         offsets[up_leg] = (0.0, sign * body.hip_half_width, 0.0)
         offsets[knee] = (0.0, 0.0, -body.thigh)
         offsets[ankle] = (0.0, 0.0, -body.shin)
         offsets[ball] = (ball_forward, 0.0, -body.ankle_height)
         offsets[tip] = (body.toe, 0.0, 0.0)
-    # Spine (11) sits on the pelvis as in the real data; it carries the lower-back rotation
-    offsets[12] = (0.0, 0.0, body.lower_spine)
-    offsets[13] = (0.0, 0.0, body.upper_spine)
+    # Spine sits on the pelvis as in the real data; it carries the lower-back rotation
+    offsets[J32["Spine1"]] = (0.0, 0.0, body.lower_spine)
+    offsets[J32["Neck"]] = (0.0, 0.0, body.upper_spine)
     # the head centre sits forward of the neck base and the top of the head back over it, so
     # that turning the head moves both
-    offsets[14] = body.neck * NECK_DIRECTION
-    offsets[15] = body.head * HEAD_DIRECTION
+    offsets[J32["Head"]] = body.neck * NECK_DIRECTION
+    offsets[J32["HeadSite"]] = body.head * HEAD_DIRECTION
     thumb_direction = np.array([0.5, 0.0, -0.866])
-    for sign, (clavicle, shoulder, elbow, wrist, _thumb, thumb_tip, _wrist_end, finger_tip) in zip(
-            SIDE_SIGN[::-1], ((16, 17, 18, 19, 20, 21, 22, 23), (24, 25, 26, 27, 28, 29, 30, 31))):
+    for side in (LEFT, RIGHT):
+        sign = SIDE_SIGN[side]
+        clavicle, shoulder, elbow, wrist, thumb_tip, finger_tip = side_joints(
+            side, "Shoulder", "Arm", "ForeArm", "Hand", "ThumbSite", "WristSite")
         offsets[clavicle] = (0.0, 0.0, body.upper_spine)
         offsets[shoulder] = (0.0, sign * body.shoulder_offset, 0.0)
         offsets[elbow] = (0.0, 0.0, -body.upper_arm)
@@ -109,44 +120,7 @@ def bone_offsets(body):
     return offsets
 
 
-# ---------------------------------------------------------------- rotations and kinematics
-
-def rot_x(angle):
-    """(..., 3, 3) rotations about x by angle (...,) radians."""
-    c, s, one, zero = np.cos(angle), np.sin(angle), np.ones_like(angle), np.zeros_like(angle)
-    return np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c, -s], -1),
-                     np.stack([zero, s, c], -1)], -2)
-
-
-def rot_y(angle):
-    """(..., 3, 3) rotations about y; positive tips +z towards +x (a bow forward)."""
-    c, s, one, zero = np.cos(angle), np.sin(angle), np.ones_like(angle), np.zeros_like(angle)
-    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1),
-                     np.stack([-s, zero, c], -1)], -2)
-
-
-def rot_z(angle):
-    """(..., 3, 3) rotations about z (yaw, turning left for positive angles)."""
-    c, s, one, zero = np.cos(angle), np.sin(angle), np.ones_like(angle), np.zeros_like(angle)
-    return np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1),
-                     np.stack([zero, zero, one], -1)], -2)
-
-
-def forward_kinematics(offsets, local_rotations, root_position):
-    """Joint positions (n, 32, 3) and global rotations (n, 32, 3, 3) from each joint's rotation
-    relative to its parent (n, 32, 3, 3) and the root's position (n, 3)."""
-    n = len(root_position)
-    rotations = np.empty((n, 32, 3, 3))
-    positions = np.empty((n, 32, 3))
-    for joint, parent in enumerate(PARENTS_32):
-        if parent < 0:
-            rotations[:, joint] = local_rotations[:, joint]
-            positions[:, joint] = root_position
-        else:
-            rotations[:, joint] = rotations[:, parent] @ local_rotations[:, joint]
-            positions[:, joint] = positions[:, parent] + rotations[:, parent] @ offsets[joint]
-    return positions, rotations
-
+# ---------------------------------------------------------------- limbs
 
 def two_bone_ik(target, upper, lower, pole, min_interior):
     """Rotations of a limb's root joint (n, 3, 3) and middle joint (n, 3, 3) that put the limb's
@@ -239,7 +213,8 @@ def zero_spine(n):
 
 
 def spine_rotations(spine):
-    """Local rotations of Spine (11), Spine1 (12) and Neck (13) from the plan's angles."""
+    """Local rotations of Spine, Spine1 and Neck (lower back, upper back, head) from the
+    plan's angles."""
     lower = rot_z(spine["twist"]) @ rot_y(spine["lean"]) @ rot_x(spine["side"])
     upper = rot_z(spine["chest_twist"]) @ rot_y(spine["chest_lean"])
     neck = rot_z(spine["head_yaw"]) @ rot_y(spine["head_pitch"])
@@ -250,30 +225,42 @@ def identity_rotations(n):
     return np.broadcast_to(np.eye(3), (n, 32, 3, 3)).copy()
 
 
+def set_spine(local, spine):
+    """Put the plan's spine angles into local rotations (n, 32, 3, 3), in place."""
+    local[:, J32["Spine"]], local[:, J32["Spine1"]], local[:, J32["Neck"]] = spine_rotations(spine)
+
+
+def pose_body(offsets, local, root):
+    """World positions (n, 32, 3) and rotations (n, 32, 3, 3) of the body from bone_offsets,
+    local rotations (n, 32, 3, 3) and the pelvis position (n, 3)."""
+    return forward_kinematics(PARENTS_32, local.swapaxes(0, 1), [root, *offsets[1:]])
+
+
 def trunk_landmarks(body, spine):
     """Places on the trunk in the pelvis frame (pelvis at the origin, facing +x), for aiming
     the hands: shoulders (n, 2, 3), hips (2, 3), head centre, mouth, ears (n, 2, 3), a point
     in front of the eyes, and the chest and head rotations (n, 3, 3)."""
     n = len(spine["lean"])
     local = identity_rotations(n)
-    local[:, 11], local[:, 12], local[:, 13] = spine_rotations(spine)
-    positions, rotations = forward_kinematics(bone_offsets(body), local, np.zeros((n, 3)))
-    head, head_rotation = positions[:, 14], rotations[:, 13]
+    set_spine(local, spine)
+    positions, rotations = pose_body(bone_offsets(body), local, np.zeros((n, 3)))
+    # the head turns with the Neck joint, whose child Head is the head's centre
+    head, head_rotation = positions[:, J32["Head"]], rotations[:, J32["Neck"]]
 
     def in_head(x, y, z):
         """A point given in the head's frame, relative to its centre."""
         return head + head_rotation @ np.array([x, y, z])
 
     return {
-        "shoulders": positions[:, [25, 17]],
+        "shoulders": positions[:, [J32["RightArm"], J32["LeftArm"]]],
         "hips": np.array([[0.0, -body.hip_half_width, 0.0], [0.0, body.hip_half_width, 0.0]]),
         "head": head,
         "mouth": in_head(0.75 * body.head, 0.0, -0.45 * body.head),
         "ears": np.stack([in_head(0.0, -0.7 * body.head, -0.1 * body.head),
                           in_head(0.0, 0.7 * body.head, -0.1 * body.head)], 1),
         "before_eyes": in_head(2.0 * body.head, 0.0, 0.0),
-        "chest": positions[:, 13],
-        "chest_rotation": rotations[:, 12],
+        "chest": positions[:, J32["Neck"]],
+        "chest_rotation": rotations[:, J32["Spine1"]],
         "head_rotation": head_rotation,
     }
 
@@ -284,11 +271,12 @@ def assemble(body, plan):
     offsets = bone_offsets(body)
     local = identity_rotations(n)
     root_rotation = rot_z(plan.yaw)
-    local[:, 0] = root_rotation
-    local[:, 11], local[:, 12], local[:, 13] = spine_rotations(plan.spine)
+    local[:, J32["Hip"]] = root_rotation
+    set_spine(local, plan.spine)
     landmarks = trunk_landmarks(body, plan.spine)
     chest = landmarks["chest_rotation"]
-    for side, (up_leg, knee, ankle) in enumerate(((1, 2, 3), (6, 7, 8))):
+    for side in (RIGHT, LEFT):
+        up_leg, knee, ankle = side_joints(side, "UpLeg", "Leg", "Foot")
         hip = offsets[up_leg]
         target = np.einsum("nji,nj->ni", root_rotation, plan.ankles[:, side] - plan.root) - hip
         foot_rotation = rot_z(plan.foot_yaw[:, side]) @ rot_y(-plan.foot_pitch[:, side])
@@ -299,13 +287,14 @@ def assemble(body, plan):
                                                        MIN_KNEE_INTERIOR)
         shank = root_rotation @ local[:, up_leg] @ local[:, knee]
         local[:, ankle] = np.swapaxes(shank, -1, -2) @ foot_rotation
-    for side, (shoulder, elbow) in enumerate(((25, 26), (17, 18))):
+    for side in (RIGHT, LEFT):
+        shoulder, elbow = side_joints(side, "Arm", "ForeArm")
         relative = plan.wrists[:, side] - landmarks["shoulders"][:, side]
         target = np.einsum("nji,nj->ni", chest, relative)
         pole = np.einsum("nji,nj->ni", chest, plan.elbow_poles[:, side])
         local[:, shoulder], local[:, elbow] = two_bone_ik(target, body.upper_arm, body.forearm,
                                                           pole, MIN_ELBOW_INTERIOR)
-    positions, _ = forward_kinematics(offsets, local, plan.root)
+    positions, _ = pose_body(offsets, local, plan.root)
     return positions
 
 

@@ -18,17 +18,25 @@ gives a highlight: enough for the network to see volume without a real rasterise
 Only cv2 drawing primitives and numpy are used: a 1000x1000 frame takes a few ms.
 """
 import dataclasses
-import hashlib
 
 import cv2
 import numpy as np
 
-# Joint indices into the 32 of data_prep.h36m.JOINTS_32 (named here for readability).
-HIP, R_UPLEG, R_KNEE, R_ANKLE, R_TOE, R_TOE_SITE = 0, 1, 2, 3, 4, 5
-L_UPLEG, L_KNEE, L_ANKLE, L_TOE, L_TOE_SITE = 6, 7, 8, 9, 10
-THORAX, NECK, HEAD, HEAD_SITE = 12, 13, 14, 15
-L_SHOULDER, L_ELBOW, L_WRIST, L_HAND_END = 17, 18, 19, 22
-R_SHOULDER, R_ELBOW, R_WRIST, R_HAND_END = 25, 26, 27, 30
+from data_prep.h36m import J32
+from data_prep.synth import stable_seed
+
+# The joints the body is drawn on, by what they are in the body (JOINTS_32's own names differ:
+# RightLeg is the knee, Spine1 the thorax...).
+HIP, R_UPLEG, R_KNEE, R_ANKLE, R_TOE, R_TOE_SITE = (
+    J32[name] for name in ("Hip", "RightUpLeg", "RightLeg", "RightFoot", "RightToeBase",
+                           "RightToeSite"))
+L_UPLEG, L_KNEE, L_ANKLE, L_TOE, L_TOE_SITE = (
+    J32[name] for name in ("LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase", "LeftToeSite"))
+THORAX, NECK, HEAD, HEAD_SITE = (J32[name] for name in ("Spine1", "Neck", "Head", "HeadSite"))
+L_SHOULDER, L_ELBOW, L_WRIST, L_HAND_END = (
+    J32[name] for name in ("LeftArm", "LeftForeArm", "LeftHand", "LeftWristEnd"))
+R_SHOULDER, R_ELBOW, R_WRIST, R_HAND_END = (
+    J32[name] for name in ("RightArm", "RightForeArm", "RightHand", "RightWristEnd"))
 
 # Sub-pixel precision of cv2 drawing calls (coordinates are multiplied by 2**SHIFT).
 SHIFT = 4
@@ -85,11 +93,6 @@ HAIR_COLOURS = ((20, 20, 25), (30, 45, 70), (40, 70, 110), (90, 130, 170), (150,
 SHOE_COLOURS = ((25, 25, 25), (240, 240, 240), (40, 50, 90), (90, 60, 40), (60, 60, 60))
 
 
-def _stable_seed(text):
-    """A seed that is the same in every process (unlike hash(), which is salted per run)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
-
-
 def _hsv_to_bgr(hue, saturation, value):
     """One colour from OpenCV's HSV (hue 0-179, saturation and value 0-255) to a BGR tuple."""
     pixel = np.array([[[hue, saturation, value]]], dtype=np.uint8)
@@ -98,7 +101,7 @@ def _hsv_to_bgr(hue, saturation, value):
 
 def appearance_for_subject(subject: str) -> Appearance:
     """The clothes, skin, hair and build of a subject, the same every time for the same name."""
-    rng = np.random.default_rng(_stable_seed("appearance/" + subject))
+    rng = np.random.default_rng(stable_seed("appearance", subject))
     shirt = _hsv_to_bgr(rng.integers(0, 180), rng.integers(90, 256), rng.integers(110, 240))
     # Trousers are darker and less saturated than shirts, as they mostly are.
     trousers = _hsv_to_bgr(rng.integers(0, 180), rng.integers(20, 160), rng.integers(40, 150))

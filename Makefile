@@ -31,22 +31,27 @@ space := $(empty) $(empty)
 ACTIONS_TAG := $(if $(strip $(ACTIONS)),-$(subst $(space),-,$(strip $(ACTIONS))))
 LMDB_DIR ?= data/lmdb/$(notdir $(H36M_ROOT))$(ACTIONS_TAG)
 LMDB_FLAGS ?=
-# Table 2 variant (baseline, multi-reg, 2d-cls, full) and training-set size for `make solver`
+# Table 2 variant (baseline, multi-reg, 2d-cls, full) of `make solver`, `make train`
 VARIANT ?= full
-TRAIN_SIZE ?=
-# `make train`: schedule (paper or demo) and run folder; `make evaluate` reads the same run
+# `make solver`, `make train`: schedule (paper or demo) and run folder; `make evaluate` reads
+# the same run
 SCHEDULE ?= paper
-# GPUs for demo, train, train-stages, solver and evaluate (the first one): e.g. GPUS=0, or
+# GPUs for demo, train, solver and evaluate (the first one): e.g. GPUS=0, or
 # GPUS=0,1,2,3 for Caffe's NCCL across several (needs `make setup CAFFE_DEVICE=gpu`); empty: CPU
 GPUS ?=
 comma := ,
 GPU_LIST := $(subst $(comma),$(space),$(strip $(GPUS)))
 RUN ?= runs/$(VARIANT)-$(SCHEDULE)$(ACTIONS_TAG)
+# QUIET=1: no progress lines from demo, train, evaluate and ablation (for scripts and CI)
+QUIET ?=
+QUIET_FLAG := $(if $(QUIET),--quiet)
+# extra flags for tools/make_solver.py (e.g. SOLVER_FLAGS=--force, or "--set batch_size=64")
+SOLVER_FLAGS ?=
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver train-stages clean
+.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -67,7 +72,7 @@ test-project:  ## the project's pytest suite
 	$(VPY) -m pytest tests
 
 demo: lmdb  ## the main job: synthetic dataset, LMDBs, demo training, evaluation, figures (runs/demo)
-	$(VPY) tools/demo.py --lmdb $(LMDB_DIR) --run runs/demo $(if $(GPUS),--gpus $(GPUS))
+	$(VPY) tools/demo.py --lmdb $(LMDB_DIR) --run runs/demo $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
 
 smoke: setup  ## smoke run of the toolchain: a tiny generated net trained with `caffe train`
 	$(VPY) tools/smoke_train.py --out runs/smoke --force
@@ -80,12 +85,13 @@ synth: setup  ## write the synthetic Human3.6M (raw layout) to SYNTH_ROOT, unles
 synth-sheet: synth  ## contact sheet PNG of the synthetic frames with their 2D joints
 	$(VPY) tools/contact_sheet.py --root $(SYNTH_ROOT) --out runs/synth/contact_sheet.png
 
-lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the synthetic set)
+lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the synthetic set); the first time also solver/h36m.prototxt
 	@if [ "$(H36M_ROOT)" = "$(SYNTH_ROOT)" ]; then $(MAKE) --no-print-directory synth; fi
 	@if [ -d "$(LMDB_DIR)" ] && [ -z "$(findstring --force,$(LMDB_FLAGS))" ]; then \
 	  echo "$(LMDB_DIR) exists (make lmdb LMDB_FLAGS=--force rebuilds it)"; \
 	else $(VPY) -m data_prep.make_lmdb --root $(H36M_ROOT) --out $(LMDB_DIR) \
 	  $(if $(ACTIONS),--actions $(ACTIONS)) $(LMDB_FLAGS); fi
+	@if [ ! -e solver/h36m.prototxt ]; then $(MAKE) --no-print-directory solver; fi
 
 bench: bench-data  ## speed: Caffe vs PyTorch (interleaved) and the machine's limit, before/after the speed patches (runs/bench/speed.json)
 	$(VPY) tools/bench.py
@@ -101,10 +107,10 @@ bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training 
 
 train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an interrupted run)
 	$(VPY) tools/train.py --variant $(VARIANT) --lmdb $(LMDB_DIR) --schedule $(SCHEDULE) --run $(RUN) \
-	  $(if $(GPUS),--gpus $(GPUS))
+	  $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
 
 evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
-	$(VPY) tools/evaluate.py --run $(RUN) $(if $(GPUS),--gpu $(firstword $(GPU_LIST)))
+	$(VPY) tools/evaluate.py --run $(RUN) $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(QUIET_FLAG)
 
 report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
 	$(VPY) tools/report.py --run $(RUN)
@@ -113,18 +119,14 @@ ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default
 	$(MAKE) --no-print-directory lmdb ACTIONS="$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))"
 	$(VPY) tools/ablation.py --schedule $(SCHEDULE) \
 	  --lmdb data/lmdb/$(notdir $(H36M_ROOT))-$(subst $(space),-,$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))) \
-	  --out runs/ablation-$(SCHEDULE)
+	  --out runs/ablation-$(SCHEDULE) $(QUIET_FLAG)
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py
 
-solver: setup  ## solver/h36m.prototxt + h36m_stage2.prototxt (and solver/nets/) for LMDB_DIR, or TRAIN_SIZE images of random data
-	$(VPY) solver/pose_solver.py $(if $(TRAIN_SIZE),--train-size $(TRAIN_SIZE),--lmdb $(LMDB_DIR)) \
-	  --variant $(VARIANT) --schedule $(SCHEDULE) $(if $(GPUS),--gpus $(words $(GPU_LIST)))
-
-train-stages: setup  ## caffe train stage 1 (lambda_2D 0.1), then stage 2 (0.01) from its .solverstate
-	$(VPY) tools/train_stages.py --stage1 solver/h36m.prototxt --stage2 solver/h36m_stage2.prototxt \
-	  --log-dir runs/h36m $(if $(GPUS),--gpus $(GPUS))
+solver: setup  ## run folder RUN for LMDB_DIR and solver/h36m.prototxt -> its solver, for `caffe train -solver solver/h36m.prototxt`
+	$(VPY) tools/make_solver.py --lmdb $(LMDB_DIR) --variant $(VARIANT) --schedule $(SCHEDULE) \
+	  --run $(RUN) $(if $(GPUS),--gpus $(GPUS)) $(SOLVER_FLAGS)
 
 clean:  ## remove the venv and setup logs (the Caffe build cache in ~/.cache is kept)
 	rm -rf $(VENV) build

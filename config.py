@@ -18,6 +18,11 @@ from pathlib import Path
 from data_prep.h36m import JOINTS_17
 
 
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with the key and the fix in its message."""
+
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     # ---- pose representation
@@ -37,6 +42,12 @@ class Config:
     # ASSUMPTION: JPEG quality of the crops stored in the image LMDB
     jpeg_quality: int = 95
     input_size: int = 225                # random (train) / centre (test) 225 x 225 crop [sec. 3.1, 4]
+    # "Data augmentation based on the principal component analysis of training images [25]"
+    # [sec. 4]; ASSUMPTION: [25]'s (AlexNet's) strength, alpha_i ~ N(0, 0.1)
+    pca_std: float = 0.1
+    # ASSUMPTION: seed of the data layer's shuffles, random crops and colour shifts (a batch
+    # depends only on it and its index)
+    data_seed: int = 0
 
     # ---- network: ZFNet filter sizes and strides with fewer feature maps [sec. 3.1, Fig. 1]
     conv_kernels: tuple = (7, 5, 3, 3, 3)      # ZFNet [sec. 3.1]
@@ -116,7 +127,7 @@ class Config:
     def validate(self):
         def need(ok, message):
             if not ok:
-                raise ValueError(f"config: {message}")
+                raise ConfigError(f"config: {message}")
         need(self.num_joints == len(JOINTS_17), f"num_joints must be {len(JOINTS_17)} "
              "(the Human3.6M joint set)")
         need(len(set(self.root_joints)) == len(self.root_joints) >= 1,
@@ -124,6 +135,7 @@ class Config:
         need(all(0 <= r < self.num_joints for r in self.root_joints + (self.single_root,)),
              "root joints must index the 17 joints")
         need(0 < self.input_size <= self.crop_size, "need 0 < input_size <= crop_size")
+        need(self.pca_std >= 0 and self.data_seed >= 0, "pca_std and data_seed must be >= 0")
         need(self.crop_margin >= 0, "crop_margin must be >= 0")
         need(1 <= self.jpeg_quality <= 100, "jpeg_quality must be within 1 and 100")
         need(set(self.torso_bones) <= set(JOINTS_17[1:]), "torso_bones name non-root joints")
@@ -155,6 +167,11 @@ class Config:
 
 PAPER = Config().validate()
 
+# The keys each stage reads besides the network's: a --set of any other key given to that
+# stage would change nothing there, so it is refused (stage_overrides).
+LMDB_KEYS = frozenset({"crop_size", "crop_margin", "jpeg_quality"})   # make_lmdb
+EVALUATION_KEYS = frozenset({"torso_bones"})                           # evaluate, predict
+
 # Training schedules, applied over PAPER (then a config file and key=value overrides).
 SCHEDULES = {
     "paper": {},                               # section 4 as it is
@@ -179,23 +196,46 @@ def parse_value(field, text):
     return type(default)(text)
 
 
+def _typed_value(field, text):
+    try:
+        return parse_value(field, text)
+    except ValueError:
+        kind = type(field.default).__name__
+        if isinstance(field.default, tuple):
+            kind = f"comma-separated {type(field.default[0]).__name__}s"
+        raise ConfigError(f"config: {field.name}={text!r} is not of type {kind} (default: "
+                          f"{field.default!r})") from None
+
+
 def apply_overrides(cfg, overrides):
-    """overrides: a dict, or a list of "key=value" strings; unknown keys raise ValueError."""
+    """overrides: a dict, or a list of "key=value" strings; unknown keys raise ConfigError."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     if not isinstance(overrides, dict):
         pairs = {}
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep:
-                raise ValueError(f"config: override {item!r} is not key=value")
+                raise ConfigError(f"config: override {item!r} is not key=value")
             pairs[key.strip()] = value.strip()
-        overrides = {k: parse_value(fields[k], v) if k in fields else v for k, v in pairs.items()}
+        overrides = {k: _typed_value(fields[k], v) if k in fields else v for k, v in pairs.items()}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
-        raise ValueError(f"config: unknown keys {unknown}; known keys: {sorted(fields)}")
+        raise ConfigError(f"config: unknown keys {unknown}; known keys: {sorted(fields)}")
     typed = {k: tuple(v) if isinstance(fields[k].default, tuple) else v
              for k, v in overrides.items()}
     return cfg.replace(**typed)
+
+
+def stage_overrides(stage, keys, overrides):
+    """The key=value overrides of a stage that reads only `keys`; ConfigError for the others."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in keys:
+            known = {f.name for f in dataclasses.fields(Config)}
+            why = "is no config key" if key not in known else "changes nothing there"
+            raise ConfigError(f"config: {stage} --set {key}: {key!r} {why}; {stage} reads "
+                              f"{', '.join(sorted(keys))}")
+    return list(overrides)
 
 
 def load_config(path=None, overrides=()):
@@ -206,7 +246,7 @@ def load_config(path=None, overrides=()):
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"config: cannot read {path}: {err}") from None
+            raise ConfigError(f"config: cannot read {path}: {err}") from None
         cfg = apply_overrides(cfg, data)
     return apply_overrides(cfg, list(overrides))
 

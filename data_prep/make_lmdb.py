@@ -4,185 +4,84 @@
     .venv/bin/python -m data_prep.make_lmdb [--root data/synth-h36m] [--out data/lmdb/synth-h36m]
         [--actions Walking ...] [--test-stride 1] [--force]
 
-Per split (train: S1 S5 S6 S7 S8, test: S9 S11 by default) it writes into --out:
-  <split>_images/   LMDB of caffe Datum, JPEG-encoded 250x250 BGR person crops (Caffe's own
-                    format: its Data layer reads it)
-  <split>_poses/    LMDB with the same keys; Datum float_data = 17 x (x, y) joints in crop
-                    pixels, then 17 x (x, y, z) joints in camera coordinates (mm)
-  <split>_index.csv key, subject, action, file stem, camera, frame of every entry
-  manifest.json     counts, skipped and truncated sequences, the training set's mean bone
-                    lengths (scale recovery), mean pixel and RGB PCA (colour augmentation)
-Sequences are processed in parallel; the LMDBs are written by this process, in a temporary
-folder beside --out that is renamed when complete, so an interrupted run leaves nothing
-half-built under --out (and its leftovers are removed by the next run).
+Per split (train: S1 S5 S6 S7 S8, test: S9 S11 by default) it writes a dataset folder in the
+format of data_prep/dataset.py (image and pose LMDBs, the index, manifest.json) into --out;
+each split's manifest section also reports its sequences, stride, skipped and truncated
+sequences and frames without a person. The crop size, margin and JPEG quality come from the
+config (--config, --set). Sequences are cropped in parallel worker processes; this process
+writes through data_prep.dataset.DatasetWriter, which builds in a temporary folder beside
+--out and renames it when complete, so an interrupted run leaves nothing half-built under
+--out (and its leftovers are removed by the next run).
 """
 import argparse
-import csv
-import json
 import multiprocessing
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
-import lmdb
-import numpy as np
 from tqdm import tqdm
 
-from config import PAPER
+from config import ConfigError, LMDB_KEYS, load_config, stage_overrides
 from data_prep.crops import EmptyMask, person_crop
 from data_prep.cli import add_build_options, reject_unknown
-from data_prep.h36m import ACTIONS, JOINTS_17, PARENTS_17, TEST_SUBJECTS, TRAIN_SUBJECTS
+from data_prep.dataset import DatasetWriter, Sample, encode_samples
+from data_prep.h36m import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS
 from data_prep.reader import SequenceError, find_sequences, iter_frames, load_sequence
 
 DEFAULT_ROOT = Path("data/synth-h36m")
-MAP_SIZE = 1 << 40          # LMDB's address space; the files only grow as data is written
-PCA_PIXEL_STRIDE = 4        # every 4th pixel in each direction feeds the colour statistics
 
 
-def _caffe_pb2():
-    """Caffe's protobuf module, imported on first use: only this process writes Datums, and
-    importing caffe would cost each worker process about a second."""
-    from caffe.proto import caffe_pb2
-    return caffe_pb2
-
-
-def encode_jpeg(crop, quality):
-    """JPEG bytes of a BGR crop."""
-    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return jpeg.tobytes()
-
-
-def image_datum(jpeg, height, width):
-    """Serialized Datum of a JPEG-encoded height x width BGR crop."""
-    datum = _caffe_pb2().Datum(channels=3, height=height, width=width, encoded=True,
-                               data=jpeg, label=0)
-    return datum.SerializeToString()
-
-
-def pose_values(joints_2d, joints_3d):
-    """The 85 values of a pose Datum: 17 x (x, y) in crop pixels, then 17 x (x, y, z) in mm."""
-    return np.concatenate([joints_2d.ravel(), joints_3d.ravel()]).astype(np.float64)
-
-
-def pose_datum(values):
-    """Serialized Datum of a pose's values (float_data)."""
-    datum = _caffe_pb2().Datum(channels=values.size, height=1, width=1)
-    datum.float_data.extend(values.tolist())
-    return datum.SerializeToString()
-
-
-def colour_sums(crop):
-    """Count, sum and sum of outer products of the RGB values (0-255) of a crop's pixels.
-    As planes, not pixels: reductions over three interleaved values are slow in numpy. The
-    sums are of integers far below 2 ** 53, exact in any order."""
-    rgb = crop[::PCA_PIXEL_STRIDE, ::PCA_PIXEL_STRIDE, ::-1].transpose(2, 0, 1)
-    planes = rgb.reshape(3, -1).astype(np.float64)
-    return planes.shape[1], planes.sum(axis=1), np.einsum("ik,jk->ij", planes, planes)
-
-
-CHILDREN = np.array([j for j, p in enumerate(PARENTS_17) if p >= 0])
-PARENTS = np.array([p for p in PARENTS_17 if p >= 0])
-
-
-def bone_lengths(joints):
-    """(17,) length of each joint's bone to its parent (0 for the root), same units."""
-    lengths = np.zeros(len(PARENTS_17))
-    lengths[CHILDREN] = np.linalg.norm(joints[CHILDREN] - joints[PARENTS], axis=-1)
-    return lengths
+def sequence_samples(sequence, data, stride, crop_size, margin, counts):
+    """The Samples of every stride-th frame of a loaded sequence; frames whose mask shows no
+    person are counted in counts["empty_masks"] and left out."""
+    for frame, image, mask, joints_2d, joints_3d in iter_frames(data, stride):
+        try:
+            crop, mapped, _ = person_crop(image, mask, joints_2d, crop_size, margin)
+        except EmptyMask:
+            counts["empty_masks"] += 1
+            continue
+        row = dict(subject=sequence.subject, action=sequence.action, stem=sequence.stem,
+                   camera=sequence.camera, frame=frame)
+        yield Sample(crop, mapped, joints_3d, row)
 
 
 def process_sequence(task):
-    """Crop every stride-th frame of one sequence (runs in a worker process).
+    """Crop and encode every stride-th frame of one sequence (runs in a worker process).
 
-    Returns a dict: entries [(JPEG bytes, pose values, index row)], colour sums, bone
-    length sums, and note / skip messages."""
+    Returns a dict: "encoded" (EncodedSamples), "empty_masks", and "note" / "skip" messages."""
     sequence, stride, crop_size, margin, quality = task
-    result = {"entries": [], "pixels": 0, "rgb_sum": np.zeros(3), "rgb_outer": np.zeros((3, 3)),
-              "bones": np.zeros(len(PARENTS_17)), "skip": None, "note": None, "empty_masks": 0}
     name = f"{sequence.subject}/{sequence.stem}.{sequence.camera}"
+    counts = {"empty_masks": 0}
     try:
         data = load_sequence(sequence)
-        result["note"] = f"{name}: {data.note}" if data.note else None
-        for frame, image, mask, joints_2d, joints_3d in iter_frames(data, stride):
-            try:
-                crop, mapped, _ = person_crop(image, mask, joints_2d, crop_size, margin)
-            except EmptyMask:
-                result["empty_masks"] += 1
-                continue
-            row = [sequence.subject, sequence.action, sequence.stem, sequence.camera, frame]
-            result["entries"].append((encode_jpeg(crop, quality),
-                                      pose_values(mapped, joints_3d), row))
-            count, total, outer = colour_sums(crop)
-            result["pixels"] += count
-            result["rgb_sum"] += total
-            result["rgb_outer"] += outer
-            result["bones"] += bone_lengths(joints_3d)
+        encoded = encode_samples(sequence_samples(sequence, data, stride, crop_size, margin,
+                                                  counts), quality)
     except SequenceError as err:
-        result["skip"] = f"{name}: {err}"
-        result["entries"] = []
-    return result
+        return {"skip": f"{name}: {err}", "note": None, "empty_masks": 0,
+                "encoded": encode_samples([], quality)}
+    return {"skip": None, "note": f"{name}: {data.note}" if data.note else None,
+            "empty_masks": counts["empty_masks"], "encoded": encoded}
 
 
-def colour_statistics(pixels, rgb_sum, rgb_outer):
-    """Mean pixel (BGR) and the PCA of the RGB covariance, as AlexNet's colour augmentation."""
-    mean_rgb = rgb_sum / pixels
-    covariance = rgb_outer / pixels - np.outer(mean_rgb, mean_rgb)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    order = np.argsort(eigenvalues)[::-1]
-    return {"mean_bgr": mean_rgb[::-1].tolist(),
-            "pca": {"eigenvalues": np.sqrt(np.maximum(eigenvalues[order], 0)).tolist(),
-                    "variances": eigenvalues[order].tolist(),
-                    "eigenvectors": eigenvectors[:, order].tolist(),
-                    "space": "RGB, 0-255; eigenvalues are standard deviations (AlexNet's lambda)"}}
-
-
-def open_for_writing(path):
-    """A new LMDB that writes one commit per sequence without waiting for the disk each
-    time (a flush per commit took longer than cropping the synthetic sequences): the
-    caller flushes once when done, and an interrupted build is discarded whole anyway."""
-    return lmdb.open(str(path), map_size=MAP_SIZE, subdir=True, sync=False)
-
-
-def write_split(split, sequences, args, out, pool):
-    """Write one split's LMDBs and index; returns its manifest section and statistics."""
-    images, poses = (open_for_writing(out / f"{split}_{kind}") for kind in ("images", "poses"))
-    stride = args.train_stride if split == "train" else args.test_stride
-    tasks = [(s, stride, PAPER.crop_size, PAPER.crop_margin, PAPER.jpeg_quality)
-             for s in sequences]
-    section = {"count": 0, "sequences": 0, "stride": stride, "skipped": [], "truncated": [],
-               "frames_without_person": 0}
-    totals = {"pixels": 0, "rgb_sum": np.zeros(3), "rgb_outer": np.zeros((3, 3)),
-              "bones": np.zeros(len(PARENTS_17))}
-    with open(out / f"{split}_index.csv", "w", newline="") as handle:
-        index = csv.writer(handle)
-        index.writerow(["key", "subject", "action", "stem", "camera", "frame"])
-        results = pool.imap(process_sequence, tasks)
-        for result in tqdm(results, total=len(tasks), desc=f"lmdb {split}", unit="seq",
-                           disable=args.quiet):
-            if result["skip"]:
-                section["skipped"].append(result["skip"])
-                continue
-            if result["note"]:
-                section["truncated"].append(result["note"])
-            section["sequences"] += 1
-            section["frames_without_person"] += result["empty_masks"]
-            with images.begin(write=True) as image_txn, poses.begin(write=True) as pose_txn:
-                for jpeg, pose, row in result["entries"]:
-                    key = f"{section['count']:08d}".encode()
-                    image_txn.put(key, image_datum(jpeg, PAPER.crop_size, PAPER.crop_size))
-                    pose_txn.put(key, pose_datum(pose))
-                    index.writerow([key.decode(), *row])
-                    section["count"] += 1
-            for name in totals:
-                totals[name] = totals[name] + result[name]
-    for env in (images, poses):
-        env.sync(True)      # the one flush to disk (see open_for_writing)
-        env.close()
-    return section, totals
+def write_split(writer, split, sequences, stride, cfg, pool, quiet):
+    """Crop the sequences in the pool and write them into the writer's split; returns the
+    split's report for the manifest."""
+    split_writer = writer.split(split)
+    tasks = [(s, stride, cfg.crop_size, cfg.crop_margin, cfg.jpeg_quality) for s in sequences]
+    report = {"sequences": 0, "stride": stride, "skipped": [], "truncated": [],
+              "frames_without_person": 0}
+    results = pool.imap(process_sequence, tasks)
+    for result in tqdm(results, total=len(tasks), desc=f"lmdb {split}", unit="seq",
+                       disable=quiet):
+        if result["skip"]:
+            report["skipped"].append(result["skip"])
+            continue
+        if result["note"]:
+            report["truncated"].append(result["note"])
+        report["sequences"] += 1
+        report["frames_without_person"] += result["empty_masks"]
+        split_writer.write(result["encoded"])
+    return report
 
 
 def worker_pool(workers):
@@ -194,50 +93,30 @@ def worker_pool(workers):
                                                      initargs=(threads,))
 
 
-def write_splits(args, work, pool):
-    """Write both splits into the folder `work`; returns the manifest."""
-    manifest = {"root": str(args.root), "crop_size": PAPER.crop_size,
-                "crop_margin": PAPER.crop_margin, "joints": list(JOINTS_17),
-                "parents": list(PARENTS_17), "actions": list(args.actions), "splits": {}}
+def write_splits(args, cfg, writer, pool):
+    """Write both splits through the writer and commit it; returns the manifest."""
+    reports = {}
     for split, subjects in (("train", args.train_subjects), ("test", args.test_subjects)):
         sequences, skips = find_sequences(args.root, subjects, args.actions)
-        section, totals = write_split(split, sequences, args, work, pool)
-        section["subjects"] = list(subjects)
-        section["skipped"] = [f"{s.what}: {s.reason}" for s in skips] + section["skipped"]
-        manifest["splits"][split] = section
-        if split == "train":
-            if section["count"] == 0:
-                raise ValueError(f"no training frames in {args.root} for subjects "
-                                 f"{' '.join(subjects)} and the chosen actions")
-            manifest.update(colour_statistics(totals["pixels"], totals["rgb_sum"],
-                                              totals["rgb_outer"]))
-            manifest["bone_lengths_mm"] = {
-                JOINTS_17[j]: totals["bones"][j] / section["count"]
-                for j, p in enumerate(PARENTS_17) if p >= 0}
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+        stride = args.train_stride if split == "train" else args.test_stride
+        report = write_split(writer, split, sequences, stride, cfg, pool, args.quiet)
+        report["subjects"] = list(subjects)
+        report["skipped"] = [f"{s.what}: {s.reason}" for s in skips] + report["skipped"]
+        reports[split] = report
+    settings = {"root": str(args.root), "crop_margin": cfg.crop_margin,
+                "actions": list(args.actions)}
+    return writer.commit(settings, reports)
 
 
 def build(args, pool=None):
-    """Build the LMDBs of args into args.out; returns the manifest. pool: worker_pool's
-    processes to crop with (a benchmark keeps them started), else new ones for this build."""
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)        # left by an interrupted run
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    """Build the dataset folder of args into args.out; returns the manifest. pool:
+    worker_pool's processes to crop with (a benchmark keeps them started), else new ones."""
+    cfg = args.config
+    with DatasetWriter(args.out, cfg.crop_size, cfg.jpeg_quality) as writer:
         if pool is None:
             with worker_pool(args.workers) as pool:
-                manifest = write_splits(args, work, pool)
-        else:
-            manifest = write_splits(args, work, pool)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return manifest
+                return write_splits(args, cfg, writer, pool)
+        return write_splits(args, cfg, writer, pool)
 
 
 def parse_args(argv):
@@ -258,8 +137,16 @@ def parse_args(argv):
     parser.add_argument("--test-stride", type=int, default=1,
                         help="use every n-th test frame; 5 or 64 are common on the real "
                              "dataset (default: %(default)s)")
+    parser.add_argument("--config", type=Path, help="JSON file of config overrides")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides that shape the crops: "
+                             f"{', '.join(sorted(LMDB_KEYS))}")
     add_build_options(parser)
     args = parser.parse_args(argv)
+    try:
+        args.config = load_config(args.config, stage_overrides("make_lmdb", LMDB_KEYS, args.set))
+    except ConfigError as err:
+        parser.error(str(err))
     reject_unknown(parser, "action", args.actions, ACTIONS)
     if min(args.train_stride, args.test_stride, args.workers) < 1:
         parser.error("--train-stride, --test-stride and --workers must be at least 1")

@@ -1,91 +1,24 @@
 """Figures of the paper from Caffe logs and evaluation results.
 
-    parse_caffe_log(text)        train / test outputs per iteration of a `caffe train` log
     plot_loss_curves(runs, path) Fig. 4: training and test 3D loss per iteration, one curve pair per run
     action_bars_figure(series)   MPJPE per action of several series (models, baseline, paper)
     plot_action_bars(...)        one model's MPJPE per action, beside a baseline and the paper's numbers
     draw_skeleton_3d(ax, pose)   one 17-joint 3D skeleton on matplotlib 3D axes
     plot_qualitative(...)        Fig. 5: input crop, ground truth and predicted skeletons per example
 
-Every plot function creates the parent folders of its PNG, closes its figure and returns the path.
+Every plot function creates the parent folders of its PNG and returns the path.
 """
 import math
-import re
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-import numpy as np  # noqa: E402
-
-from data_prep.h36m import PARENTS_17, RIGHT_17  # noqa: E402
+from data_prep.h36m import PARENTS_17, RIGHT_17
 
 LEFT_17 = (4, 5, 6, 11, 12, 13)
 LEFT_COLOUR, RIGHT_COLOUR, CENTRE_COLOUR = "tab:red", "tab:blue", "black"
 DPI = 120
-
-_VALUE = r"(-?nan|-?inf|[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)"
-# "Iteration 20 (97 iter/s, 0.05s/5 iters), loss = 0.25" (BVLC since 2017), or
-# "Iteration 20, loss = 0.25" (older Caffe; also the final line after training)
-TRAIN_DISPLAY = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE + r"\s*$")
-# "Iteration 10, Testing net (#0)"
-TEST_START = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
-# "    Train net output #0: loss_3D = 4.2 (* 0.1 = 0.42 loss)"; the weight part is absent for
-# outputs that are not losses (an accuracy, say)
-NET_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = " + _VALUE +
-                        r"(?: \(\* " + _VALUE + r" = " + _VALUE + r" loss\))?\s*$")
-
-
-def _complete_lines(text):
-    """The lines of a log, without a last line that the writer had not finished (no newline)."""
-    lines = text.splitlines()
-    if lines and not text.endswith(("\n", "\r")):
-        lines.pop()
-    return lines
-
-
-def parse_caffe_log(text):
-    """Outputs of a `caffe train` log per iteration:
-
-        {"train": [(iteration, {name: value})], "test": [(iteration, {name: value})]}
-
-    A train entry comes from each display line ("Iteration N (...), loss = X" or the older
-    "Iteration N, loss = X", which is also the final line) and holds "loss": X, the weighted
-    total, plus the unweighted value of each "Train net output" line after it (an output named
-    "loss" thus overrides the total, which equals it for a weight of 1). A test entry comes from
-    each "Testing net (#0)" block; other test nets are skipped. An iteration seen twice keeps its
-    first entry; a test block without outputs and an unfinished last line are dropped, so a log
-    cut off mid-way parses to what it holds. Entries are sorted by iteration.
-    """
-    entries = {"train": {}, "test": {}}
-    current = None   # the outputs dict that the next "net output" lines belong to, or None
-    current_kind = None
-    for line in _complete_lines(text):
-        display = TRAIN_DISPLAY.search(line)
-        if display:
-            iteration, total = int(display.group(1)), float(display.group(2))
-            current_kind = "train"
-            if iteration in entries["train"]:
-                current = {}   # a repeated iteration: its outputs go nowhere
-            else:
-                current = entries["train"][iteration] = {"loss": total}
-            continue
-        test = TEST_START.search(line)
-        if test:
-            iteration, net_index = int(test.group(1)), int(test.group(2))
-            if net_index == 0 and iteration not in entries["test"]:
-                current, current_kind = entries["test"].setdefault(iteration, {}), "test"
-            else:
-                current, current_kind = None, None
-            continue
-        output = NET_OUTPUT.search(line)
-        if output and current is not None and output.group(1).lower() == current_kind:
-            current[output.group(2)] = float(output.group(3))
-    return {kind: sorted((iteration, outputs) for iteration, outputs in by_iteration.items()
-                         if outputs)
-            for kind, by_iteration in entries.items()}
-
 
 def _selected_outputs(run, outputs):
     """The output names whose sum is a run's 3D loss: the given ones, else every name starting
@@ -107,8 +40,9 @@ def summed_curve(entries, names):
 
 
 def loss_curve_figure(runs, outputs=None, title="3D pose loss"):
-    """Fig. 4 as an open matplotlib figure (see plot_loss_curves); the caller closes it."""
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    """Fig. 4 as a matplotlib Figure (see plot_loss_curves)."""
+    figure = Figure(figsize=(7, 4.5))
+    ax = figure.subplots()
     all_values = []
     for index, (label, run) in enumerate(runs.items()):
         colour = f"C{index}"
@@ -131,11 +65,11 @@ def loss_curve_figure(runs, outputs=None, title="3D pose loss"):
 
 
 def save_figure(figure, path):
-    """Save a figure as a PNG (creating the folders), close it and return the path."""
+    """Save a figure as a PNG (creating the folders) and return the path. Figures are made
+    without pyplot, so nothing global (backend, open figures) is touched or left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI)
-    plt.close(figure)
     return path
 
 
@@ -148,11 +82,12 @@ def plot_loss_curves(runs, path, outputs=None, title="3D pose loss"):
 
 
 def action_bars_figure(series, title="MPJPE per action"):
-    """Grouped bars of MPJPE per action as an open matplotlib figure; series is a list of
+    """Grouped bars of MPJPE per action as a matplotlib Figure; series is a list of
     (label, {action: mm}); the actions are those of the first series, in its order, and an
     action missing from a later series has no bar there."""
     actions = list(series[0][1])
-    figure, ax = plt.subplots(figsize=(max(7, 0.18 * len(actions) * len(series) + 2), 4.5))
+    figure = Figure(figsize=(max(7, 0.18 * len(actions) * len(series) + 2), 4.5))
+    ax = figure.subplots()
     width = 0.8 / len(series)
     positions = np.arange(len(actions))
     for index, (name, values) in enumerate(series):
@@ -221,13 +156,13 @@ def draw_skeleton_3d(ax, pose, title=""):
 
 def qualitative_figure(crops, ground_truth, predictions,
                        labels=("without 2D-cls", "with 2D-cls")):
-    """Fig. 5 as an open matplotlib figure (see plot_qualitative)."""
+    """Fig. 5 as a matplotlib Figure (see plot_qualitative)."""
     if len(labels) != len(predictions):
         raise ValueError(f"{len(predictions)} prediction sets but {len(labels)} labels")
     ground_truth = np.asarray(ground_truth, dtype=float)
     predictions = [np.asarray(prediction, dtype=float) for prediction in predictions]
     count, columns = len(crops), 2 + len(predictions)
-    figure = plt.figure(figsize=(2.6 * columns, 2.6 * count))
+    figure = Figure(figsize=(2.6 * columns, 2.6 * count))
     for row in range(count):
         image_ax = figure.add_subplot(count, columns, row * columns + 1)
         image_ax.imshow(np.asarray(crops[row])[..., ::-1])

@@ -1,14 +1,8 @@
 """Training data: Human3.6M crops from LMDB with the paper's augmentation, prepared ahead by
 worker threads or processes, sharded across the GPUs of a multi-GPU run.
 
-Dataset folder (written by `make lmdb`), per split ("train", "test"):
-  <dir>/<split>_images/  LMDB, key = 8-digit zero-padded index ("00000000"), value = Datum
-                         (3 x 250 x 250, encoded=True, data = JPEG of the BGR crop)
-  <dir>/<split>_poses/   LMDB, same keys, value = Datum (85 x 1 x 1) whose float_data holds
-                         17 x (x, y) 2D joints in crop pixels, then 17 x (x, y, z) 3D joints (mm)
-  <dir>/manifest.json    {"crop_size": 250, "splits": {split: {"count": N}}, "mean_bgr": [b, g, r],
-                          "pca": {"eigenvalues": [3], "eigenvectors": [[3x3]]}} (RGB, 0-255 scale,
-                          eigenvectors are the columns); other keys are ignored
+Dataset folder: written by `make lmdb` in the format of data_prep/dataset.py, which also
+reads it (records, manifest: crop size, mean pixel, colour PCA); this layer only augments.
 
 Augmentation. TRAIN: a random input_size x input_size crop of the 250 x 250 crop (offsets
 uniform over all positions) and AlexNet's PCA colour shift (alpha_i ~ N(0, pca_std), shift =
@@ -82,46 +76,12 @@ import time
 import weakref
 from pathlib import Path
 
-import cv2
-import lmdb
 import numpy as np
 
 import caffe
-from caffe.proto import caffe_pb2
-
-NUM_JOINTS = 17
-POSE_VALUES = NUM_JOINTS * 2 + NUM_JOINTS * 3
-KEY_DIGITS = 8
+from data_prep.dataset import NUM_JOINTS, Dataset
 # how often (s) a blocked thread looks whether the loader was closed
 POLL_SECONDS = 0.1
-
-
-def decode_image(datum_bytes):
-    """Serialized Datum (JPEG-encoded or raw C x H x W) -> uint8 (H, W, 3) BGR image."""
-    datum = caffe_pb2.Datum()
-    datum.ParseFromString(datum_bytes)
-    if datum.encoded:
-        image = cv2.imdecode(np.frombuffer(datum.data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError("decode_image: the Datum's data is not a decodable image")
-    else:
-        image = np.frombuffer(datum.data, dtype=np.uint8).reshape(
-            datum.channels, datum.height, datum.width).transpose(1, 2, 0)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"decode_image: expected a 3-channel image, got shape {image.shape}")
-    return image
-
-
-def decode_pose(datum_bytes):
-    """Serialized pose Datum -> (joints_2d (17, 2) crop pixels, joints_3d (17, 3) mm), float32."""
-    datum = caffe_pb2.Datum()
-    datum.ParseFromString(datum_bytes)
-    values = np.asarray(datum.float_data, dtype=np.float32)
-    if values.size != POSE_VALUES:
-        raise ValueError(f"decode_pose: expected {POSE_VALUES} float_data values "
-                         f"(17 x 2 then 17 x 3), got {values.size}")
-    split = NUM_JOINTS * 2
-    return values[:split].reshape(NUM_JOINTS, 2), values[split:].reshape(NUM_JOINTS, 3)
 
 
 def crop_offsets(rng, crop_size, input_size, train):
@@ -161,64 +121,6 @@ def pca_color_shift(rng, eigenvalues, eigenvectors, std=0.1):
     return shift_rgb[::-1].copy()
 
 
-def lmdb_key(index):
-    """Key of sample `index`: 8-digit zero-padded ASCII."""
-    return f"{index:0{KEY_DIGITS}d}".encode("ascii")
-
-
-def load_manifest(directory, split):
-    """Read and check <dir>/manifest.json and the split's LMDB folders; returns the manifest."""
-    hint = "run `make lmdb` to build the dataset, or fix the \"dir\" parameter"
-    path = os.path.join(directory, "manifest.json")
-    if not os.path.isfile(path):
-        raise ValueError(f"H36M data: no manifest at {path}; {hint}")
-    with open(path) as handle:
-        manifest = json.load(handle)
-    for key in ("crop_size", "splits", "mean_bgr", "pca"):
-        if key not in manifest:
-            raise ValueError(f"H36M data: {path} lacks \"{key}\"; {hint}")
-    if split not in manifest["splits"]:
-        raise ValueError(f"H36M data: {path} has no split \"{split}\" "
-                         f"(has {sorted(manifest['splits'])}); {hint}")
-    for kind in ("images", "poses"):
-        folder = os.path.join(directory, f"{split}_{kind}")
-        if not os.path.isdir(folder):
-            raise ValueError(f"H36M data: LMDB {folder} is missing; {hint}")
-    return manifest
-
-
-# py-lmdb refuses to open one environment twice in a process, yet a TRAIN and a TEST net (or a
-# layer and a test's loader) may read the same split: loaders share one handle per path,
-# counted, closed with its last user. The only module state; guarded by its lock.
-_SHARED_ENVS = {}
-_SHARED_ENVS_LOCK = threading.Lock()
-
-
-def _open_shared_env(path):
-    """Open (or share) the read-only LMDB at path; pair every call with _release_shared_env."""
-    key = os.path.realpath(path)
-    with _SHARED_ENVS_LOCK:
-        if key not in _SHARED_ENVS:
-            # lock=False: the LMDBs are read-only during training, so readers need no lock
-            # file (which also allows read-only dataset folders); readahead=False suits the
-            # random access of shuffled epochs
-            env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=256)
-            _SHARED_ENVS[key] = [env, 0]
-        _SHARED_ENVS[key][1] += 1
-        return _SHARED_ENVS[key][0]
-
-
-def _release_shared_env(path):
-    """Drop one user of the LMDB at path; the last one closes it."""
-    key = os.path.realpath(path)
-    with _SHARED_ENVS_LOCK:
-        entry = _SHARED_ENVS[key]
-        entry[1] -= 1
-        if entry[1] == 0:
-            entry[0].close()
-            del _SHARED_ENVS[key]
-
-
 @dataclasses.dataclass
 class Batch:
     """One batch: network inputs and labels, plus the sample indices (for tests and debugging)."""
@@ -236,49 +138,30 @@ class _BatchMaker:
 
     def __init__(self, directory, split, batch_size, input_size, train, shuffle, seed, pca_std,
                  limit=0):
-        manifest = load_manifest(directory, split)
-        self.crop_size = int(manifest["crop_size"])
+        dataset = Dataset(directory)
+        self.crop_size = dataset.crop_size
         if not 0 < input_size <= self.crop_size:
             raise ValueError(f"H36M data: input_size {input_size} must be in "
                              f"[1, crop_size {self.crop_size}]")
         if batch_size < 1:
             raise ValueError(f"H36M data: batch_size must be >= 1, got {batch_size}")
-        self.count = int(manifest["splits"][split]["count"])
-        self.mean_bgr = np.asarray(manifest["mean_bgr"], dtype=np.float32).reshape(3)
-        self.eigenvalues = np.asarray(manifest["pca"]["eigenvalues"], dtype=np.float64)
-        self.eigenvectors = np.asarray(manifest["pca"]["eigenvectors"], dtype=np.float64)
+        if limit < 0:
+            raise ValueError(f"H36M data: limit must be >= 0 (0: all samples), got {limit}")
+        self.mean_bgr = dataset.mean_bgr
+        self.eigenvalues, self.eigenvectors = dataset.pca
         self.batch_size, self.input_size = int(batch_size), int(input_size)
         self.train, self.shuffle, self.seed = bool(train), bool(shuffle), int(seed)
         self.pca_std = float(pca_std) if train else 0.0
-        if limit < 0:
-            raise ValueError(f"H36M data: limit must be >= 0 (0: all samples), got {limit}")
-        self.images = self._open(os.path.join(directory, f"{split}_images"))
-        try:
-            self.poses = self._open(os.path.join(directory, f"{split}_poses"))
-        except Exception:
-            _release_shared_env(self.images[0])
-            raise
-        self._orders = {}
-        self._orders_lock = threading.Lock()
-        self._closed = False
+        self.reader = dataset.open(split)
+        self.count = self.reader.count
         if limit:
             self.count = min(self.count, int(limit))   # the stream wraps after these samples
-
-    def _open(self, path):
-        env = _open_shared_env(path)
-        entries = env.stat()["entries"]
-        if entries != self.count:
-            _release_shared_env(path)
-            raise ValueError(f"H36M data: LMDB {path} holds {entries} entries but the manifest "
-                             f"says {self.count}; run `make lmdb` again")
-        return path, env
+        self._orders = {}
+        self._orders_lock = threading.Lock()
 
     def close(self):
         """Release the LMDBs (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            for path, _ in (self.images, self.poses):
-                _release_shared_env(path)
+        self.reader.close()
 
     def epoch_order(self, epoch):
         """Sample indices in the order epoch `epoch` visits them (seeded with seed + epoch)."""
@@ -323,24 +206,17 @@ class _BatchMaker:
         rng = self.batch_rng(batch_index)
         size = self.input_size
         images, joints_2d, joints_3d = out.images, out.joints_2d, out.joints_3d
-        with self.images[1].begin() as image_txn, self.poses[1].begin() as pose_txn:
-            for slot, index in enumerate(indices):
-                key = lmdb_key(int(index))
-                image_bytes, pose_bytes = image_txn.get(key), pose_txn.get(key)
-                if image_bytes is None or pose_bytes is None:
-                    raise KeyError(f"H36M data: key {key.decode()} missing from the LMDBs; "
-                                   f"run `make lmdb` again")
-                image = decode_image(image_bytes)
-                pose_2d, joints_3d[slot] = decode_pose(pose_bytes)
-                dy, dx = crop_offsets(rng, self.crop_size, size, self.train)
-                window, joints_2d[slot] = crop(image, pose_2d, dy, dx, size)
-                # one per-pixel offset: minus the mean, plus the colour shift (TRAIN only; drawn
-                # even when pca_std = 0 so the crops do not depend on pca_std)
-                offset = -self.mean_bgr
-                if self.train:
-                    offset = offset + pca_color_shift(
-                        rng, self.eigenvalues, self.eigenvectors, self.pca_std).astype(np.float32)
-                to_planes(window, offset, images[slot])
+        for slot, (_, image, pose_2d, pose_3d) in enumerate(self.reader.records(indices)):
+            joints_3d[slot] = pose_3d
+            dy, dx = crop_offsets(rng, self.crop_size, size, self.train)
+            window, joints_2d[slot] = crop(image, pose_2d, dy, dx, size)
+            # one per-pixel offset: minus the mean, plus the colour shift (TRAIN only; drawn
+            # even when pca_std = 0 so the crops do not depend on pca_std)
+            offset = -self.mean_bgr
+            if self.train:
+                offset = offset + pca_color_shift(
+                    rng, self.eigenvalues, self.eigenvectors, self.pca_std).astype(np.float32)
+            to_planes(window, offset, images[slot])
         return out
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The paper's network and its Table 2 ablations as Caffe nets (sections 3 and 4, Fig. 1-2).
 
-    make_net(cfg, variant, phase, lambda_2d=None, data="dummy") -> caffe.NetSpec
+    make_net(cfg, variant, phase, data="dummy", gpus=1, train_size=REAL_TRAIN_SIZE) -> NetSpec
 
 variant: baseline (one root, separate 2D and 3D branches, Fig. 1), multi-reg (six fc2_3D root
 heads, sec. 3.3), 2d-cls (2D softmax fed to the 3D branch, sec. 3.2), full (both).
@@ -12,7 +12,11 @@ Structure (names as in the paper where it names them):
   conv1..conv5 (ZFNet sizes/strides), each + BatchNorm + Scale + ReLU; max-pool after
   conv1, conv2, conv5.
   2D branch: fc1_2D (+BN, Scale, ReLU, dropout) -> fc2_2D -> scores_2D (N, Nj, Ng^2)
-             -> loss_2D = SoftLabelLoss(scores_2D, joints_2D), loss weight lambda_2D.
+             -> loss_2D = SoftLabelLoss(scores_2D, joints_2D) -> loss_2D_weighted = lambda_2D
+             x loss_2D (loss weight 1) by ScheduledLossWeight (layers/loss_schedule.py), whose
+             lambda_2D follows section 4's schedule over the iterations of train_size images
+             (0.1, then 0.01 after the switch epoch), so one `caffe train` runs all of it;
+             its second top, lambda_2D, shows the weight in Caffe's log.
   3D branch: fc1_3D (+BN, Scale, ReLU, dropout); with 2D-cls also probs_2D = softmax over the
              Ng^2 cells -> fc_probs_2D (+BN, Scale, ReLU, dropout) with propagate_down false
              (no gradient into the 2D branch), concatenated with fc1_3D as fc_2D-3D.
@@ -20,8 +24,11 @@ Structure (names as in the paper where it names them):
              joint r; loss_3D_root<r> is a Euclidean loss against target_3D_root<r> with loss
              weight 2 lambda_3D (Caffe's EuclideanLoss halves the squared distance).
 data="dummy": random images and joints from DummyData layers (smoke runs and tests);
-data="input": Input layers the caller fills (tools/gpu_check.py);
-data=<folder of `make lmdb`>: the H36MData layer reads the LMDBs (layers/h36m_data.py).
+data="input": Input layers the caller fills (benchmarks/gpu_check.py);
+data=<folder of `make lmdb`>: the H36MData layer reads the LMDBs (layers/h36m_data.py), with
+the config's data seed and colour-augmentation strength.
+train_size: the training images the schedule is counted over; the committed nets use the
+real Human3.6M training set (REAL_TRAIN_SIZE), the nets of a run its dataset's count.
 
 Run as a script to write the committed prototxt: `make prototxt`.
 """
@@ -34,6 +41,11 @@ import caffe
 from caffe import layers as L, params as P
 
 from config import PAPER
+from solver.schedule import lambda_2d_schedule
+
+# Training crops of real Human3.6M (S1 S5 S6 S7 S8, four cameras, every frame;
+# ../shared/REFERENCE.md section 5): the schedule the committed nets are written for.
+REAL_TRAIN_SIZE = 1_559_752
 
 VARIANTS = {
     # name: (multi_reg, cls_2d)                       Table 2
@@ -96,8 +108,8 @@ def data_layers(spec, cfg, phase, data, gpus=1):
         params = {"dir": str(data), "split": "train" if phase == "train" else "test",
                   "batch_size": batch, "input_size": size}
         if phase == "train":
-            params.update(workers=cfg.loader_workers, processes=cfg.loader_processes,
-                          prefetch=cfg.loader_prefetch)
+            params.update(seed=cfg.data_seed, pca_std=cfg.pca_std, workers=cfg.loader_workers,
+                          processes=cfg.loader_processes, prefetch=cfg.loader_prefetch)
         if phase == "test" and cfg.test_images:
             # whole batches of the first test images, the same ones in every test pass
             params["limit"] = -(-cfg.test_images // batch) * batch
@@ -139,15 +151,15 @@ def gpu_batch(cfg, gpus):
     return cfg.batch_size // gpus
 
 
-def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dummy", gpus=1):
-    """NetSpec of one variant and phase; lambda_2d defaults to the first-stage cfg.lambda_2d.
-    gpus: the train net's share of cfg.batch_size on each of that many GPUs."""
+def make_net(cfg=PAPER, variant="full", phase="train", data="dummy", gpus=1,
+             train_size=REAL_TRAIN_SIZE):
+    """NetSpec of one variant and phase. gpus: the train net's share of cfg.batch_size on each
+    of that many GPUs; train_size: the training images lambda_2D's schedule is counted over."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
     _, cls_2d = VARIANTS[variant]
-    lambda_2d = cfg.lambda_2d if lambda_2d is None else lambda_2d
     joints, cells = cfg.num_joints, cfg.grid_size ** 2
     roots = roots_of(cfg, variant)
     with_loss = phase != "deploy"
@@ -170,10 +182,16 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
                                  weight_filler=dict(type="gaussian", std=cfg.init_std_2d_scores))
     spec.scores_2D = L.Reshape(spec.fc2_2D, shape=dict(dim=[0, joints, cells]))
     if with_loss:
-        spec.loss_2D = L.Python(spec.scores_2D, spec.joints_2D, loss_weight=lambda_2d,
+        spec.loss_2D = L.Python(spec.scores_2D, spec.joints_2D,
                                 python_param=dict(module="layers.soft_labels", layer="SoftLabelLoss",
                                                   param_str=json.dumps({"grid_size": cfg.grid_size,
                                                                         "image_size": cfg.input_size})))
+        # the count of iterations is a parameter the solver never changes (lr_mult 0)
+        spec.loss_2D_weighted, spec.lambda_2D = L.Python(
+            spec.loss_2D, ntop=2, loss_weight=[1, 0], param=[dict(lr_mult=0, decay_mult=0)],
+            python_param=dict(module="layers.loss_schedule", layer="ScheduledLossWeight",
+                              param_str=json.dumps(
+                                  {"schedule": lambda_2d_schedule(cfg, train_size)})))
     if cls_2d or phase == "deploy":
         spec.probs_2D = L.Softmax(spec.scores_2D, axis=2)
 
@@ -209,25 +227,24 @@ def make_net(cfg=PAPER, variant="full", phase="train", lambda_2d=None, data="dum
     return spec
 
 
-def net_text(cfg, variant, phase, lambda_2d=None, data="dummy", gpus=1):
+def net_text(cfg, variant, phase, data="dummy", gpus=1, train_size=REAL_TRAIN_SIZE):
     """The prototxt text of a net, with the generated-file header and a name."""
-    proto = make_net(cfg, variant, phase, lambda_2d, data, gpus).to_proto()
+    proto = make_net(cfg, variant, phase, data, gpus, train_size).to_proto()
     proto.name = f"park2016_{variant}_{phase}"
     return HEADER.format(variant=variant, phase=phase) + str(proto)
 
 
-def generated_files(cfg=PAPER, data="dummy", variants=VARIANTS, gpus=1):
-    """{relative path: text} of the prototxt of each variant: train (lambda_2D for the first
-    epochs), train_late (lambda_2D after the switch), test and deploy. With the default
-    data="dummy" these are the committed files; data=<LMDB folder> gives nets that read it;
+def generated_files(cfg=PAPER, data="dummy", variants=VARIANTS, gpus=1,
+                    train_size=REAL_TRAIN_SIZE):
+    """{relative path: text} of the train, test and deploy prototxt of each variant. With the
+    defaults these are the committed files; data=<dataset folder> gives nets that read it;
     gpus: train nets of batch_size / gpus images each, for that many GPUs."""
     files = {}
     for variant in variants:
-        files[f"{variant}/train.prototxt"] = net_text(cfg, variant, "train", data=data, gpus=gpus)
-        files[f"{variant}/train_late.prototxt"] = net_text(
-            cfg, variant, "train", lambda_2d=cfg.lambda_2d_late, data=data, gpus=gpus)
-        files[f"{variant}/test.prototxt"] = net_text(cfg, variant, "test", data=data)
-        files[f"{variant}/deploy.prototxt"] = net_text(cfg, variant, "deploy")
+        for phase in PHASES:
+            files[f"{variant}/{phase}.prototxt"] = net_text(
+                cfg, variant, phase, data=data if phase != "deploy" else "dummy",
+                gpus=gpus if phase == "train" else 1, train_size=train_size)
     return files
 
 
@@ -241,7 +258,7 @@ def write_files(files, out_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write the train/train_late/test/deploy "
+    parser = argparse.ArgumentParser(description="Write the train/test/deploy "
                                      "prototxt of every Table 2 variant (generated files).")
     parser.add_argument("--out", type=Path, default=HERE,
                         help="folder to write <variant>/<net>.prototxt into (default: prototxt/)")

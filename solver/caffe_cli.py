@@ -1,17 +1,88 @@
-"""Running Caffe's command-line tool (`caffe train`, `caffe time`) and reading its logs."""
+"""Running Caffe's command-line tool (`caffe train`, `caffe time`), reading its logs, and
+quieting pycaffe's own log in a command's process."""
+import functools
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-# "Iteration 20 (97 iter/s, 0.05s/5 iters), loss = 0.25" (BVLC since 2017) or
-# "Iteration 20, loss = 0.25" (older Caffe and forks; also the final line after training)
-TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (-?nan|-?inf|[-+0-9.eE]+)")
+_VALUE = r"(-?nan|-?inf|[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)"
+# "Iteration 20 (97 iter/s, 0.05s/5 iters), loss = 0.25" (BVLC since 2017), or
+# "Iteration 20, loss = 0.25" (older Caffe; also the final line after training)
+TRAIN_DISPLAY = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE + r"\s*$")
+# the same anywhere in a text (train_losses)
+TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE)
+# "Iteration 10, Testing net (#0)"
+TEST_START = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
+# "    Train net output #0: loss_3D = 4.2 (* 0.1 = 0.42 loss)"; the weight part is absent for
+# outputs that are not losses (an accuracy, say)
+NET_OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = " + _VALUE +
+                        r"(?: \(\* " + _VALUE + r" = " + _VALUE + r" loss\))?\s*$")
+
+
+def _complete_lines(text):
+    """The lines of a log, without a last line that the writer had not finished (no newline)."""
+    lines = text.splitlines()
+    if lines and not text.endswith(("\n", "\r")):
+        lines.pop()
+    return lines
+
+
+def parse_caffe_log(text):
+    """Outputs of a `caffe train` log per iteration:
+
+        {"train": [(iteration, {name: value})], "test": [(iteration, {name: value})]}
+
+    A train entry comes from each display line ("Iteration N (...), loss = X" or the older
+    "Iteration N, loss = X", which is also the final line) and holds "loss": X, the weighted
+    total, plus the unweighted value of each "Train net output" line after it (an output named
+    "loss" thus overrides the total, which equals it for a weight of 1). A test entry comes from
+    each "Testing net (#0)" block; other test nets are skipped. An iteration seen twice keeps its
+    first entry; a test block without outputs and an unfinished last line are dropped, so a log
+    cut off mid-way parses to what it holds. Entries are sorted by iteration.
+    """
+    entries = {"train": {}, "test": {}}
+    current = None   # the outputs dict that the next "net output" lines belong to, or None
+    current_kind = None
+    for line in _complete_lines(text):
+        display = TRAIN_DISPLAY.search(line)
+        if display:
+            iteration, total = int(display.group(1)), float(display.group(2))
+            current_kind = "train"
+            if iteration in entries["train"]:
+                current = {}   # a repeated iteration: its outputs go nowhere
+            else:
+                current = entries["train"][iteration] = {"loss": total}
+            continue
+        test = TEST_START.search(line)
+        if test:
+            iteration, net_index = int(test.group(1)), int(test.group(2))
+            if net_index == 0 and iteration not in entries["test"]:
+                current, current_kind = entries["test"].setdefault(iteration, {}), "test"
+            else:
+                current, current_kind = None, None
+            continue
+        output = NET_OUTPUT.search(line)
+        if output and current is not None and output.group(1).lower() == current_kind:
+            current[output.group(2)] = float(output.group(3))
+    return {kind: sorted((iteration, outputs) for iteration, outputs in by_iteration.items()
+                         if outputs)
+            for kind, by_iteration in entries.items()}
+
 
 
 class CaffeError(RuntimeError):
     pass
+
+
+@functools.cache
+def quiet_caffe_log():
+    """Keep pycaffe's INFO and WARNING lines (every net's layer-by-layer dump) off the
+    terminal of this process; errors still show. For a command's main, never at import.
+    Once per process: glog aborts when initialised twice, so later calls do nothing."""
+    import caffe
+    caffe.init_log(2, True)   # to stderr only: no log files in /tmp
 
 
 def caffe_binary():
@@ -22,14 +93,23 @@ def caffe_binary():
     return path
 
 
-def run_caffe(args, log_path, cwd=None):
-    """Run `caffe <args>` with stdout and stderr (glog) into log_path; raise on failure."""
+def run_caffe(args, log_path, cwd=None, progress=None):
+    """Run `caffe <args>` with stdout and stderr (glog) into log_path; raise on failure.
+    progress: a solver.progress.TrainingProgress fed with the log as it is written."""
+    from solver.progress import follow_log
     log_path = Path(log_path)
     env = dict(os.environ, GLOG_logtostderr="1")
     env.pop("GLOG_minloglevel", None)  # the log is what we parse: keep INFO lines
     with open(log_path, "w") as log:
-        code = subprocess.run([str(caffe_binary()), *map(str, args)], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=cwd, env=env).returncode
+        process = subprocess.Popen([str(caffe_binary()), *map(str, args)], stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        try:
+            code = (follow_log(log_path, process, progress) if progress is not None
+                    else process.wait())
+        finally:
+            if process.poll() is None:   # interrupted here: no orphaned `caffe train`
+                process.kill()
+                process.wait()
     if code != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-8:]
         raise CaffeError(f"caffe {args[0]} failed (exit {code}); log: {log_path}\n" +

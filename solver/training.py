@@ -1,6 +1,8 @@
-"""Running one solver stage on the CPU, one GPU or several; every training tool goes through here.
+"""Training a run folder on the CPU, one GPU or several; every training command goes through here.
 
-    run_stage(solver_path, log_path, gpus=(), snapshot=None)
+    train(run, cfg, variant, dataset_dir, gpus=())   # prepare the run folder, then train_run
+    train_run(folder, gpus=())      # its solver to the end, resuming from the newest snapshot
+    run_stage(solver_path, log_path, gpus=(), snapshot=None)   # one `caffe train`
 
 CPU or one GPU: `caffe train -solver S [-snapshot X] [-gpu N]`, the log as Caffe writes it.
 
@@ -34,25 +36,67 @@ import threading
 import time
 from pathlib import Path
 
-from solver.devices import check_gpus
-from solver.caffe_cli import CaffeError, run_caffe
+from solver.caffe_cli import CaffeError, run_caffe, train_losses
+from solver.devices import check_gpus, describe
+from solver.progress import TrainingProgress, follow_log
+from solver.run_folder import prepare_run
 
 # how often (s) the launcher looks at its workers, and a worker at its parent
 POLL_SECONDS = 0.5
 
 
-def run_stage(solver_path, log_path, gpus=(), snapshot=None, cwd=None):
-    """Train with solver_path from snapshot (if given) on gpus (() = the CPU)."""
+def train(run, cfg, variant, dataset_dir, gpus=(), force=False, quiet=False):
+    """Prepare the run folder (solver/run_folder.py) and train it to the end; returns the
+    RunFolder. A rerun resumes an interrupted run and leaves a finished one as it is."""
+    check_gpus(gpus)
+    folder = prepare_run(run, cfg, variant, dataset_dir, gpus, force=force)
+    train_run(folder, gpus, quiet=quiet)
+    return folder
+
+
+def train_run(folder, gpus=(), quiet=False):
+    """Run the folder's solver on gpus (() = the CPU) from its newest .solverstate to
+    max_iter, showing progress from Caffe's log (unless quiet) and appending the log to
+    logs/train.log (and logs/train.rank<r>.log of the other ranks)."""
+    solver, cfg = folder.solver(), folder.config()
+    state = folder.latest_state()
+    if state and state[0] >= solver.max_iter:
+        print(f"train: {folder.path} already finished at iteration {state[0]}")
+        return
+    print(f"train: {folder.variant()} to iteration {solver.max_iter} on {describe(gpus)}"
+          + (f", resuming from {state[0]}" if state else "") + f"; log {folder.log_path}",
+          flush=True)
+    part = folder.log_path.with_name("train.part.log")
+    progress = TrainingProgress(solver.max_iter, cfg.batch_size,
+                                start_iteration=state[0] if state else 0, quiet=quiet)
+    try:
+        run_stage(folder.solver_path, part, gpus, snapshot=state[1] if state else None,
+                  progress=progress)
+    finally:
+        for rank in range(max(1, len(gpus))):
+            if rank_log(part, rank).exists():
+                with open(rank_log(folder.log_path, rank), "a") as out:
+                    out.write(rank_log(part, rank).read_text())
+                rank_log(part, rank).unlink()
+    curve = train_losses(folder.log_path.read_text())
+    if curve:
+        print(f"train: iterations {curve[0][0]}-{curve[-1][0]}, loss {curve[0][1]:.4f} -> "
+              f"{curve[-1][1]:.4f}; run folder {folder.path}")
+
+
+def run_stage(solver_path, log_path, gpus=(), snapshot=None, cwd=None, progress=None):
+    """Train with solver_path from snapshot (if given) on gpus (() = the CPU); progress: a
+    TrainingProgress fed with the log as Caffe writes it."""
     check_gpus(gpus)
     if len(gpus) > 1:
-        run_processes(solver_path, log_path, gpus, snapshot, cwd)
+        run_processes(solver_path, log_path, gpus, snapshot, cwd, progress)
         return
     args = ["train", f"-solver={solver_path}"]
     if snapshot is not None:
         args.append(f"-snapshot={snapshot}")
     if gpus:
         args.append(f"-gpu={gpus[0]}")
-    run_caffe(args, log_path, cwd=cwd)
+    run_caffe(args, log_path, cwd=cwd, progress=progress)
 
 
 def rank_log(log_path, rank):
@@ -61,7 +105,7 @@ def rank_log(log_path, rank):
     return log_path if rank == 0 else log_path.with_name(f"{log_path.stem}.rank{rank}.log")
 
 
-def run_processes(solver_path, log_path, gpus, snapshot=None, cwd=None):
+def run_processes(solver_path, log_path, gpus, snapshot=None, cwd=None, progress=None):
     """One worker process per GPU (one on the CPU for gpus=()); raises CaffeError naming the
     log of the first rank that failed, after stopping the others."""
     import caffe   # the launcher makes the NCCL id; the workers import caffe themselves
@@ -81,7 +125,7 @@ def run_processes(solver_path, log_path, gpus, snapshot=None, cwd=None):
             with open(rank_log(log_path, rank), "w") as log:
                 workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                                 cwd=cwd, env=env))
-        wait_for(workers, log_path)
+        wait_for(workers, log_path, progress)
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -89,8 +133,26 @@ def run_processes(solver_path, log_path, gpus, snapshot=None, cwd=None):
                 worker.wait()
 
 
-def wait_for(workers, log_path):
-    """Wait until every worker ended; on the first failure stop the rest and raise."""
+class _Ranks:
+    """The worker processes as one process for follow_log: running until one fails or all
+    have ended."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def poll(self):
+        codes = [worker.poll() for worker in self.workers]
+        failed = [code for code in codes if code not in (None, 0)]
+        if failed:
+            return failed[0]
+        return 0 if all(code == 0 for code in codes) else None
+
+
+def wait_for(workers, log_path, progress=None):
+    """Wait until every worker ended (feeding rank 0's log to progress, if given); on the
+    first failure stop the rest and raise."""
+    if progress is not None:
+        follow_log(log_path, _Ranks(workers), progress, POLL_SECONDS)
     while True:
         codes = [worker.poll() for worker in workers]
         failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]

@@ -1,7 +1,14 @@
-"""pytest setup: quiet Caffe's glog output (set before any test imports caffe), and
---caffe-gpu N, which makes the tests' nets in GPU mode on GPU N (make gpu-check runs the
-Python layers' gradient checks so)."""
+"""pytest setup and shared fixtures: quiet Caffe's glog output (set before any test imports
+caffe); --caffe-gpu N, which makes the tests' nets in GPU mode on GPU N (make gpu-check runs
+the Python layers' gradient checks so); the `slow` marker of the end-to-end tests (`make
+test` runs them all; `pytest -m "not slow"` leaves them out while working); the tiny dataset
+of the training tests; the synthetic dataset's BVH files."""
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -12,18 +19,23 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: an end-to-end test that trains or builds "
+                            "(seconds to a minute); `make test` runs them")
     gpu = config.getoption("--caffe-gpu")
     if gpu is not None:
         from solver.devices import use_device
         use_device(gpu)
 
 
-# ---------------------------------------------------- shared by the synthetic dataset's tests
-import subprocess  # noqa: E402 (appended below the Caffe setup above, which must come first)
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+@pytest.fixture(scope="session")
+def lmdb_dir(tmp_path_factory):
+    """The tiny dataset folder of tests/tiny_dataset.py, written once per session (tests copy
+    it before changing anything in it)."""
+    from tests.tiny_dataset import write_tiny_dataset
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "lmdb")
 
-import pytest  # noqa: E402
+
+# ---------------------------------------------------- shared by the synthetic dataset's tests
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

@@ -1,17 +1,25 @@
-"""tools/bench.py: the FLOP count against a hand count, the matrix-product rates of the
-libraries Caffe loads (checked against numpy), the Caffe benchmark server's protocol, the
-interleaving and its summary, and the report layout. No timing is asserted: speed is what
-`make bench` measures, not what tests check."""
-import statistics
+"""benchmarks/speed.py (tools/bench.py): the FLOP count against a hand count, the
+matrix-product rates of the libraries Caffe loads (checked against numpy), the protocol of the
+Caffe and PyTorch benchmark servers as the bench starts them, the interleaving and its
+summary, the report file and its table. No timing is asserted: speed is what `make bench`
+measures, not what tests check."""
+import json
+import subprocess
+from argparse import Namespace
 from pathlib import Path
+
+import pytest
 
 import caffe
 from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from tools.bench import (Server, caffe_command, format_report, gemm_rates, interleaved,
-                         step_flops, summary, with_build)
+from benchmarks import speed
+from benchmarks.speed import (REPO, Server, caffe_command, format_report, gemm_rates,
+                              interleaved, step_flops, summary, torch_command, with_build)
+
+BENCH_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 
 
 def tiny_net(tmp_path, stop_gradient):
@@ -46,6 +54,7 @@ def test_gemm_rates_cover_the_libraries_caffe_loaded():
     library's product is checked against numpy inside gemm_rates."""
     rates, core = gemm_rates(size=128)
     assert "openblas" in rates and isinstance(core, str) and core
+    assert set(rates) <= {"openblas", "onednn"}
     if (Path(caffe.__file__).parent / "blas_core.txt").exists():   # the optimised build
         assert "onednn" in rates
 
@@ -58,15 +67,38 @@ def test_the_caffe_server_answers_each_command(tmp_path):
         assert len(server.ask("infer 3 1")["seconds"]) == 1
         answer = server.ask("gemm 64")
         assert set(answer["gflops"]) >= {"openblas"}
-        try:
+        assert isinstance(answer["openblas_core"], str) and answer["openblas_core"]
+        with pytest.raises(RuntimeError, match="caffe: unknown command 'jump'"):
             server.ask("jump 3")
-        except RuntimeError as err:
-            assert "unknown command 'jump'" in str(err)
-        else:
-            raise AssertionError("an unknown command was accepted")
     finally:
         server.close()
     assert server.process.returncode == 0
+
+
+def torch_at_hand():
+    return BENCH_PYTHON.exists() and subprocess.run(
+        [str(BENCH_PYTHON), "-c", "import torch"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not torch_at_hand(), reason="no .venv-bench with PyTorch (make bench "
+                    "makes it)")
+@pytest.mark.slow
+def test_the_pytorch_server_answers_each_command_as_the_bench_starts_it():
+    """tools/bench_torch.py --serve in .venv-bench, whose path does not name the repository,
+    started with the command and working folder the bench uses."""
+    server = Server("pytorch", torch_command(BENCH_PYTHON, "baseline", 2, threads=1,
+                                             warmup=0))
+    try:
+        assert server.hello["ready"] and server.hello["threads"] == 1
+        assert len(server.ask("train 2")["seconds"]) == 2
+        assert len(server.ask("infer 3 1")["seconds"]) == 1
+        assert isinstance(server.ask("gemm 64")["gflops"], float)
+        with pytest.raises(RuntimeError, match="pytorch: unknown command 'jump'"):
+            server.ask("jump 3")
+    finally:
+        server.close()
+    assert server.process.returncode == 0
+    assert "Traceback" not in server.process.stderr.read()
 
 
 class FakeServer:
@@ -85,46 +117,79 @@ class FakeServer:
 def test_interleaving_alternates_and_summarises_by_median_and_round_spread():
     order = []
     servers = [FakeServer("a", [1, 3, 2, 2, 9, 1], order), FakeServer("b", [5, 5, 4, 6, 7, 7],
-                                                                        order)]
+                                                                        order),
+               FakeServer("c", [1, 1, 1, 1, 1, 4], order)]
     steps, medians = interleaved(servers, "train 2", rounds=3)
-    assert order == ["a", "b", "a", "b", "a", "b"]
-    assert medians == {"a": [2, 2, 5], "b": [5, 5, 7]}
+    assert order == ["a", "b", "c"] * 3
+    assert steps["a"] == [1, 3, 2, 2, 9, 1]   # every step, in the order taken
+    assert medians == {"a": [2, 2, 5], "b": [5, 5, 7], "c": [1, 1, 2.5]}
     result = summary(steps, medians)
-    assert result["a"] == {"median_seconds": statistics.median([1, 3, 2, 2, 9, 1]),
-                           "round_medians_seconds": [2, 5], "steps": 6}
-    assert result["b"]["round_medians_seconds"] == [5, 7]
+    # the median of every step (1 1 2 2 3 9), not the median of the round medians (2)
+    assert result["a"] == {"median_seconds": 2, "round_medians_seconds": [2, 5], "steps": 6}
+    assert result["b"] == {"median_seconds": 5.5, "round_medians_seconds": [5, 7], "steps": 6}
+    assert result["c"]["median_seconds"] == 1 and result["c"]["round_medians_seconds"] == [1, 2.5]
+
+
+def sample_report():
+    """A report as run_bench makes it, with simple numbers."""
+    step = lambda median, low, high: {"median_seconds": median,  # noqa: E731
+                                      "round_medians_seconds": [low, high], "steps": 10}
+    return {"processor": "Test CPU", "machine_cores": 2, "batch": 32, "rounds": 5,
+            "steps_per_round": 2, "openblas_core": "SkylakeX",
+            "openblas_core_before": "Prescott",
+            "gemm_gflops": {"numpy": 190.0, "caffe_onednn": 250.0, "pytorch": 240.0},
+            "machine_gflops": 250.0, "machine_gflops_from": "caffe_onednn",
+            "variants": {"full": {
+                "step_gflop": 59.0, "limit_seconds": 0.236,
+                "step": {"caffe": step(0.5, 0.45, 0.6), "pytorch": step(0.7, 0.6, 0.8),
+                         "caffe_before": step(2.0, 1.9, 2.2)},
+                "caffe_images_per_second": 64.0, "caffe_vs_pytorch": 0.5 / 0.7,
+                "caffe_vs_limit": 0.5 / 0.236, "before_vs_after": 4.0,
+                "layer_ms_before": {"Convolution": 1500.0, "Pooling": 100.0, "Python": 20.0},
+                "layer_ms_after": {"Convolution": 300.0, "Pooling": 40.0, "Python": 20.0,
+                                   "DummyData": 40.0, "ReLU": 40.0}}},
+            "deploy": {"caffe": step(0.2, 0.2, 0.2), "pytorch": step(0.4, 0.4, 0.4)},
+            "deploy_batch": 16, "peak_memory_batch": 128,
+            "peak_memory_mib": {"after": 3000.0, "before": 2800.0}}
 
 
 def test_report_lines():
-    step = lambda median, low, high: {"median_seconds": median,  # noqa: E731
-                                      "round_medians_seconds": [low, high], "steps": 10}
-    report = {"processor": "Test CPU", "machine_cores": 2, "batch": 32, "rounds": 5,
-              "steps_per_round": 2, "openblas_core": "SkylakeX",
-              "openblas_core_before": "Prescott",
-              "gemm_gflops": {"numpy": 190.0, "caffe_onednn": 250.0, "pytorch": 240.0},
-              "machine_gflops": 250.0, "machine_gflops_from": "caffe_onednn",
-              "variants": {"full": {
-                  "step_gflop": 59.0, "limit_seconds": 0.236,
-                  "step": {"caffe": step(0.5, 0.45, 0.6), "pytorch": step(0.7, 0.6, 0.8),
-                           "caffe_before": step(2.0, 1.9, 2.2)},
-                  "caffe_images_per_second": 64.0, "caffe_vs_pytorch": 0.5 / 0.7,
-                  "caffe_vs_limit": 0.5 / 0.236, "before_vs_after": 4.0,
-                  "layer_ms_before": {"Convolution": 1500.0, "Pooling": 100.0, "Python": 20.0},
-                  "layer_ms_after": {"Convolution": 300.0, "Pooling": 40.0, "Python": 20.0,
-                                     "DummyData": 40.0, "ReLU": 40.0}}},
-              "deploy": {"caffe": step(0.2, 0.2, 0.2), "pytorch": step(0.4, 0.4, 0.4)},
-              "deploy_batch": 16, "peak_memory_batch": 128,
-              "peak_memory_mib": {"after": 3000.0, "before": 2800.0}}
-    lines = format_report(report).splitlines()
+    lines = format_report(sample_report()).splitlines()
     assert lines[0].startswith("MACHINE Test CPU, 2 cores; OpenBLAS core SkylakeX")
     assert "the machine's rate: 250 (caffe_onednn)" in lines[1]
-    speed = next(line for line in lines if line.startswith("SPEED full"))
-    assert speed.split()[2:11] == ["59.0", "0.24", "2.00", "0.50", "0.70", "64.0", "0.71",
+    speed_line = next(line for line in lines if line.startswith("SPEED full"))
+    assert speed_line.split()[2:11] == ["59.0", "0.24", "2.00", "0.50", "0.70", "64.0", "0.71",
                                    "2.12", "4.00"]
-    assert speed.endswith("[0.45, 0.60]  [0.60, 0.80]")
+    assert speed_line.endswith("[0.45, 0.60]  [0.60, 0.80]")
     assert "Python layers 20 ms of 400 ms per step (5 %" in next(
         line for line in lines if line.startswith("PYTHON full"))
     assert "Convolution 1500 -> 300 ms per step" in next(
         line for line in lines if "convolutions through oneDNN" in line)
     assert any(line.startswith("DEPLOY caffe         80.0 images/s (batch 16") for line in lines)
     assert lines[-1] == "MEMORY peak of the batch-128 step: after 3000 MiB, before 2800 MiB"
+
+
+def test_run_writes_the_report_and_prints_its_table(tmp_path, monkeypatch, capsys):
+    """run(): run_bench's report with deploy_batch added as JSON in --out (no temporary file
+    left), the table and where the report is on stdout; a failed run writes nothing."""
+    report = sample_report()
+    del report["deploy_batch"]   # run() adds it from the command line
+    monkeypatch.setattr(speed, "run_bench", lambda args: json.loads(json.dumps(report)))
+    out = tmp_path / "bench" / "speed.json"
+    args = Namespace(out=out, deploy_batch=16)
+    assert speed.run(args) == 0
+    written = json.loads(out.read_text())
+    assert written == dict(report, deploy_batch=16)
+    assert [p.name for p in out.parent.iterdir()] == ["speed.json"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:-1] == format_report(written).splitlines()
+    assert printed[-1] == f"bench: report in {out}"
+
+    def fails(args):
+        raise RuntimeError("the build without speed changes failed: no compiler")
+    monkeypatch.setattr(speed, "run_bench", fails)
+    args.out = tmp_path / "failed" / "speed.json"
+    assert speed.run(args) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "error: the build without speed changes failed: no compiler"
+    assert captured.out == "" and not args.out.parent.exists()

@@ -1,4 +1,4 @@
-"""tools/bench_data.py: the loader is measured as training loads, and the report's lines
+"""benchmarks/data_speed.py (make bench-data): the loader is measured as training loads, and the report's lines
 (no timings are asserted: speed belongs in the benchmark)."""
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -6,7 +6,7 @@ from google.protobuf import text_format
 from config import PAPER
 from layers.h36m_data import layer_params
 from prototxt.pose_net import net_text
-from tools.bench_data import GOALS, loader_settings, report_rows
+from benchmarks.data_speed import GOALS, loader_settings, motion_frames_per_second, report_rows
 
 
 def train_net_loader(data):
@@ -33,11 +33,27 @@ def test_report_rows_name_the_goals():
               "loader_images_per_s": 2500.0, "loader_other_kind_images_per_s": 1800.0,
               "loader_settings": {"batch_size": 128, "workers": 2, "processes": True,
                                   "prefetch": 4},
-              "training_images_per_s": 20.0, "training_batch": 32, "loader_vs_training": 125.0}
+              "training_images_per_s": 20.0, "training_batch": 32, "loader_vs_training": 125.0,
+              "synth_motion_frames_per_s": 4321.4}
     lines = [" ".join(row) for row in report_rows(report)]
     assert "20% of decoding (goal >= 80%; rounds 20%, 20%, 20%)" in lines[1]
     assert "batch 128, 2 worker processes" in lines[2] and "goal >= 2000" in lines[2]
     assert "the same with worker threads" in lines[3]
     assert "(goal >= 10x)" in lines[4]
+    assert "synthetic motion" in lines[5] and "4321 frames/s" in lines[5]
     assert GOALS == {"build_vs_decode": 0.8, "loader_images_per_s": 2000,
                      "loader_vs_training": 10}
+
+
+def test_the_motion_rate_is_a_rate_of_the_frames_asked_for(monkeypatch):
+    from benchmarks import data_speed
+    made = []
+
+    def fake_motion(action, frames, body, rng):
+        made.append((action, frames))
+
+    ticks = iter([0.0, 0.5, 1.0, 1.25, 2.0, 3.0])   # runs of 0.5, 0.25 and 1.0 s
+    monkeypatch.setattr(data_speed, "generate_motion", fake_motion)
+    monkeypatch.setattr(data_speed.time, "perf_counter", lambda: next(ticks))
+    assert motion_frames_per_second(frames=1000, repeats=3) == 4000.0   # the best: 0.25 s
+    assert made == [("Walking", 1000)] * 3

@@ -15,7 +15,7 @@ import caffe
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "setup"))
 import blas_kernel  # noqa: E402
-from tools.bench import caffe_library  # noqa: E402
+from benchmarks.speed import caffe_library  # noqa: E402
 
 CORE_FILE = Path(caffe.__file__).parent / "blas_core.txt"
 
@@ -64,7 +64,7 @@ def test_importing_pycaffe_leaves_the_environment_as_it_was():
     code = ("import ctypes, os\n"
             "import cv2  # its wheel maps an OpenBLAS of its own, before Caffe's\n"
             "import caffe\n"
-            "from tools.bench import caffe_library\n"
+            "from benchmarks.speed import caffe_library\n"
             "lib = ctypes.CDLL(caffe_library('libopenblas'))\n"
             "lib.openblas_get_corename.restype = ctypes.c_char_p\n"
             "print(os.environ.get('OPENBLAS_CORETYPE'), lib.openblas_get_corename().decode())")

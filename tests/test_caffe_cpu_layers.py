@@ -11,7 +11,7 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.proto import caffe_pb2
 
-from tools.gpu_check import forward_backward as train_pass, relative_error
+from benchmarks.gpu_check import forward_backward as train_pass, relative_error
 
 EPS = 1e-5   # Caffe's BatchNorm default
 
@@ -343,12 +343,12 @@ def with_engine(net_param, engine):
 
 
 def net_pass(path, weights, inputs):
-    """tools/gpu_check.py's forward and backward pass of a train net made from files."""
+    """benchmarks/gpu_check.py's forward and backward pass of a train net made from files."""
     return train_pass(caffe.Net(str(path), caffe.TRAIN, weights=str(weights)), inputs)
 
 
 def relative_errors(got, want):
-    """{name: tools/gpu_check.py's relative error} over two dicts with the same keys."""
+    """{name: benchmarks/gpu_check.py's relative error} over two dicts with the same keys."""
     assert got.keys() == want.keys()
     return {name: relative_error(got[name], want[name]) for name in want}
 

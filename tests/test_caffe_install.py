@@ -1,5 +1,6 @@
 """The Caffe that make setup installed: pycaffe with Python layers, the command-line tool, and
 the project's modules reachable from Caffe's Python layer loader in both."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import caffe
 from tests.gradcheck import layer_net
 from solver.caffe_cli import caffe_binary, train_losses
-from tools.smoke_train import smoke_run
+from solver.smoke import smoke_run
 
 
 def test_pycaffe_has_python_layers():
@@ -41,7 +42,9 @@ def test_caffe_train_and_time_with_a_python_layer(tmp_path):
                         python_layer=("tests.toy_layers", "ChannelScale"))
     assert [it for it, _ in summary["losses"]] == list(range(0, 45, 5))   # display + final
     assert summary["last_loss"] < 0.5 * summary["first_loss"]
-    assert summary["forward_backward_ms"] > 0
+    average = re.search(r"Average Forward-Backward: ([0-9.]+) ms",
+                        (tmp_path / "time.log").read_text())
+    assert summary["forward_backward_ms"] == float(average.group(1))
     # the Python layer's own weights (set to 1 + 0.1 c in its setup) were trained and saved
     trained = caffe.Net(str(tmp_path / "net.prototxt"), str(tmp_path / summary["snapshot"]),
                         caffe.TEST)

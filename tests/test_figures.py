@@ -8,9 +8,9 @@ import pytest
 
 from prototxt.smoke_net import make_smoke_net
 from solver.smoke_solver import make_smoke_solver
-from solver.caffe_cli import run_caffe, train_losses
-from evaluation.figures import (action_bars_figure, loss_curve_figure, parse_caffe_log,
-                           plot_action_bars, plot_loss_curves, plot_qualitative)
+from evaluation.figures import (action_bars_figure, loss_curve_figure, plot_action_bars,
+                                plot_loss_curves, plot_qualitative)
+from solver.caffe_cli import parse_caffe_log, run_caffe, train_losses
 
 MULTI_OUTPUT_LOG = """\
 I1125 10:00:00.000001  1234 solver.cpp:347] Iteration 0, Testing net (#0)

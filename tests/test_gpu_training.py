@@ -15,15 +15,16 @@ from config import PAPER, schedule_config
 from prototxt.pose_net import make_net
 from solver import devices
 from solver.devices import DeviceError, check_gpus, parse_gpus
-from solver.training import main as worker_main, rank_log, run_processes, run_stage
-from tests.tiny_runs import TINY, write_tiny_lmdb
 from solver.caffe_cli import CaffeError, train_losses
-from tools.train import main as train_main, write_run
+from solver.run_folder import prepare_run
+from solver.training import main as worker_main, rank_log, run_processes, run_stage
+from tests.tiny_dataset import TINY, write_tiny_dataset
+from tools.train import main as train_main
 
 
 @pytest.fixture(scope="module")
 def lmdb_dir(tmp_path_factory):
-    return write_tiny_lmdb(tmp_path_factory.mktemp("tiny") / "lmdb")
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "lmdb")
 
 
 @pytest.mark.parametrize("text, gpus", [("", ()), (None, ()), ("0", (0,)), ("0,1,3", (0, 1, 3)),
@@ -131,24 +132,26 @@ def test_several_gpus_are_checked_before_any_process_starts(tmp_path):
     assert not (tmp_path / "train.log").exists()
 
 
-def stage1_solver(run, prefix):
-    """A copy of the run's stage 1 solver that snapshots to run/<prefix>/iter."""
-    text = (run / "solver_stage1.prototxt").read_text()
-    path = run / f"solver_{prefix}.prototxt"
-    (run / prefix).mkdir()
-    path.write_text(text.replace(str(run / "snapshots" / "iter"), str(run / prefix / "iter")))
+def solver_copy(run, prefix, max_iter):
+    """A copy of the run's solver that snapshots to run/<prefix>/iter and ends at max_iter."""
+    text = (run / "solver.prototxt").read_text()
+    path = run / f"solver_{prefix}_{max_iter}.prototxt"
+    (run / prefix).mkdir(exist_ok=True)
+    text = text.replace(str(run / "snapshots" / "iter"), str(run / prefix / "iter"))
+    path.write_text(re.sub(r"max_iter: \d+", f"max_iter: {max_iter}", text))
     return path
 
 
+@pytest.mark.slow
 def test_single_process_path_trains_as_caffe_train(lmdb_dir, tmp_path):
     """The launcher's worker (pycaffe Solver, solver count 1, CPU) and `caffe train` on the
     same solver: the same loss at every iteration and the same weights at the end."""
     run = tmp_path / "run"
     # worker processes feed the data layer, also inside `caffe train`'s embedded Python
     cfg = schedule_config("paper", overrides=TINY + ["loader_processes=true"])
-    write_run(run, cfg, "full", lmdb_dir, json.loads((lmdb_dir / "manifest.json").read_text()))
-    run_stage(stage1_solver(run, "cli"), run / "cli.log")
-    run_processes(stage1_solver(run, "worker"), run / "worker.log", gpus=())
+    prepare_run(run, cfg, "full", lmdb_dir)
+    run_stage(solver_copy(run, "cli", 5), run / "cli.log")
+    run_processes(solver_copy(run, "worker", 5), run / "worker.log", gpus=())
     cli = train_losses((run / "cli.log").read_text())
     worker = train_losses((run / "worker.log").read_text())
     assert [it for it, _ in worker] == [0, 1, 2, 3, 4, 5]
@@ -161,14 +164,12 @@ def test_single_process_path_trains_as_caffe_train(lmdb_dir, tmp_path):
         for blob_a, blob_b in zip(a.params[name], b.params[name]):
             np.testing.assert_array_equal(blob_a.data, blob_b.data)
     assert (run / "worker" / "iter_iter_5.solverstate").exists()
-    # the stage 2 resume through the worker continues the iteration count
-    solver2 = (run / "solver_stage2.prototxt").read_text().replace(
-        str(run / "snapshots" / "iter"), str(run / "worker" / "iter"))
-    (run / "solver_worker2.prototxt").write_text(solver2)
-    run_processes(run / "solver_worker2.prototxt", run / "worker2.log", gpus=(),
+    # a resume through the worker continues the iteration count and lambda_2D's switch
+    run_processes(solver_copy(run, "worker", 10), run / "worker2.log", gpus=(),
                   snapshot=run / "worker" / "iter_iter_5.solverstate")
-    assert [it for it, _ in train_losses((run / "worker2.log").read_text())] == \
-        [5, 6, 7, 8, 9, 10]
+    resumed = (run / "worker2.log").read_text()
+    assert [it for it, _ in train_losses(resumed)] == [5, 6, 7, 8, 9, 10]
+    assert "lambda_2D = 0.01" in resumed and "lambda_2D = 0.1" not in resumed
 
 
 def test_a_failing_rank_names_its_log(tmp_path):
@@ -211,7 +212,7 @@ def test_gpu_check_without_a_gpu_says_so(capsys):
 
 
 def test_gpu_check_compares_arrays_by_their_scale():
-    from tools.gpu_check import relative_error
+    from benchmarks.gpu_check import relative_error
     reference = np.array([[1.0, -4.0], [2.0, 0.5]])
     assert relative_error(reference + [[0, 0.004], [0, 0]], reference) == pytest.approx(1e-3)
     assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
@@ -230,28 +231,30 @@ def test_nccl_id_keeps_all_its_bytes():
 
 def test_make_solver_for_several_gpus_splits_the_train_nets_batch(lmdb_dir, tmp_path, capsys):
     """`make solver GPUS=0,1`: the same iterations per epoch (the update's batch), the train
-    nets' data layers at half of it, the test net at all of it; an odd split is refused."""
-    from solver.pose_solver import main as solver_main
+    net's data layer at half of it, the test net at all of it; an odd split is refused."""
+    from tools.make_solver import main as solver_main
     overrides = TINY + ["batch_size=4"]   # the later value wins
-    for gpus in (1, 2):
-        out = tmp_path / f"solver{gpus}"
-        assert solver_main(["--lmdb", str(lmdb_dir), "--out", str(out), "--gpus", str(gpus),
-                            "--snapshot-prefix", str(tmp_path / "snaps" / "h"),
-                            "--set", *overrides]) == 0
-        nets = out / "nets" / "full"
-        for name, size in (("train", 4 // gpus), ("train_late", 4 // gpus), ("test", 4)):
-            text = (nets / f"{name}.prototxt").read_text()
+    for gpus in ("0", "0,1"):
+        run = tmp_path / f"run{gpus}"
+        assert solver_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--gpus", gpus,
+                            "--link", str(tmp_path / "h36m.prototxt"), "--set",
+                            *overrides]) == 0
+        share = 4 // len(gpus.split(","))
+        for name, size in (("train", share), ("test", 4)):
+            text = (run / f"{name}.prototxt").read_text()
             assert f'\\"batch_size\\": {size},' in text, (gpus, name)
-        assert "max_iter: 3" in (out / "h36m.prototxt").read_text()   # 10 images / 4 a step
-    with pytest.raises(SystemExit):
-        solver_main(["--lmdb", str(lmdb_dir), "--out", str(tmp_path / "odd"), "--gpus", "3",
-                     "--set", *overrides])
+        # 10 images / 4 a step: 3 iterations per epoch, 2 epochs
+        assert "max_iter: 6" in (tmp_path / "h36m.prototxt").read_text()
+    assert solver_main(["--lmdb", str(lmdb_dir), "--run", str(tmp_path / "odd"), "--gpus",
+                        "0,1,2", "--link", str(tmp_path / "odd.prototxt"),
+                        "--set", *overrides]) == 1
     assert "does not split over 3 GPUs" in capsys.readouterr().err
+    assert not (tmp_path / "odd").exists()
 
 
 def test_a_batch_that_does_not_split_writes_nothing(lmdb_dir, tmp_path, capsys, monkeypatch):
-    from tools import train as train_tool
-    monkeypatch.setattr(train_tool, "check_gpus", lambda gpus: None)   # as if 3 GPUs were there
+    from solver import training
+    monkeypatch.setattr(training, "check_gpus", lambda gpus: None)   # as if 3 GPUs were there
     run = tmp_path / "run"
     assert train_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--gpus", "0,1,2",
                        "--set", *TINY]) == 1
@@ -262,7 +265,7 @@ def test_a_batch_that_does_not_split_writes_nothing(lmdb_dir, tmp_path, capsys, 
 def test_gpu_check_agreement_plumbing_on_the_cpu():
     """The agreement part with the CPU in place of the GPU: the same weights, batch and
     function on both sides, so every blob and gradient must agree exactly."""
-    from tools.gpu_check import agreement
+    from benchmarks.gpu_check import agreement
     result = agreement(None, batch=2, variant="full")
     assert result["max_blob"] == 0.0 and result["max_gradient"] == 0.0
     assert "loss_2D" in result["blobs"] and "conv1/0" in result["gradients"]
@@ -272,7 +275,7 @@ def test_gpu_check_agreement_plumbing_on_the_cpu():
 def test_gpu_check_step_timing_runs_on_the_cpu():
     """The speed part's Caffe side, with the CPU in place of the GPU (its plumbing: solver,
     Input layers, the timed steps)."""
-    from tools.gpu_check import caffe_gpu_steps
+    from benchmarks.gpu_check import caffe_gpu_steps
     times = caffe_gpu_steps("baseline", None, batch=2, iterations=2)
     assert len(times) == 2 and all(isinstance(t, float) for t in times)
 
@@ -281,7 +284,7 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     """check() assembles report.json and the GPUCHECK lines from its parts (the parts that
     need a GPU replaced by fixed results here; those that run on a CPU are tested above)."""
     from argparse import Namespace
-    from tools import gpu_check
+    from benchmarks import gpu_check
     part = {"max_blob": 2e-5, "max_gradient": 4e-4, "worst_blob": "fc2_2D",
             "worst_gradient": "conv1/0"}
     monkeypatch.setattr(gpu_check, "machine", lambda: {"gpus": ["NVIDIA H100, 580, 81559 MiB"]})

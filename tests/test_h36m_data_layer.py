@@ -1,4 +1,4 @@
-"""H36MData layer and BatchLoader on a small LMDB dataset written here.
+"""H36MData layer and BatchLoader on the tiny dataset (tests/tiny_dataset.py).
 
 Each of the COUNT crops has its own background colour and a white 5 x 5 dot centred on joint 0,
 so the dot must follow joint 0 through every crop.
@@ -6,7 +6,6 @@ so the dot must follow joint 0 through every crop.
 import json
 import os
 
-import cv2
 import lmdb
 import numpy as np
 import pytest
@@ -14,80 +13,33 @@ import pytest
 import caffe
 from caffe.proto import caffe_pb2
 
-from layers.h36m_data import (BatchLoader, auto_workers, crop, crop_offsets, decode_image,
-                              decode_pose, images_per_second, layer_params, lmdb_key,
-                              pca_color_shift, to_planes)
+from data_prep.dataset import (Dataset, decode_image, decode_pose, encode_jpeg, image_record,
+                               pose_record, sample_key)
+from layers.h36m_data import (BatchLoader, auto_workers, crop, crop_offsets, images_per_second,
+                              layer_params, pca_color_shift, to_planes)
 from tests.gradcheck import layer_net
+from tests.tiny_dataset import COUNT, CROP, INPUT, JPEG_QUALITY, stored_image, tiny_samples, \
+    write_tiny_dataset
 
-COUNT = 10
-CROP = 250
-INPUT = 225
-MEAN_BGR = [100.0, 110.0, 120.0]
+# an orthonormal basis (columns), RGB order, and standard deviations along it
 EIGENVALUES = np.array([30.0, 8.0, 2.0])
-# an orthonormal basis (columns), RGB order
 EIGENVECTORS = np.linalg.qr(np.array([[1.0, 0.3, 0.2], [0.5, 1.0, -0.4], [0.2, 0.7, 1.0]]))[0]
-
-
-def sample_image(index, joint):
-    """Dark background of a colour unique to `index`, white 5 x 5 dot centred on pixel joint."""
-    image = np.empty((CROP, CROP, 3), dtype=np.uint8)
-    image[...] = (10 + 5 * index, 40, 80 - 5 * index)
-    x, y = joint
-    image[y - 2:y + 3, x - 2:x + 3] = 255
-    return image
-
-
-def image_datum(image):
-    datum = caffe_pb2.Datum(channels=3, height=CROP, width=CROP, encoded=True,
-                            data=cv2.imencode(".jpg", image)[1].tobytes())
-    return datum.SerializeToString()
-
-
-def pose_datum(joints_2d, joints_3d):
-    datum = caffe_pb2.Datum(channels=85, height=1, width=1)
-    datum.float_data.extend(np.concatenate([joints_2d.ravel(), joints_3d.ravel()]).tolist())
-    return datum.SerializeToString()
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """A dataset folder with train and test splits of COUNT samples; returns (dir, sources)."""
-    root = tmp_path_factory.mktemp("h36m_lmdb")
-    return str(root), write_samples(root)
+    """The tiny dataset folder; returns (dir, sources [(image, joints_2d, joints_3d)])."""
+    samples = tiny_samples()
+    root = write_tiny_dataset(tmp_path_factory.mktemp("h36m") / "lmdb", samples)
+    return str(root), [(s.crop, s.joints_2d, s.joints_3d) for s in samples]
 
 
-def write_dataset(root):
-    """Write the test dataset into root (created); returns root."""
-    root.mkdir(parents=True)
-    write_samples(root)
-    return root
+def image_datum(image):
+    return image_record(encode_jpeg(image, JPEG_QUALITY), CROP, CROP)
 
 
-def write_samples(root):
-    """Write COUNT samples as train and test LMDBs plus a manifest into root; returns them."""
-    rng = np.random.default_rng(7)
-    sources = []
-    for index in range(COUNT):
-        # joint 0 lies inside every possible 225 window: x, y in [25, 225)
-        joints_2d = rng.integers(40, 210, size=(17, 2)).astype(np.float32)
-        joints_3d = (rng.normal(0, 300, size=(17, 3)) + [0, 0, 4000] + index).astype(np.float32)
-        image = sample_image(index, joints_2d[0].astype(int))
-        sources.append((image, joints_2d, joints_3d))
-    for split in ("train", "test"):
-        for kind in ("images", "poses"):
-            env = lmdb.open(str(root / f"{split}_{kind}"), map_size=1 << 26)
-            with env.begin(write=True) as txn:
-                for index, (image, joints_2d, joints_3d) in enumerate(sources):
-                    value = (image_datum(image) if kind == "images"
-                             else pose_datum(joints_2d, joints_3d))
-                    txn.put(lmdb_key(index), value)
-            env.close()
-    manifest = {"crop_size": CROP, "splits": {"train": {"count": COUNT}, "test": {"count": COUNT}},
-                "mean_bgr": MEAN_BGR, "pca": {"eigenvalues": EIGENVALUES.tolist(),
-                                              "eigenvectors": EIGENVECTORS.tolist()},
-                "builder": "ignored"}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return sources
+def pose_datum(joints_2d, joints_3d):
+    return pose_record(np.concatenate([np.ravel(joints_2d), np.ravel(joints_3d)]))
 
 
 def dot_centre(image_chw):
@@ -147,8 +99,8 @@ def test_mean_subtraction(dataset):
     with BatchLoader(directory, "test", batch_size=4, train=False) as loader:
         batch = loader.next_batch()
     for slot, index in enumerate(batch.indices):
-        decoded = decode_image(image_datum(sources[index][0]))[12:12 + INPUT, 12:12 + INPUT]
-        restored = batch.images[slot] + np.array(MEAN_BGR, dtype=np.float32)[:, None, None]
+        decoded = stored_image(sources[index][0])[12:12 + INPUT, 12:12 + INPUT]
+        restored = batch.images[slot] + Dataset(directory).mean_bgr[:, None, None]
         np.testing.assert_allclose(restored, decoded.transpose(2, 0, 1), atol=1e-4)
 
 
@@ -233,9 +185,15 @@ def test_close_stops_the_threads(dataset):
         loader.next_batch()
 
 
-def test_images_per_second_runs(dataset):
+def test_images_per_second_is_images_over_the_timed_span(dataset, monkeypatch):
+    """3 batches of 4 after the first one, on a clock that advances 1 s per reading: the
+    span runs from the reading before the first timed batch to the one after the last."""
+    import layers.h36m_data as module
     directory, _ = dataset
-    assert images_per_second(directory, "train", batch_size=4, batches=3) > 0
+    readings = iter(range(100))
+    monkeypatch.setattr(module.time, "perf_counter", lambda: float(next(readings)))
+    # readings: 0 start; 1, 2, 3 before batches 1-3; 4 sees 3 done; 5 ends the span
+    assert images_per_second(directory, "train", batch_size=4, batches=3) == 12 / 5
 
 
 def layer_param_str(directory, split, **extra):
@@ -298,7 +256,7 @@ def test_layer_params_defaults_follow_the_phase():
     ({"dir": "DATASET", "split": "train", "batch_size": 4, "crop": 3}, "unknown keys \\['crop'\\]"),
     ({"split": "train"}, "missing keys \\['batch_size', 'dir'\\]"),
     ({"dir": "/nonexistent/h36m", "split": "train", "batch_size": 4},
-     "no manifest at /nonexistent/h36m/manifest.json; run `make lmdb`"),
+     "dataset /nonexistent/h36m: no manifest.json; build the dataset with `make lmdb`"),
     ({"dir": "DATASET", "split": "val", "batch_size": 4}, "split must be"),
 ])
 def test_layer_rejects_bad_param_str(dataset, params, message):
@@ -312,7 +270,7 @@ def test_layer_rejects_bad_param_str(dataset, params, message):
 def test_missing_lmdb_names_the_path(dataset, tmp_path):
     directory, _ = dataset
     (tmp_path / "manifest.json").write_text(open(f"{directory}/manifest.json").read())
-    message = f"LMDB {tmp_path}/train_images is missing; run `make lmdb`"
+    message = f"dataset {tmp_path}: LMDB train_images is missing; rebuild it"
     with pytest.raises(ValueError, match=message):
         BatchLoader(str(tmp_path), "train", batch_size=2)
 
@@ -335,8 +293,8 @@ def test_worker_errors_reach_the_consumer(dataset, tmp_path, processes):
                         ("poses", pose_datum(joints_2d[:16], joints_3d))):  # one joint short
         env = lmdb.open(str(tmp_path / f"train_{kind}"), map_size=1 << 24)
         with env.begin(write=True) as txn:
-            txn.put(lmdb_key(0), value)
-            txn.put(lmdb_key(1), value)
+            txn.put(sample_key(0), value)
+            txn.put(sample_key(1), value)
         env.close()
     with BatchLoader(str(tmp_path), "train", batch_size=2, processes=processes) as loader:
         with pytest.raises(ValueError, match="expected 85 float_data values"):
@@ -458,16 +416,19 @@ def test_to_planes_is_the_float_expression_bit_for_bit():
         assert out.tobytes() == np.ascontiguousarray(expected).tobytes()
 
 
-def reference_batch(maker, sources, batch_index):
+def reference_batch(directory, maker, sources, batch_index):
     """Batch `batch_index` of a TRAIN loader's maker, the augmentation written out plainly:
-    per image, in the batch's random stream, the crop offsets, then the colour shift."""
+    per image, in the batch's random stream, the crop offsets, then the colour shift by the
+    dataset's colour PCA, minus its mean pixel."""
+    dataset = Dataset(directory)
+    eigenvalues, eigenvectors = dataset.pca
     rng = maker.batch_rng(batch_index)
     images = []
     for index in maker.batch_indices(batch_index):
-        image = decode_image(image_datum(sources[index][0]))
+        image = stored_image(sources[index][0])
         dy, dx = crop_offsets(rng, CROP, INPUT, train=True)
-        shift = pca_color_shift(rng, EIGENVALUES, EIGENVECTORS, maker.pca_std)
-        offset = -np.asarray(MEAN_BGR, dtype=np.float32) + shift.astype(np.float32)
+        shift = pca_color_shift(rng, eigenvalues, eigenvectors, maker.pca_std)
+        offset = -dataset.mean_bgr + shift.astype(np.float32)
         window = image[dy:dy + INPUT, dx:dx + INPUT]
         images.append((window.astype(np.float32) + offset).transpose(2, 0, 1))
     return np.stack(images)
@@ -479,5 +440,5 @@ def test_train_batches_are_the_plain_augmentation_bit_for_bit(dataset, processes
     with BatchLoader(directory, "train", batch_size=4, seed=9, processes=processes) as loader:
         for batch_index in range(5):
             batch = loader.next_batch()
-            expected = reference_batch(loader.maker, sources, batch_index)
+            expected = reference_batch(directory, loader.maker, sources, batch_index)
             assert batch.images.tobytes() == expected.tobytes()

@@ -18,7 +18,8 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.proto import caffe_pb2
 from data_prep.h36m import JOINTS_17_FROM_32, PARENTS_17, sequence_paths
-from data_prep.make_lmdb import (build as build_lmdb, colour_sums, main as make_lmdb,
+from data_prep.dataset import Dataset, colour_sums
+from data_prep.make_lmdb import (build as build_lmdb, main as make_lmdb,
                                  parse_args as lmdb_args, worker_pool)
 from data_prep.make_synth import main as make_synth
 
@@ -77,16 +78,20 @@ def test_keys_counts_and_contents(raw, built):
 
 def test_manifest_statistics(raw, built):
     manifest = json.loads((built / "manifest.json").read_text())
-    bones = []
+    bones, aligned = [], []
     with open(built / "train_index.csv") as handle:
         for row in csv.DictReader(handle):
             mono = cdflib.CDF(str(sequence_paths(raw, row["subject"], row["stem"], row["camera"])
                                   ["d3_mono"]))["Pose"].reshape(-1, 32, 3)
-            joints = mono[int(row["frame"]), list(JOINTS_17_FROM_32)]
+            # the statistics are those of the stored poses: float32, as readers get them
+            joints = mono[int(row["frame"]), list(JOINTS_17_FROM_32)].astype(np.float32)
+            joints = joints.astype(np.float64)
             bones.append([np.linalg.norm(joints[j] - joints[p]) for j, p in enumerate(PARENTS_17)
                           if p >= 0])
+            aligned.append(joints - joints[0])
     expected = np.mean(bones, axis=0)
     np.testing.assert_allclose(list(manifest["bone_lengths_mm"].values()), expected, rtol=1e-9)
+    np.testing.assert_allclose(manifest["mean_pose_mm"], np.mean(aligned, axis=0), atol=1e-9)
     vectors = np.array(manifest["pca"]["eigenvectors"])
     np.testing.assert_allclose(vectors.T @ vectors, np.eye(3), atol=1e-9)
     values = manifest["pca"]["eigenvalues"]
@@ -162,6 +167,25 @@ def test_colour_sums_are_those_of_the_pixels_bit_for_bit():
         assert count == len(rgb)
         assert total.tobytes() == rgb.sum(axis=0).tobytes()
         assert outer.tobytes() == (rgb.T @ rgb).tobytes()
+
+
+def test_config_shapes_the_crops_and_other_keys_are_refused(raw, built, tmp_path, capsys):
+    out = tmp_path / "small"
+    assert build(raw, out, "--set", "crop_size=240", "jpeg_quality=80") == 0
+    dataset = Dataset(out)
+    assert dataset.crop_size == 240 and dataset.manifest["jpeg_quality"] == 80
+    with dataset.open("train") as reader:
+        _, image, joints_2d, _ = next(reader.records([0]))
+    assert image.shape == (240, 240, 3)
+    with Dataset(built).open("train") as reader:
+        _, full_image, full_joints_2d, _ = next(reader.records([0]))
+    # the same crop at another size: the joints scale with it
+    np.testing.assert_allclose(joints_2d * 250 / 240, full_joints_2d, atol=0.5)
+    with pytest.raises(SystemExit):
+        build(raw, tmp_path / "other", "--set", "batch_size=4")
+    assert "make_lmdb --set batch_size: 'batch_size' changes nothing there" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_the_worker_processes_do_not_import_caffe():

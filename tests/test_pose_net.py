@@ -1,4 +1,6 @@
 """The generated networks have the structure the paper states (sections 3-4, Fig. 1-2)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from config import PAPER
 from prototxt.pose_net import HERE, VARIANTS, generated_files, make_net
+from tests.tiny_dataset import write_tiny_dataset
 
 # small widths and batch so that nets instantiate and run quickly; the structure is the same
 SMALL = PAPER.replace(batch_size=2, conv_channels=(8, 8, 8, 8, 8), fc_2d_width=16,
@@ -56,10 +59,16 @@ def test_root_heads_and_loss_weights(variant, heads):
     assert all(layers[n].inner_product_param.num_output == 48 for n in names)  # 16 joints x 3
     for r in heads:
         assert layers[f"loss_3D_root{r}"].loss_weight == [pytest.approx(2 * 0.5)]  # 2 lambda_3D
-    assert layers["loss_2D"].loss_weight == [pytest.approx(0.1)]
-    late = by_name(layers_of(variant, lambda_2d=PAPER.lambda_2d_late))
-    assert late["loss_2D"].loss_weight == [pytest.approx(0.01)]
-    assert set(late) == set(layers)          # stage 2 resumes stage 1: same layer names
+    # the 2D loss is weighted by lambda_2D's schedule of section 4, counted over the real
+    # training set (ceil(1,559,752 / 128) = 12,186 iterations per epoch, switch at epoch 16)
+    assert list(layers["loss_2D"].loss_weight) == []
+    weighted = layers["loss_2D_weighted"]
+    assert list(weighted.bottom) == ["loss_2D"] and list(weighted.loss_weight) == [1, 0]
+    assert json.loads(weighted.python_param.param_str) == {
+        "schedule": [[0, 0.1], [16 * 12186, 0.01]]}
+    assert (weighted.param[0].lr_mult, weighted.param[0].decay_mult) == (0, 0)
+    small = by_name(layers_of(variant, train_size=1000))["loss_2D_weighted"]
+    assert json.loads(small.python_param.param_str)["schedule"][1][0] == 16 * 8
 
 
 def test_2d_cls_path_has_no_gradient_into_the_2d_branch():
@@ -73,7 +82,7 @@ def test_2d_cls_path_has_no_gradient_into_the_2d_branch():
 
 def gradient_reaching_2d_branch(tmp_path, keep_stop_gradient):
     """|d loss_3D / d fc2_2D weights| with lambda_2D = 0, so only the 3D losses train."""
-    proto = make_net(SMALL, "full", "train", lambda_2d=0.0).to_proto()
+    proto = make_net(SMALL.replace(lambda_2d=0.0), "full", "train").to_proto()
     if not keep_stop_gradient:
         for layer in proto.layer:
             del layer.propagate_down[:]
@@ -110,8 +119,11 @@ def test_every_net_instantiates_and_deploy_outputs_a_pose(variant, tmp_path):
     losses = train.forward()
     assert all(np.isfinite(v).all() for v in losses.values())
     test = instantiate(variant, "test", tmp_path=tmp_path)
-    # the solver prints every value of every test output: only the losses are outputs
-    assert all(name.startswith("loss_") for name in test.outputs), test.outputs
+    # the solver prints every value of every test output: only the losses (and the one
+    # number lambda_2D) are outputs
+    assert all(name.startswith("loss_") or name == "lambda_2D" for name in test.outputs), \
+        test.outputs
+    assert "loss_2D_weighted" in test.outputs and "loss_2D" not in test.outputs
     deploy = instantiate(variant, "deploy", tmp_path=tmp_path)
     assert deploy.blobs["data"].data.shape == (1, 3, 225, 225)
     out = deploy.forward()
@@ -141,8 +153,7 @@ def test_committed_prototxt_matches_the_generator():
 
 def test_train_net_reads_the_lmdbs_through_the_data_layer(tmp_path):
     """With data=<LMDB folder> the nets take images and joints from the H36MData layer."""
-    from tests.test_h36m_data_layer import write_dataset
-    folder = write_dataset(tmp_path / "lmdb")
+    folder = write_tiny_dataset(tmp_path / "lmdb")
     cfg = SMALL.replace(batch_size=4)
     net = instantiate("full", "train", cfg=cfg, tmp_path=tmp_path, data=str(folder))
     losses = net.forward()
@@ -151,3 +162,8 @@ def test_train_net_reads_the_lmdbs_through_the_data_layer(tmp_path):
     assert all(np.isfinite(v).all() for v in losses.values())
     layer = by_name(make_net(cfg, "full", "test", data=str(folder)).to_proto().layer)["data"]
     assert '"split": "test"' in layer.python_param.param_str
+    # the data seed and the colour augmentation's strength come from the config
+    tuned = cfg.replace(data_seed=5, pca_std=0.25)
+    layer = by_name(make_net(tuned, "full", "train", data=str(folder)).to_proto().layer)["data"]
+    params = json.loads(layer.python_param.param_str)
+    assert (params["seed"], params["pca_std"]) == (5, 0.25)

@@ -1,25 +1,27 @@
-"""tools/report.py, tools/ablation.py and tools/demo.py end to end on a tiny LMDB and network."""
+"""tools/report.py, tools/ablation.py and tools/demo.py end to end on the tiny dataset and a
+narrow network (evaluation/report.py, evaluation/experiments.py)."""
 import json
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.tiny_runs import TINY, write_tiny_lmdb
-from tools.ablation import format_table2, main as ablation_main, table2
+from evaluation.experiments import format_table2, table2
+from evaluation.report import ReportError, draw_report, read_crops, spread_examples
+from tests.tiny_dataset import TINY
+from tools.ablation import main as ablation_main
 from tools.demo import main as demo_main
-from tools.report import ReportError, draw_report, read_crops, spread_examples
 
+# trains narrow networks end to end: seconds each
+pytestmark = pytest.mark.slow
 
-@pytest.fixture(scope="module")
-def lmdb_dir(tmp_path_factory):
-    return write_tiny_lmdb(tmp_path_factory.mktemp("tiny") / "lmdb")
 
 
 @pytest.fixture(scope="module")
 def demo_run(lmdb_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("demo") / "run"
-    assert demo_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--set", *TINY]) == 0
+    assert demo_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--quiet",
+                      "--set", *TINY]) == 0
     return run
 
 
@@ -55,9 +57,9 @@ def test_demo_writes_results_figures_and_the_ratio(demo_run, capsys):
     # a second run resumes nothing (training finished), evaluates again and prints the ratio
     assert demo_main(["--lmdb", str(demo_run.parent.parent / "unused"), "--run", str(demo_run),
                       "--set", *TINY]) == 1     # a missing LMDB is a clear error ...
-    assert "manifest.json is missing" in capsys.readouterr().err
-    lmdb = json.loads((demo_run / "config.json").read_text())["lmdb"]
-    assert demo_main(["--lmdb", lmdb, "--run", str(demo_run), "--set", *TINY]) == 0
+    assert "no manifest.json; build the dataset with `make lmdb`" in capsys.readouterr().err
+    lmdb = json.loads((demo_run / "config.json").read_text())["dataset"]
+    assert demo_main(["--lmdb", lmdb, "--run", str(demo_run), "--quiet", "--set", *TINY]) == 0
     out = capsys.readouterr().out
     ours = results["mpjpe"]["frame_weighted"]
     floor = results["mean_pose_mpjpe"]["frame_weighted"]
@@ -69,7 +71,7 @@ def test_report_of_two_runs_and_its_errors(demo_run, lmdb_dir, tmp_path):
     paths = draw_report({"a": demo_run, "b": demo_run}, tmp_path / "figures", examples=2)
     height, width, _ = png_shape(paths["fig5"])
     assert height > 2 * 150 and width > 4 * 150          # 2 rows: crop, truth, a, b
-    with pytest.raises(ReportError, match="results.json is missing: run tools/evaluate.py"):
+    with pytest.raises(ReportError, match="results.json is missing: run `python tools/evaluate"):
         draw_report({"a": tmp_path}, tmp_path / "x")
     other = tmp_path / "other"
     other.mkdir()
@@ -86,7 +88,7 @@ def test_report_of_two_runs_and_its_errors(demo_run, lmdb_dir, tmp_path):
 def test_ablation_prints_table2_and_draws_the_pair(lmdb_dir, tmp_path, capsys):
     out = tmp_path / "ablation"
     assert ablation_main(["--lmdb", str(lmdb_dir), "--out", str(out), "--variants",
-                          "multi-reg", "full", "--set", *TINY]) == 0
+                          "multi-reg", "full", "--quiet", "--set", *TINY]) == 0
     printed = capsys.readouterr().out
     document = json.loads((out / "table2.json").read_text())
     assert list(document["mpjpe_mm"]) == ["multi-reg", "full"]

@@ -1,140 +1,14 @@
 #!/usr/bin/env python3
-"""Data-pipeline benchmark (`make bench-data`): each figure measured in this one run.
-
-1. LMDB building frames/s against decoding the same videos alone (goal: >= 80 %), on a subset
-   of the raw dataset, with the same started worker processes (the build's own pool), in
-   interleaved rounds (decode, build, decode, build, ...): the median of the rounds' ratios.
-   Started beforehand, because on such a subset starting the processes (and their imports)
-   took longer than the frames themselves, and hid the speed of either.
-2. The H36MData loader's training images/s (JPEG decode, random crop, PCA colour shift, mean
-   subtraction), with the settings training uses on this machine (config.py: the paper's
-   batch, worker processes, as many as the layer picks for one solver, prefetch; goal:
-   >= 2000 images/s), the same with worker threads beside it, and against the paper
-   network's training images/s from `caffe time` (goal: >= 10x).
-Writes runs/bench/data.json and prints a table. Machines here are shared and noisy: compare
-ratios from one run, not absolute numbers across runs.
+"""Data-pipeline benchmark (`make bench-data`): the LMDB build against video decoding, the
+data layer's loader against training, the synthetic motion; what and how in
+benchmarks/data_speed.py. Writes runs/bench/data.json and prints a table.
 """
 import argparse
-import json
 import multiprocessing
-import re
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import cv2
-
-from config import PAPER
-from data_prep.make_lmdb import build, parse_args as lmdb_args, worker_pool
-from data_prep.reader import find_sequences
-from layers.h36m_data import auto_workers, images_per_second
-from solver.caffe_cli import run_caffe
-
-GOALS = {"build_vs_decode": 0.8, "loader_images_per_s": 2000, "loader_vs_training": 10}
-
-
-def decode_video(path):
-    """Decode every frame of a video; returns the number of frames."""
-    capture = cv2.VideoCapture(str(path))
-    frames = 0
-    while capture.grab() and capture.retrieve()[0]:
-        frames += 1
-    capture.release()
-    return frames
-
-
-def decode_only(pool, videos):
-    """(frames, seconds) of decoding the videos in the pool's processes."""
-    started = time.perf_counter()
-    frames = sum(pool.map(decode_video, videos, chunksize=1))
-    return frames, time.perf_counter() - started
-
-
-def build_lmdb(pool, root, subjects, actions, workers):
-    """(frames, seconds) of building the subset's LMDBs with the pool, into a temporary
-    folder removed afterwards."""
-    out = Path(tempfile.mkdtemp(prefix="bench-lmdb-")) / "ds"
-    try:
-        args = lmdb_args(["--root", str(root), "--out", str(out), "--train-subjects",
-                          subjects[0], "--test-subjects", *subjects[1:], "--actions", *actions,
-                          "--workers", str(workers), "--quiet"])
-        started = time.perf_counter()
-        manifest = build(args, pool)
-        seconds = time.perf_counter() - started
-        return sum(s["count"] for s in manifest["splits"].values()), seconds
-    finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
-
-
-def build_vs_decode(root, subjects, actions, workers, rounds):
-    """Per round: decoding frames/s, build frames/s and their ratio, in interleaved rounds
-    with one started pool (warmed by a decode of every video, also paging them in)."""
-    sequences, _ = find_sequences(root, subjects, actions)
-    videos = [s.paths["video"] for s in sequences]
-    results = []
-    with worker_pool(workers) as pool:
-        decode_only(pool, videos)
-        for _ in range(rounds):
-            decoded, decode_seconds = decode_only(pool, videos)
-            built, build_seconds = build_lmdb(pool, root, subjects, actions, workers)
-            decode_rate, build_rate = decoded / decode_seconds, built / build_seconds
-            results.append({"decode_frames_per_s": decode_rate, "build_frames_per_s": build_rate,
-                            "build_vs_decode": build_rate / decode_rate})
-    return results
-
-
-def loader_settings():
-    """The data layer's settings in training on this machine (prototxt/pose_net.py's train
-    net from config.py, one solver): what the loader figure is measured with."""
-    return {"batch_size": PAPER.batch_size,
-            "workers": PAPER.loader_workers or auto_workers(1),
-            "processes": PAPER.loader_processes, "prefetch": PAPER.loader_prefetch}
-
-
-def loader_rate(lmdb_dir, settings, processes, seconds):
-    """Training images/s of the loader with the settings, in worker processes or threads."""
-    return images_per_second(lmdb_dir, "train", settings["batch_size"], seconds=seconds,
-                             workers=settings["workers"], prefetch=settings["prefetch"],
-                             processes=processes)
-
-
-def training_images_per_second(model, iterations, log):
-    run_caffe(["time", f"-model={model}", f"-iterations={iterations}"], log)
-    text = Path(log).read_text()
-    milliseconds = float(re.search(r"Average Forward-Backward: ([0-9.]+) ms", text).group(1))
-    batch = int(re.search(r"Top shape: (\d+) 3 \d+ \d+", text).group(1))
-    return batch / (milliseconds / 1000), batch, milliseconds
-
-
-def median_of(rounds, key):
-    return statistics.median(r[key] for r in rounds)
-
-
-def report_rows(report):
-    """(name, value, note) lines of the printed table."""
-    settings, rounds = report["loader_settings"], report["build_rounds"]
-    kind = "processes" if settings["processes"] else "threads"
-    other = "threads" if settings["processes"] else "processes"
-    spread = ", ".join(f"{r['build_vs_decode']:.0%}" for r in rounds)
-    return [
-        ("video decoding only", f"{report['decode_only_frames_per_s']:.0f} frames/s",
-         f"median of {len(rounds)} rounds"),
-        ("LMDB build", f"{report['lmdb_build_frames_per_s']:.0f} frames/s",
-         f"{report['build_vs_decode']:.0%} of decoding (goal >= "
-         f"{GOALS['build_vs_decode']:.0%}; rounds {spread})"),
-        (f"H36MData loader (train, batch {settings['batch_size']}, {settings['workers']} "
-         f"worker {kind})", f"{report['loader_images_per_s']:.0f} images/s",
-         f"goal >= {GOALS['loader_images_per_s']}; as training loads"),
-        (f"  the same with worker {other}", f"{report['loader_other_kind_images_per_s']:.0f} "
-         "images/s", ""),
-        (f"caffe time (batch {report['training_batch']})",
-         f"{report['training_images_per_s']:.1f} images/s",
-         f"loader is {report['loader_vs_training']:.0f}x faster "
-         f"(goal >= {GOALS['loader_vs_training']}x)"),
-    ]
+from benchmarks.data_speed import data_benchmark, report_rows
 
 
 def main(argv=None):
@@ -161,28 +35,9 @@ def main(argv=None):
     for path, fix in ((args.root, "make synth"), (args.lmdb, "make lmdb")):
         if not path.exists():
             parser.error(f"{path} not found: run `{fix}` first")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-
-    rounds = build_vs_decode(args.root, args.subjects, args.actions, args.workers, args.rounds)
-    settings = loader_settings()
-    loader = loader_rate(args.lmdb, settings, settings["processes"], args.loader_seconds)
-    other_kind = loader_rate(args.lmdb, settings, not settings["processes"], args.loader_seconds)
-    network, batch, step_ms = training_images_per_second(args.model, args.iterations,
-                                                         args.out.with_name("caffe_time.log"))
-    report = {
-        "workers": args.workers,
-        "decode_only_frames_per_s": median_of(rounds, "decode_frames_per_s"),
-        "lmdb_build_frames_per_s": median_of(rounds, "build_frames_per_s"),
-        "build_vs_decode": median_of(rounds, "build_vs_decode"),
-        "build_rounds": rounds,
-        "loader_images_per_s": loader, "loader_settings": settings,
-        "loader_other_kind_images_per_s": other_kind,
-        "training_images_per_s": network,
-        "training_batch": batch, "training_step_ms": step_ms,
-        "loader_vs_training": loader / network,
-        "goals": GOALS,
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    report = data_benchmark(args.root, args.lmdb, args.subjects, args.actions, args.rounds,
+                            args.loader_seconds, args.model, args.iterations, args.workers,
+                            args.out)
     for name, value, note in report_rows(report):
         print(f"bench-data: {name:<56} {value:>16}  {note}")
     print(f"bench-data: report in {args.out}")

@@ -5,50 +5,17 @@ dozen iterations, `caffe time` it, and report the loss curve and the time per it
     .venv/bin/python tools/smoke_train.py --out runs/smoke [--force]
 
 Writes net.prototxt, solver.prototxt, train.log, time.log, a snapshot and summary.json into the
-output folder (built in a temporary folder beside it and renamed when complete).
+output folder (built in a temporary folder beside it and renamed when complete); the run is
+solver/smoke.py.
 """
 import argparse
-import json
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from prototxt.smoke_net import make_smoke_net
-from solver.smoke_solver import make_smoke_solver
-from solver.caffe_cli import CaffeError, forward_backward_ms, run_caffe, train_losses
+from solver.smoke import smoke_train
 
 
-def smoke_run(out_dir, iterations, batch, python_layer=None):
-    """Train and time the smoke net in out_dir; returns the summary dict."""
-    net_path = out_dir / "net.prototxt"
-    net_path.write_text(str(make_smoke_net(batch=batch, python_layer=python_layer).to_proto()))
-    solver = make_smoke_solver(net_path, out_dir / "smoke", max_iter=iterations)
-    solver_path = out_dir / "solver.prototxt"
-    solver_path.write_text(str(solver))
-
-    started = time.monotonic()
-    run_caffe(["train", f"-solver={solver_path}"], out_dir / "train.log")
-    train_seconds = time.monotonic() - started
-    run_caffe(["time", f"-model={net_path}", "-iterations=5"], out_dir / "time.log")
-
-    losses = train_losses((out_dir / "train.log").read_text())
-    if len(losses) < 2:
-        raise CaffeError(f"fewer than two loss lines in {out_dir / 'train.log'}")
-    return {
-        "iterations": iterations,
-        "batch": batch,
-        "losses": losses,
-        "first_loss": losses[0][1],
-        "last_loss": losses[-1][1],
-        "train_seconds": round(train_seconds, 2),
-        "forward_backward_ms": forward_backward_ms((out_dir / "time.log").read_text()),
-        "snapshot": f"smoke_iter_{iterations}.caffemodel",
-    }
-
-
-def parse_args(argv):
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/smoke"),
                         help="output folder (default: %(default)s)")
@@ -62,33 +29,7 @@ def parse_args(argv):
         parser.error(f"--iterations must be at least 10 to see the loss fall, got {args.iterations}")
     if args.batch < 1:
         parser.error(f"--batch must be positive, got {args.batch}")
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    out = args.out
-    if out.exists() and not args.force:
-        print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
-        return 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        summary = smoke_run(work, args.iterations, args.batch)
-    except CaffeError as err:
-        print(f"error: {err}\n(partial output kept in {work})", file=sys.stderr)
-        return 1
-    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
-    print(f"smoke: caffe train, {summary['iterations']} iterations of batch {summary['batch']}: "
-          f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f} "
-          f"in {summary['train_seconds']:.1f} s")
-    print(f"smoke: caffe time, forward-backward {summary['forward_backward_ms']:.2f} ms/iteration")
-    print(f"smoke: results in {out}/ (summary.json, train.log, time.log, "
-          f"{summary['snapshot']})")
-    return 0
+    return smoke_train(args.out, args.iterations, args.batch, force=args.force)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,383 @@
+"""Check the GPU path on a machine with a GPU: correctness first, then the speed goals
+(tools/gpu_check.py is its command line).
+
+`make gpu-check` runs it with the GPU build (make setup CAFFE_DEVICE=gpu) and the LMDBs of
+`make lmdb`. Parts, each a section of <out>/report.json and lines starting with GPUCHECK:
+  agreement  the full train net (dropout off, so that both compute one function) forward and
+             backward on the CPU and on the GPU, same weights and batch (the paper's 128):
+             every blob and every parameter gradient, as max |gpu - cpu| / max |cpu|. With TF32
+             off (NVIDIA_TF32_OVERRIDE=0) it must stay within AGREEMENT_TOLERANCE; the run with
+             TF32 allowed (cuDNN's default on Ampere and later) is reported beside it.
+  gradients  the Python layers' gradient checks (tests/test_soft_labels.py, test_pose_3d.py,
+             test_gradcheck.py) with their nets made in GPU mode (pytest --caffe-gpu).
+  demo       the demo schedule trained on the GPU (tools/train.py --gpus), evaluated on it
+             (tools/evaluate.py --gpu): training time and MPJPE beside the mean pose.
+  speed      for each Table 2 variant at batch 128: Caffe's solver step (forward, backward,
+             update; pycaffe, GPU mode, one fixed batch as PyTorch's twin uses) and PyTorch's
+             on the same GPU (tools/bench_torch.py --device cuda), medians of interleaved
+             runs, with PyTorch's TF32 settings reported (cuDNN's convolutions may use TF32 on
+             both sides, matrix products on neither).
+  data       the data layer's images/s at batch 128 with the paper's augmentation: worker
+             processes (the training default) and threads, beside the images/s of the step.
+Exit status 0 when agreement, gradients and demo pass; the speed and data goals (Caffe within
+1.5x of PyTorch; data at least the step's rate; demo training under a minute) are reported as
+met or missed. Without a GPU it says so and exits 1. The parts that must run in a process of
+their own (agreement, the Caffe step timing) are tools/gpu_check.py --part processes.
+"""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+TOOL = REPO / "tools" / "gpu_check.py"   # its command line, run again for the --part processes
+AGREEMENT_TOLERANCE = 1e-3   # FP32 on both sides: different algorithms, same function
+SPEED_GOAL = 1.5             # Caffe's step at most this many times PyTorch's
+DEMO_GOAL_SECONDS = 60.0
+
+
+def report_line(*fields):
+    print("GPUCHECK " + " ".join(str(f) for f in fields), flush=True)
+
+
+def no_gpu_reason(gpu):
+    """Why this machine and build cannot run the check on GPU `gpu`, or None."""
+    from solver import devices
+    try:
+        devices.check_gpus((gpu,))
+    except devices.DeviceError as err:
+        return str(err)
+    return None
+
+
+# ---------------------------------------------------------------- agreement
+
+def relative_error(a, b):
+    """max |a - b| / max |b| (0 for two all-zero arrays)."""
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def fixed_inputs(cfg, batch):
+    """A batch of images (N(0, 50), as the DummyData nets draw them) and joints, seeded."""
+    rng = np.random.default_rng(0)
+    return {"data": rng.normal(0, 50, (batch, 3, cfg.input_size, cfg.input_size)),
+            "joints_2D": rng.uniform(0, cfg.input_size, (batch, cfg.num_joints, 2)),
+            "joints_3D": rng.normal(0, 300, (batch, cfg.num_joints, 3)) + [0, 0, 4000]}
+
+
+def forward_backward(net, inputs):
+    """({blob: data}, {param/k: diff}) of one forward and backward pass of a train net on
+    `inputs` ({input blob: array}), the parameters' diffs cleared first."""
+    for name, value in inputs.items():
+        net.blobs[name].data[...] = value
+    net.clear_param_diffs()
+    net.forward()
+    net.backward()
+    return ({name: blob.data.copy() for name, blob in net.blobs.items()},
+            {f"{name}/{k}": blob.diff.copy() for name, blobs in net.params.items()
+             for k, blob in enumerate(blobs)})
+
+
+def agreement(gpu, batch, variant="full"):
+    """{"blobs": {name: err}, "gradients": {name/k: err}, "max_blob", "max_gradient"} of one
+    forward and backward on the CPU against GPU `gpu` (None: the CPU again, which must agree
+    exactly). Run it in a process of its own: CUDA reads the TF32 setting once per process."""
+    import caffe
+    from config import PAPER
+    from prototxt.pose_net import make_net
+    from solver.devices import use_device
+    cfg = PAPER.replace(dropout_ratio=0.0, batch_size=batch)
+    folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    try:
+        net_path = folder / "train.prototxt"
+        net_path.write_text(str(make_net(cfg, variant, "train", data="input").to_proto()))
+        inputs = fixed_inputs(cfg, batch)
+        run = lambda net: forward_backward(net, inputs)  # noqa: E731
+
+        caffe.set_mode_cpu()
+        caffe.set_random_seed(1)
+        cpu_net = caffe.Net(str(net_path), caffe.TRAIN)
+        cpu_net.save(str(folder / "weights.caffemodel"))
+        cpu = run(cpu_net)
+        use_device(gpu)   # nets made in GPU mode use cuDNN's engines
+        gpu_net = caffe.Net(str(net_path), caffe.TRAIN, weights=str(folder / "weights.caffemodel"))
+        on_gpu = run(gpu_net)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    blobs = {name: relative_error(on_gpu[0][name], value) for name, value in cpu[0].items()}
+    grads = {name: relative_error(on_gpu[1][name], value) for name, value in cpu[1].items()}
+    return {"variant": variant, "batch": batch, "blobs": blobs, "gradients": grads,
+            "max_blob": max(blobs.values()), "max_gradient": max(grads.values()),
+            "worst_blob": max(blobs, key=blobs.get), "worst_gradient": max(grads, key=grads.get)}
+
+
+def agreement_in_process(gpu, batch, tf32):
+    """agreement() in a child process with NVIDIA_TF32_OVERRIDE set for tf32=False."""
+    env = dict(os.environ)
+    if tf32:
+        env.pop("NVIDIA_TF32_OVERRIDE", None)
+    else:
+        env["NVIDIA_TF32_OVERRIDE"] = "0"
+    out = subprocess.run([sys.executable, str(TOOL), "--part", "agreement",
+                          "--gpu", str(gpu), "--batch", str(batch)], capture_output=True,
+                         text=True, env=env, cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError("agreement run failed:\n" + (out.stdout + out.stderr)[-1500:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- gradients, demo
+
+def gradient_checks(gpu):
+    tests = ["tests/test_soft_labels.py", "tests/test_pose_3d.py", "tests/test_gradcheck.py"]
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          f"--caffe-gpu={gpu}", *tests], capture_output=True, text=True,
+                         cwd=REPO)
+    summary = (out.stdout.strip().splitlines() or [""])[-1]
+    return {"passed": out.returncode == 0, "summary": summary,
+            "output": out.stdout[-3000:] if out.returncode else ""}
+
+
+def demo_on_gpu(gpu, lmdb, out):
+    """Train the demo schedule on GPU `gpu` into a fresh run folder and evaluate it there."""
+    run = out / "demo"
+    shutil.rmtree(run, ignore_errors=True)
+    started = time.monotonic()
+    trained = subprocess.run([sys.executable, "tools/train.py", "--schedule", "demo",
+                              "--lmdb", str(lmdb), "--run", str(run), "--gpus", str(gpu),
+                              "--quiet"],
+                             capture_output=True, text=True, cwd=REPO)
+    seconds = time.monotonic() - started
+    if trained.returncode != 0:
+        return {"passed": False, "error": (trained.stdout + trained.stderr)[-2000:]}
+    evaluated = subprocess.run([sys.executable, "tools/evaluate.py", "--run", str(run),
+                                "--gpu", str(gpu), "--quiet"], capture_output=True, text=True,
+                               cwd=REPO)
+    if evaluated.returncode != 0:
+        return {"passed": False, "train_seconds": seconds,
+                "error": (evaluated.stdout + evaluated.stderr)[-2000:]}
+    results = json.loads((run / "results.json").read_text())
+    ours = results["mpjpe"]["frame_weighted"]
+    floor = results["mean_pose_mpjpe"]["frame_weighted"]
+    return {"passed": ours < floor, "train_seconds": round(seconds, 1),
+            "mpjpe_mm": ours, "mean_pose_mpjpe_mm": floor, "frames": results["frames"],
+            "goal_met": seconds < DEMO_GOAL_SECONDS}
+
+
+# ---------------------------------------------------------------- speed, data
+
+def caffe_gpu_steps(variant, gpu, batch, iterations):
+    """Seconds of each of `iterations` solver steps (after two untimed ones) on GPU `gpu`
+    (None: the CPU), on
+    one batch set once (Input layers), as PyTorch's twin times its step: DummyData would
+    draw 19 M Gaussian numbers on the CPU at every step of batch 128."""
+    import caffe
+    from google.protobuf import text_format
+    from caffe.proto import caffe_pb2
+    from config import PAPER
+    from prototxt.pose_net import make_net
+    from solver.devices import use_device
+    cfg = PAPER.replace(batch_size=batch)
+    folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    try:
+        net_path = folder / "train.prototxt"
+        net_path.write_text(str(make_net(cfg, variant, "train", data="input").to_proto()))
+        solver_path = folder / "solver.prototxt"
+        solver_path.write_text(text_format.MessageToString(caffe_pb2.SolverParameter(
+            train_net=str(net_path), base_lr=cfg.base_lr, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay, lr_policy="fixed", max_iter=10 ** 6, display=0,
+            snapshot_after_train=False)))
+        use_device(gpu)
+        solver = caffe.SGDSolver(str(solver_path))
+        for name, value in fixed_inputs(cfg, batch).items():
+            solver.net.blobs[name].data[...] = value
+        first_param = next(iter(solver.net.params.values()))[0]
+        solver.step(2)
+        times = []
+        for _ in range(iterations):
+            started = time.perf_counter()
+            solver.step(1)
+            first_param.data   # reading it to the host waits for the step's GPU work
+            times.append(time.perf_counter() - started)
+        return times
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def torch_python(choice=None):
+    """An interpreter with PyTorch that sees a GPU: --torch-python, else the bench venv's,
+    else python3 on PATH; None if none does."""
+    candidates = [choice] if choice else [str(REPO / ".venv-bench" / "bin" / "python"),
+                                          shutil.which("python3") or ""]
+    for python in candidates:
+        if python and Path(python).exists() and subprocess.run(
+                [python, "-c", "import torch; assert torch.cuda.is_available()"],
+                capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+def torch_gpu_steps(python, variant, batch, iterations):
+    from config import PAPER
+    from prototxt.pose_net import torch_arch
+    out = subprocess.run([python, "tools/bench_torch.py",
+                          "--arch", json.dumps(torch_arch(PAPER, variant)),
+                          "--batch", str(batch), "--iterations", str(iterations),
+                          "--warmup", "2", "--device", "cuda", "--variant", variant],
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError("bench_torch.py failed: " + out.stderr[-800:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def speed(gpu, batch, rounds, iterations, python):
+    """Per variant: Caffe's and PyTorch's step medians over interleaved rounds."""
+    from prototxt.pose_net import VARIANTS
+    rows = {}
+    for variant in VARIANTS:
+        caffe_times, torch_times, torch_info = [], [], {}
+        for _ in range(rounds):   # A, B, A, B: drifting clocks touch both alike
+            caffe_times += caffe_steps_in_process(variant, gpu, batch, iterations)
+            torch_info = torch_gpu_steps(python, variant, batch, iterations)
+            torch_times += torch_info["step_seconds"]
+        caffe_s, torch_s = statistics.median(caffe_times), statistics.median(torch_times)
+        rows[variant] = {"caffe_step_s": caffe_s, "torch_step_s": torch_s,
+                         "caffe_images_per_s": batch / caffe_s,
+                         "torch_images_per_s": batch / torch_s,
+                         "caffe_vs_torch": caffe_s / torch_s,
+                         "caffe_spread_s": [min(caffe_times), max(caffe_times)],
+                         "torch_spread_s": [min(torch_times), max(torch_times)],
+                         "torch": {k: torch_info.get(k) for k in (
+                             "torch_version", "device", "cudnn_allow_tf32",
+                             "matmul_allow_tf32")}}
+    return rows
+
+
+def caffe_steps_in_process(variant, gpu, batch, iterations):
+    """caffe_gpu_steps in a child process, so that each round starts from a fresh context."""
+    out = subprocess.run([sys.executable, str(TOOL), "--part", "caffe-steps",
+                          "--variant", variant, "--gpu", str(gpu), "--batch", str(batch),
+                          "--iterations", str(iterations)], capture_output=True, text=True,
+                         cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError("Caffe step timing failed: " + (out.stdout + out.stderr)[-1500:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def data_rates(lmdb, batch, seconds):
+    from layers.h36m_data import auto_workers, images_per_second
+    workers = auto_workers(1)
+    return {"workers": workers,
+            "processes_images_per_s": images_per_second(
+                str(lmdb), "train", batch, seconds=seconds, workers=workers, processes=True,
+                prefetch=max(4, workers)),
+            "threads_images_per_s": images_per_second(
+                str(lmdb), "train", batch, seconds=seconds, workers=workers)}
+
+
+# ---------------------------------------------------------------- the whole check
+
+def machine():
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                          "--format=csv,noheader"], capture_output=True, text=True)
+    from solver import devices
+    info = devices.build_info()
+    return {"gpus": out.stdout.strip().splitlines() if out.returncode == 0 else [],
+            "cores": os.cpu_count(), "caffe_build": info.get("cuda_describe"),
+            "caffe_libraries": info.get("cuda", {}).get("libraries")}
+
+
+def check(args):
+    report = {"machine": machine()}
+    report_line("machine", json.dumps(report["machine"]))
+    failures = []
+
+    exact = agreement_in_process(args.gpu, args.batch, tf32=False)
+    loose = agreement_in_process(args.gpu, args.batch, tf32=True)
+    ok = max(exact["max_blob"], exact["max_gradient"]) <= AGREEMENT_TOLERANCE
+    report["agreement"] = {"tf32_off": exact, "tf32_on": loose, "tolerance": AGREEMENT_TOLERANCE,
+                           "passed": ok}
+    for name, part in (("tf32-off", exact), ("tf32-on", loose)):
+        report_line("agreement", name, f"max_blob_rel {part['max_blob']:.2e}",
+                    f"({part['worst_blob']})", f"max_grad_rel {part['max_gradient']:.2e}",
+                    f"({part['worst_gradient']})")
+    report_line("agreement", "PASS" if ok else "FAIL", f"tolerance {AGREEMENT_TOLERANCE}")
+    failures += [] if ok else ["agreement"]
+
+    grads = gradient_checks(args.gpu)
+    report["gradients"] = grads
+    report_line("gradients", "PASS" if grads["passed"] else "FAIL", grads["summary"])
+    failures += [] if grads["passed"] else ["gradients"]
+
+    if args.lmdb.exists():
+        demo = demo_on_gpu(args.gpu, args.lmdb, args.out)
+        report["demo"] = demo
+        if demo.get("mpjpe_mm") is not None:
+            report_line("demo", "PASS" if demo["passed"] else "FAIL",
+                        f"train_s {demo['train_seconds']}", f"mpjpe_mm {demo['mpjpe_mm']:.1f}",
+                        f"mean_pose_mm {demo['mean_pose_mpjpe_mm']:.1f}",
+                        f"goal_under_{DEMO_GOAL_SECONDS:.0f}s",
+                        "met" if demo["goal_met"] else "missed")
+        else:
+            report_line("demo", "FAIL", demo["error"].splitlines()[-1:])
+        failures += [] if demo["passed"] else ["demo"]
+    else:
+        report_line("demo", "SKIPPED", f"no LMDB at {args.lmdb} (make lmdb)")
+
+    python = torch_python(args.torch_python)
+    if python:
+        rows = speed(args.gpu, args.batch, args.rounds, args.iterations, python)
+        report["speed"] = {"batch": args.batch, "goal": SPEED_GOAL, "variants": rows}
+        for variant, row in rows.items():
+            report_line("speed", variant, f"caffe_ms {1000 * row['caffe_step_s']:.1f}",
+                        f"torch_ms {1000 * row['torch_step_s']:.1f}",
+                        f"ratio {row['caffe_vs_torch']:.2f}",
+                        f"caffe_img_s {row['caffe_images_per_s']:.0f}",
+                        "goal", "met" if row["caffe_vs_torch"] <= SPEED_GOAL else "missed")
+    else:
+        report_line("speed", "SKIPPED", "no PyTorch with CUDA found (--torch-python)")
+    if args.lmdb.exists():
+        rates = data_rates(args.lmdb, args.batch, args.data_seconds)
+        report["data"] = rates
+        needed = max((row["caffe_images_per_s"] for row in report.get("speed", {}).get(
+            "variants", {}).values()), default=None)
+        rates["step_images_per_s"] = needed
+        report_line("data", f"processes_img_s {rates['processes_images_per_s']:.0f}",
+                    f"threads_img_s {rates['threads_images_per_s']:.0f}",
+                    f"workers {rates['workers']}",
+                    f"step_img_s {needed:.0f}" if needed else "",
+                    ("goal " + ("met" if rates["processes_images_per_s"] >= needed
+                                else "missed")) if needed else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(args.out / "report.json")
+    report_line("report", args.out / "report.json")
+    report_line("PASS" if not failures else "FAIL", *failures)
+    return 0 if not failures else 1
+
+
+def run(args):
+    """The check, or one --part of it, with the settings of tools/gpu_check.py's command
+    line; the exit status (1: no usable GPU, or a part failed)."""
+    reason = no_gpu_reason(args.gpu)
+    if reason:
+        print(f"gpu-check: {reason}", file=sys.stderr)
+        return 1
+    if args.part == "agreement":
+        print(json.dumps(agreement(args.gpu, args.batch)))
+        return 0
+    if args.part == "caffe-steps":
+        print(json.dumps(caffe_gpu_steps(args.variant, args.gpu, args.batch, args.iterations)))
+        return 0
+    return check(args)
+

@@ -1,0 +1,158 @@
+"""A trained run on a dataset split: MPJPE per action in the layout of Table 1.
+
+The deploy net sees the centre input window of every image and outputs the average of its
+root heads' zero-mean poses (eq. 7); the scale is recovered so that the torso bones have the
+training set's mean lengths (section 4). Reported: MPJPE after root alignment (protocol 1, the
+paper's metric) and P-MPJPE after a similarity Procrustes alignment without reflection
+(protocol 2), per action and on average (frame-weighted and action-wise), over the 16
+non-root joints; beside them the mean-pose baseline (the training set's mean pose, from the
+dataset's manifest, predicted for every frame), the floor any learning must beat, and the
+paper's Table 1 numbers, which are its results on real Human3.6M, not ours.
+
+    results, poses = evaluate_run(RunFolder(path), weights=None, split="test")
+    write_results(results, out, poses)
+"""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from caffe.proto import caffe_pb2
+from data_prep.h36m import ACTIONS
+from evaluation.metrics import (PAPER_TABLE1, format_table1, mpjpe, p_mpjpe, recover_scale,
+                                summarize)
+from layers.h36m_data import BatchLoader
+
+
+class EvaluationError(ValueError):
+    pass
+
+
+def check_weights(deploy, weights):
+    """Refuse a caffemodel whose layers do not fit the deploy net, with a readable message
+    (Caffe itself would abort the process on the first mismatching blob)."""
+    import caffe
+    if not Path(weights).exists():
+        raise EvaluationError(f"{weights} does not exist")
+    model = caffe_pb2.NetParameter()
+    try:
+        model.ParseFromString(Path(weights).read_bytes())
+    except Exception:
+        raise EvaluationError(f"{weights} is not a caffemodel") from None
+    stored = {layer.name: [tuple(b.shape.dim) for b in layer.blobs] for layer in model.layer}
+    net = caffe.Net(str(deploy), caffe.TEST)
+    problems = []
+    for name, blobs in net.params.items():
+        wanted = [tuple(b.data.shape) for b in blobs]
+        if name not in stored:
+            problems.append(f"layer {name} missing")
+        elif stored[name] != wanted:
+            problems.append(f"layer {name}: {stored[name]} in the file, {wanted} in the net")
+    if problems:
+        raise EvaluationError(f"{weights} does not match {deploy}: " + "; ".join(problems[:4]))
+
+
+def deploy_net(deploy, weights):
+    """The deploy net with the weights, checked first."""
+    import caffe
+    check_weights(deploy, weights)
+    return caffe.Net(str(deploy), str(weights), caffe.TEST)
+
+
+def predict_split(net, dataset, split, batch_size, input_size, limit=None, quiet=False):
+    """(network poses (N, 17, 3), true poses (N, 17, 3) mm, sample indices (N,)) of the first
+    `limit` samples (all by default) in key order, with a progress bar over the frames."""
+    count = dataset.count(split) if limit is None else min(limit, dataset.count(split))
+    predictions, truth, indices = [], [], []
+    with BatchLoader(dataset.directory, split, batch_size, input_size=input_size, train=False,
+                     shuffle=False, pca_std=0) as loader, \
+            tqdm(total=count, desc=f"evaluate {split}", unit="frame", disable=quiet) as bar:
+        while len(truth) < count:
+            batch = loader.next_batch()
+            net.blobs["data"].reshape(*batch.images.shape)
+            net.blobs["data"].data[...] = batch.images
+            predictions.extend(net.forward()["pose_3D"].copy())
+            truth.extend(batch.joints_3d)
+            indices.extend(batch.indices)
+            bar.update(min(len(batch.indices), count - bar.n))
+    return (np.array(predictions[:count]), np.array(truth[:count]),
+            np.array(indices[:count], dtype=np.int64))
+
+
+def evaluate_run(folder, weights=None, split="test", batch_size=16, limit=None, cfg=None,
+                 quiet=False):
+    """Results dict and poses of the run's deploy net (its latest weights by default) on a
+    split of its dataset. cfg: the run's config with evaluation overrides (torso_bones)."""
+    cfg = cfg or folder.config()
+    dataset = folder.dataset()
+    if split not in dataset.manifest["splits"]:
+        raise EvaluationError(f"{dataset.directory} has no {split!r} split")
+    if not folder.deploy_path.exists():
+        raise EvaluationError(f"{folder.deploy_path} missing: prepare the run with "
+                              "`make solver` or tools/train.py")
+    weights = Path(weights) if weights else folder.latest_weights()
+    net = deploy_net(folder.deploy_path, weights)
+    raw, truth, indices = predict_split(net, dataset, split, batch_size, cfg.input_size, limit,
+                                        quiet)
+    predictions = recover_scale(raw, dataset.bone_lengths_mm, cfg.torso_bones)
+    index = dataset.index(split)
+    actions = np.array([index[i]["action"] for i in indices])
+    baseline = np.broadcast_to(dataset.mean_pose_mm, truth.shape)
+    results = {
+        "run": str(folder.path), "weights": str(weights), "lmdb": str(dataset.directory),
+        "split": split, "frames": len(truth),
+        "subset": "all frames" if limit is None else f"the first {len(truth)} frames",
+        "protocol": "root-aligned MPJPE over the 16 non-root joints (mm); P-MPJPE with a "
+                    "similarity Procrustes alignment without reflection",
+        "mpjpe": summarize(mpjpe(predictions, truth), actions),
+        "p_mpjpe": summarize(p_mpjpe(predictions, truth), actions),
+        "mean_pose_mpjpe": summarize(mpjpe(baseline, truth), actions),
+        "paper_table1_real_h36m": PAPER_TABLE1,
+    }
+    poses = {"predictions_mm": predictions, "truth_mm": truth, "actions": actions,
+             "indices": indices}
+    return results, poses
+
+
+def results_folder(folder, limit=None):
+    """Where an evaluation's files go: the run folder for the whole split, a folder beside it
+    for a subset, so that a quick look never replaces the full results."""
+    return folder.path if limit is None else folder.path / f"eval-first{limit}"
+
+
+def write_results(results, out, poses=None):
+    """results.json, results.csv and (given the poses of evaluate_run) predictions.npz in
+    out, each written whole (a temporary file renamed)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out / "results.json")
+    if poses is not None:
+        tmp = out / "predictions.tmp.npz"
+        np.savez_compressed(tmp, **poses)
+        tmp.replace(out / "predictions.npz")
+    tmp = out / "results.csv.tmp"
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["action", "frames", "mpjpe_mm", "p_mpjpe_mm", "mean_pose_mpjpe_mm",
+                         "paper_mpjpe_mm_real_h36m"])
+        for action in [a for a in ACTIONS if a in results["mpjpe"]["per_action"]]:
+            writer.writerow([action, results["mpjpe"]["frames"][action],
+                             round(results["mpjpe"]["per_action"][action], 2),
+                             round(results["p_mpjpe"]["per_action"][action], 2),
+                             round(results["mean_pose_mpjpe"]["per_action"][action], 2),
+                             PAPER_TABLE1.get(action, "")])
+    tmp.replace(out / "results.csv")
+
+
+def results_text(results):
+    """The printed form of evaluate_run's results: Table 1's layout, P-MPJPE, the subset."""
+    return "\n".join([
+        format_table1(results["mpjpe"], results["mean_pose_mpjpe"]),
+        f"P-MPJPE frame-weighted {results['p_mpjpe']['frame_weighted']:.1f} mm, "
+        f"action-wise {results['p_mpjpe']['action_wise']:.1f} mm; {results['split']} split, "
+        f"{results['subset']}",
+        "(paper column: the paper's results on real Human3.6M, not this run's)"])

@@ -1,0 +1,218 @@
+"""A training run's folder: the one place a run lives, from its nets to its results.
+
+    <run>/config.json        variant, dataset folder, its sizes, the GPUs, the whole config
+    <run>/train.prototxt     the variant's nets, reading the dataset (prototxt/pose_net.py)
+    <run>/test.prototxt
+    <run>/deploy.prototxt
+    <run>/solver.prototxt    the paper's solver for the whole schedule (solver/pose_solver.py)
+    <run>/snapshots/         iter_iter_<N>.caffemodel and .solverstate (Caffe's names)
+    <run>/logs/train.log     Caffe's log, each resume appended (tools/train.py)
+    <run>/results.json ...   evaluation/ writes its results and figures here
+
+prepare_run writes (or checks) the folder; `make solver` also points solver/h36m.prototxt at
+its solver (link_solver), so that `caffe train -solver solver/h36m.prototxt` trains this run
+and `python tools/evaluate.py` finds it (default_run). Paths inside the files are absolute:
+`caffe train` may run from anywhere.
+"""
+import dataclasses
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from caffe.proto import caffe_pb2
+from config import apply_overrides, PAPER
+from data_prep.dataset import Dataset
+from prototxt.pose_net import VARIANTS, gpu_batch, net_text
+from solver.pose_solver import make_solver
+from solver.schedule import schedule
+
+SOLVER_LINK = Path("solver/h36m.prototxt")
+SNAPSHOT_PREFIX = "snapshots/iter"      # Caffe adds _iter_<N>.caffemodel / .solverstate
+# config.json keys that may differ on a rerun: the devices (the train net is rewritten for them)
+RERUN_MAY_CHANGE = {"gpus"}
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked, with the fix in the message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    @property
+    def config_path(self):
+        return self.path / "config.json"
+
+    @property
+    def solver_path(self):
+        return self.path / "solver.prototxt"
+
+    @property
+    def deploy_path(self):
+        return self.path / "deploy.prototxt"
+
+    @property
+    def log_path(self):
+        return self.path / "logs" / "train.log"
+
+    @property
+    def snapshots(self):
+        return self.path / "snapshots"
+
+    def description(self):
+        """config.json as a dict; RunError when the folder holds no run."""
+        try:
+            return json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path} is not a run folder (no config.json): prepare it with "
+                           "`make solver` or train with tools/train.py") from None
+        except (OSError, json.JSONDecodeError) as error:
+            raise RunError(f"{self.config_path} is unreadable ({error}); prepare the run "
+                           "again with --force") from None
+
+    def config(self):
+        """The run's Config."""
+        return apply_overrides(PAPER, self.description()["config"])
+
+    def dataset(self):
+        """The Dataset the run trains on."""
+        return Dataset(self.description()["dataset"])
+
+    def variant(self):
+        return self.description()["variant"]
+
+    def schedule(self):
+        return schedule(self.config(), self.description()["train_size"])
+
+    def solver(self):
+        """The run's SolverParameter."""
+        solver = caffe_pb2.SolverParameter()
+        text_format.Merge(self.solver_path.read_text(), solver)
+        return solver
+
+    def _snapshots(self, suffix):
+        found = []
+        for path in self.snapshots.glob(f"*_iter_*{suffix}"):
+            match = re.search(rf"_iter_(\d+){re.escape(suffix)}$", path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def latest_state(self):
+        """(iteration, path) of the newest .solverstate, or None."""
+        states = self._snapshots(".solverstate")
+        return states[-1] if states else None
+
+    def latest_weights(self):
+        """The newest .caffemodel; RunError when there is none."""
+        models = self._snapshots(".caffemodel")
+        if not models:
+            raise RunError(f"no caffemodel in {self.snapshots}: train first "
+                           f"(`caffe train -solver {self.solver_path}` or tools/train.py)")
+        return models[-1][1]
+
+    def finished(self):
+        """Whether a snapshot of the last iteration exists."""
+        state = self.latest_state()
+        return state is not None and state[0] >= self.solver().max_iter
+
+
+def _write(path, text):
+    """Write a file whole: a temporary file renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def run_description(cfg, variant, dataset, gpus):
+    return {"variant": variant, "dataset": str(dataset.directory.resolve()),
+            "train_size": dataset.count("train"), "test_size": dataset.count("test"),
+            "gpus": list(gpus), "config": cfg.to_dict()}
+
+
+def _differences(old, new):
+    """The keys (config keys by name) in which two descriptions differ."""
+    keys = [k for k in set(old) | set(new) if k not in RERUN_MAY_CHANGE | {"config"}
+            and old.get(k) != new.get(k)]
+    old_cfg, new_cfg = old.get("config", {}), json.loads(json.dumps(new["config"]))
+    keys += [f"config.{k}" for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k)]
+    return sorted(keys)
+
+
+def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
+    """Write the run folder's nets, solver and config.json for training `variant` on the
+    dataset; returns its RunFolder. An existing run of the same configuration is kept (its
+    snapshots and logs; the train net is rewritten for `gpus`); one of another configuration
+    is refused, or with force removed first."""
+    if variant not in VARIANTS:
+        raise RunError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    dataset = Dataset(dataset_dir)
+    if cfg.crop_size != dataset.crop_size:
+        raise RunError(f"config crop_size {cfg.crop_size} but {dataset.directory} holds "
+                       f"{dataset.crop_size}x{dataset.crop_size} crops: build the dataset with "
+                       f"`make lmdb LMDB_FLAGS=\"--set crop_size={cfg.crop_size}\"` or drop "
+                       "the override")
+    gpu_batch(cfg, max(1, len(gpus)))   # refuses a batch that does not split, before writing
+    folder = RunFolder(Path(run).resolve())
+    description = run_description(cfg, variant, dataset, gpus)
+    if folder.config_path.exists():
+        differences = _differences(folder.description(), description)
+        if differences and not force:
+            raise RunError(f"{run} holds a run of another configuration (differs in "
+                           f"{', '.join(differences)}): choose another run folder, or pass "
+                           "--force to replace it")
+        if differences:
+            shutil.rmtree(folder.path)
+    for sub in (folder.path, folder.snapshots, folder.log_path.parent):
+        sub.mkdir(parents=True, exist_ok=True)
+    data, train_size = str(dataset.directory.resolve()), dataset.count("train")
+    share = max(1, len(gpus))
+    _write(folder.path / "train.prototxt",
+           net_text(cfg, variant, "train", data=data, gpus=share, train_size=train_size))
+    _write(folder.path / "test.prototxt",
+           net_text(cfg, variant, "test", data=data, train_size=train_size))
+    _write(folder.deploy_path, net_text(cfg, variant, "deploy", train_size=train_size))
+    solver = make_solver(cfg, folder.path / "train.prototxt", folder.path / SNAPSHOT_PREFIX,
+                         train_size, test_net=folder.path / "test.prototxt",
+                         test_size=dataset.count("test"))
+    _write(folder.solver_path, str(solver))
+    _write(folder.config_path, json.dumps(description, indent=2) + "\n")
+    return folder
+
+
+def link_solver(solver_path, link=SOLVER_LINK):
+    """Point `link` (solver/h36m.prototxt) at a run's solver by a relative symbolic link."""
+    link = Path(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(link.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(Path(solver_path).resolve(), link.parent.resolve()))
+    tmp.replace(link)
+
+
+def default_run(link=SOLVER_LINK):
+    """The run that `link` (solver/h36m.prototxt) points at: what `caffe train -solver
+    solver/h36m.prototxt` trains. RunError when there is no such link."""
+    link = Path(link)
+    if not link.exists():
+        raise RunError(f"no run given and no {link}: name a run folder (--run), or prepare "
+                       "one with `make solver` (or `make lmdb`, which writes it the first time)")
+    return RunFolder(link.resolve().parent)
+
+
+def prepare_solver(run, cfg, variant, dataset_dir, gpus=(), link=SOLVER_LINK, force=False):
+    """`make solver`: prepare_run, then point `link` at the run's solver; returns what to
+    tell the user."""
+    folder = prepare_run(run, cfg, variant, dataset_dir, gpus, force=force)
+    link_solver(folder.solver_path, link)
+    plan = folder.schedule()
+    return (f"solver: {link} -> {folder.solver_path}: {plan.max_iter} iterations "
+            f"({plan.per_epoch} per epoch), lambda_2D {cfg.lambda_2d} until iteration "
+            f"{plan.lambda_2d_switch}, then {cfg.lambda_2d_late}; nets reading {dataset_dir}\n"
+            f"solver: train with `caffe train -solver {link}` (venv activated) or `make train "
+            f"RUN={run}`; then `python tools/evaluate.py` evaluates it")

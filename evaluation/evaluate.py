@@ -14,6 +14,7 @@ paper's Table 1 numbers, which are its results on real Human3.6M, not ours.
 """
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from data_prep.h36m import ACTIONS
 from evaluation.metrics import (PAPER_TABLE1, format_table1, mpjpe, p_mpjpe, recover_scale,
                                 summarize)
 from layers.h36m_data import BatchLoader
+from solver.progress import terminal_size
 
 
 class EvaluationError(ValueError):
@@ -66,9 +68,12 @@ def predict_split(net, dataset, split, batch_size, input_size, limit=None, quiet
     `limit` samples (all by default) in key order, with a progress bar over the frames."""
     count = dataset.count(split) if limit is None else min(limit, dataset.count(split))
     predictions, truth, indices = [], [], []
+    # the terminal's size given: tqdm shows nothing in one that reports 0 x 0 (`script`, CI)
+    columns, lines = terminal_size(sys.stderr)
     with BatchLoader(dataset.directory, split, batch_size, input_size=input_size, train=False,
                      shuffle=False, pca_std=0) as loader, \
-            tqdm(total=count, desc=f"evaluate {split}", unit="frame", disable=quiet) as bar:
+            tqdm(total=count, desc=f"evaluate {split}", unit="frame", disable=quiet,
+                 ncols=columns, nrows=lines) as bar:
         while len(truth) < count:
             batch = loader.next_batch()
             net.blobs["data"].reshape(*batch.images.shape)

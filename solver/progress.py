@@ -30,6 +30,7 @@ OPTIMIZATION_DONE = "Optimization Done."
 LOSS_3D_PREFIX = "loss_3D_root"
 TERMINAL_INTERVAL = 0.5   # s between rewrites of a terminal line
 LOG_INTERVAL = 30.0       # s between printed lines in a log file
+DEFAULT_SIZE = (80, 24)   # columns and lines of a terminal that reports none
 
 
 def format_duration(seconds):
@@ -49,11 +50,19 @@ def _is_terminal(stream):
         return False
 
 
-def _terminal_width(stream):
+def terminal_size(stream):
+    """(columns, lines) of the stream's terminal; a terminal that reports none (a
+    pseudo-terminal without a size, as `script` or a CI runner makes) counts as 80 x 24."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        size = os.get_terminal_size(stream.fileno())
     except (AttributeError, OSError, ValueError):   # not a real terminal: $COLUMNS, else 80
-        return shutil.get_terminal_size().columns
+        size = shutil.get_terminal_size()
+    return (size.columns if size.columns > 0 else DEFAULT_SIZE[0],
+            size.lines if size.lines > 0 else DEFAULT_SIZE[1])
+
+
+def terminal_width(stream):
+    return terminal_size(stream)[0]
 
 
 def _output_value(match):
@@ -247,7 +256,7 @@ class TrainingProgress:
         """The status within the terminal's width, which a rewritten line must not exceed
         (a wrapped line is not rewritten in place): first without the per-output losses,
         then cut."""
-        width = max(_terminal_width(self._stream) - 1, 20)
+        width = max(terminal_width(self._stream) - 1, 20)
         if len(text) <= width:
             return text
         return self._text(details=False)[:width]

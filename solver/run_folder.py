@@ -44,6 +44,9 @@ class RunError(ValueError):
 class RunFolder:
     path: Path
 
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))   # a str is welcome too
+
     @property
     def config_path(self):
         return self.path / "config.json"

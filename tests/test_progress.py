@@ -397,3 +397,14 @@ def test_follow_log_when_the_process_ends_without_a_log(tmp_path):
         process.wait()
     assert code == 5
     assert progress.lines == [] and progress.finish_calls == 1
+
+
+def test_a_terminal_without_a_size_counts_as_80_columns(monkeypatch):
+    # a pseudo-terminal that reports 0 columns (`script`, CI runners) must not cut the line
+    # to nothing
+    import os
+    from solver import progress
+    monkeypatch.setattr(progress.os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+    assert progress.terminal_width(sys.stderr) == 80
+    monkeypatch.setattr(progress.os, "get_terminal_size", lambda fd: os.terminal_size((132, 40)))
+    assert progress.terminal_width(sys.stderr) == 132

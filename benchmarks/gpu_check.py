@@ -93,13 +93,12 @@ def agreement(gpu, batch, variant="full"):
     exactly). Run it in a process of its own: CUDA reads the TF32 setting once per process."""
     import caffe
     from config import PAPER
-    from prototxt.pose_net import make_net
+    from prototxt.pose_net import write_net
     from solver.devices import use_device
     cfg = PAPER.replace(dropout_ratio=0.0, batch_size=batch)
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
-        net_path = folder / "train.prototxt"
-        net_path.write_text(str(make_net(cfg, variant, "train", data="input").to_proto()))
+        net_path = write_net(folder / "train.prototxt", cfg, variant, "train", data="input")
         inputs = fixed_inputs(cfg, batch)
         run = lambda net: forward_backward(net, inputs)  # noqa: E731
 
@@ -182,20 +181,16 @@ def caffe_gpu_steps(variant, gpu, batch, iterations):
     draw 19 M Gaussian numbers on the CPU at every step of batch 128."""
     import caffe
     from google.protobuf import text_format
-    from caffe.proto import caffe_pb2
     from config import PAPER
-    from prototxt.pose_net import make_net
+    from prototxt.pose_net import write_net
     from solver.devices import use_device
+    from solver.pose_solver import timing_solver
     cfg = PAPER.replace(batch_size=batch)
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
-        net_path = folder / "train.prototxt"
-        net_path.write_text(str(make_net(cfg, variant, "train", data="input").to_proto()))
+        net_path = write_net(folder / "train.prototxt", cfg, variant, "train", data="input")
         solver_path = folder / "solver.prototxt"
-        solver_path.write_text(text_format.MessageToString(caffe_pb2.SolverParameter(
-            train_net=str(net_path), base_lr=cfg.base_lr, momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay, lr_policy="fixed", max_iter=10 ** 6, display=0,
-            snapshot_after_train=False)))
+        solver_path.write_text(text_format.MessageToString(timing_solver(cfg, net_path)))
         use_device(gpu)
         solver = caffe.SGDSolver(str(solver_path))
         for name, value in fixed_inputs(cfg, batch).items():

@@ -160,20 +160,16 @@ def caffe_server(args):
     benchmarks/torch_twin.serve), with the pycaffe found first on sys.path: the optimised
     build through the venv, the one without speed changes through PYTHONPATH."""
     import caffe
-    from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     from config import PAPER
-    from prototxt.pose_net import make_net
+    from prototxt.pose_net import write_net
+    from solver.pose_solver import timing_solver
 
     cfg = PAPER.replace(batch_size=args.batch)
     scratch = Path(tempfile.mkdtemp(prefix="bench-caffe-"))
-    train = scratch / "train.prototxt"
-    train.write_text(str(make_net(cfg, args.variant, "train", data="input").to_proto()))
-    solver_param = caffe_pb2.SolverParameter(
-        train_net=str(train), base_lr=cfg.base_lr, momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay, lr_policy="fixed", max_iter=10 ** 6, display=0,
-        snapshot_after_train=False, solver_mode=caffe_pb2.SolverParameter.CPU)
-    (scratch / "solver.prototxt").write_text(text_format.MessageToString(solver_param))
+    train = write_net(scratch / "train.prototxt", cfg, args.variant, "train", data="input")
+    (scratch / "solver.prototxt").write_text(
+        text_format.MessageToString(timing_solver(cfg, train)))
     solver = caffe.SGDSolver(str(scratch / "solver.prototxt"))
     rng = np.random.default_rng(0)   # fixed inputs, made once (PyTorch's are too)
     size, joints = cfg.input_size, cfg.num_joints
@@ -189,8 +185,7 @@ def caffe_server(args):
         print(json.dumps({"max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                           / 1024}), flush=True)
         return 0
-    deploy = scratch / "deploy.prototxt"
-    deploy.write_text(str(make_net(cfg, args.variant, "deploy").to_proto()))
+    deploy = write_net(scratch / "deploy.prototxt", cfg, args.variant, "deploy")
     print(json.dumps({"ready": True, "caffe": caffe.__file__}), flush=True)
     deploy_net = None
     for line in sys.stdin:
@@ -388,7 +383,7 @@ def run_bench(args, log=progress):
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     from config import PAPER
-    from prototxt.pose_net import make_net
+    from prototxt.pose_net import write_net
 
     before = None if args.skip_before else unoptimised_build()
     caffe_tool = Path(sys.prefix) / "bin" / "caffe"   # the venv's wrapper: BLAS core set
@@ -426,8 +421,7 @@ def run_bench(args, log=progress):
             finally:
                 for server in servers:
                     server.close()
-            model = Path(scratch) / f"{variant}.prototxt"
-            model.write_text(str(make_net(cfg, variant, "train").to_proto()))
+            model = write_net(Path(scratch) / f"{variant}.prototxt", cfg, variant, "train")
             net_param = caffe_pb2.NetParameter()
             text_format.Parse(model.read_text(), net_param)
             flops = step_flops(net_param, caffe.Net(str(model), caffe.TRAIN))

@@ -234,6 +234,15 @@ def net_text(cfg, variant, phase, data="dummy", gpus=1, train_size=REAL_TRAIN_SI
     return HEADER.format(variant=variant, phase=phase) + str(proto)
 
 
+def write_net(path, cfg, variant, phase, data="dummy", gpus=1, train_size=REAL_TRAIN_SIZE):
+    """Write net_text to `path` (whole: a temporary file renamed); returns the path."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(net_text(cfg, variant, phase, data, gpus, train_size))
+    tmp.replace(path)
+    return path
+
+
 def generated_files(cfg=PAPER, data="dummy", variants=VARIANTS, gpus=1,
                     train_size=REAL_TRAIN_SIZE):
     """{relative path: text} of the train, test and deploy prototxt of each variant. With the

@@ -41,3 +41,12 @@ def make_solver(cfg, train_net, snapshot_prefix, train_size, test_net=None, test
         solver.test_interval = plan.test_interval
         solver.test_initialization = False
     return solver
+
+
+def timing_solver(cfg, train_net):
+    """A solver for timing steps (benchmarks): the paper's SGD settings at a fixed learning
+    rate, no display, no snapshots, no test net; it never reaches max_iter."""
+    return caffe_pb2.SolverParameter(
+        train_net=str(train_net), type="SGD", base_lr=cfg.base_lr, momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay, lr_policy="fixed", max_iter=10 ** 6, display=0,
+        snapshot_after_train=False, solver_mode=caffe_pb2.SolverParameter.CPU)

@@ -26,7 +26,7 @@ from google.protobuf import text_format
 from caffe.proto import caffe_pb2
 from config import apply_overrides, PAPER
 from data_prep.dataset import Dataset
-from prototxt.pose_net import VARIANTS, gpu_batch, net_text
+from prototxt.pose_net import VARIANTS, gpu_batch, write_net
 from solver.pose_solver import make_solver
 from solver.schedule import schedule
 
@@ -175,11 +175,11 @@ def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
         sub.mkdir(parents=True, exist_ok=True)
     data, train_size = str(dataset.directory.resolve()), dataset.count("train")
     share = max(1, len(gpus))
-    _write(folder.path / "train.prototxt",
-           net_text(cfg, variant, "train", data=data, gpus=share, train_size=train_size))
-    _write(folder.path / "test.prototxt",
-           net_text(cfg, variant, "test", data=data, train_size=train_size))
-    _write(folder.deploy_path, net_text(cfg, variant, "deploy", train_size=train_size))
+    write_net(folder.path / "train.prototxt", cfg, variant, "train", data=data, gpus=share,
+              train_size=train_size)
+    write_net(folder.path / "test.prototxt", cfg, variant, "test", data=data,
+              train_size=train_size)
+    write_net(folder.deploy_path, cfg, variant, "deploy", train_size=train_size)
     solver = make_solver(cfg, folder.path / "train.prototxt", folder.path / SNAPSHOT_PREFIX,
                          train_size, test_net=folder.path / "test.prototxt",
                          test_size=dataset.count("test"))

@@ -226,6 +226,13 @@ def apply_overrides(cfg, overrides):
     return cfg.replace(**typed)
 
 
+def add_config_arguments(parser, set_help, config_file=True):
+    """A command's --config (a JSON file of overrides) and --set key=value flags."""
+    if config_file:
+        parser.add_argument("--config", type=Path, help="JSON file of config overrides")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=set_help)
+
+
 def stage_overrides(stage, keys, overrides):
     """The key=value overrides of a stage that reads only `keys`; ConfigError for the others."""
     for item in overrides:

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from config import ConfigError, LMDB_KEYS, load_config, stage_overrides
+from config import ConfigError, LMDB_KEYS, add_config_arguments, load_config, stage_overrides
 from data_prep.crops import EmptyMask, person_crop
 from data_prep.cli import add_build_options, reject_unknown
 from data_prep.dataset import DatasetWriter, Sample, encode_samples
@@ -137,10 +137,8 @@ def parse_args(argv):
     parser.add_argument("--test-stride", type=int, default=1,
                         help="use every n-th test frame; 5 or 64 are common on the real "
                              "dataset (default: %(default)s)")
-    parser.add_argument("--config", type=Path, help="JSON file of config overrides")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides that shape the crops: "
-                             f"{', '.join(sorted(LMDB_KEYS))}")
+    add_config_arguments(parser, "config overrides that shape the crops: "
+                         f"{', '.join(sorted(LMDB_KEYS))}")
     add_build_options(parser)
     args = parser.parse_args(argv)
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from config import apply_overrides, PAPER
+from config import LMDB_KEYS, PAPER, apply_overrides
 from data_prep.dataset import Dataset
 from prototxt.pose_net import VARIANTS, gpu_batch, write_net
 from solver.pose_solver import make_solver
@@ -147,6 +147,18 @@ def _differences(old, new):
     return sorted(keys)
 
 
+def check_dataset_settings(cfg, dataset):
+    """RunError unless the config's crop settings (LMDB_KEYS) are those the dataset was built
+    with: the run's config.json must describe the data it trains on."""
+    for key in sorted(LMDB_KEYS):
+        built = dataset.manifest.get(key)
+        if built is not None and built != getattr(cfg, key):
+            raise RunError(f"config {key} {getattr(cfg, key)} but {dataset.directory} was "
+                           f"built with {built}: give `--set {key}={built}` (the data's "
+                           f"value), or build the dataset with `make lmdb LMDB_FLAGS=\"--set "
+                           f"{key}={getattr(cfg, key)}\"`")
+
+
 def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
     """Write the run folder's nets, solver and config.json for training `variant` on the
     dataset; returns its RunFolder. An existing run of the same configuration is kept (its
@@ -155,11 +167,7 @@ def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
     if variant not in VARIANTS:
         raise RunError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     dataset = Dataset(dataset_dir)
-    if cfg.crop_size != dataset.crop_size:
-        raise RunError(f"config crop_size {cfg.crop_size} but {dataset.directory} holds "
-                       f"{dataset.crop_size}x{dataset.crop_size} crops: build the dataset with "
-                       f"`make lmdb LMDB_FLAGS=\"--set crop_size={cfg.crop_size}\"` or drop "
-                       "the override")
+    check_dataset_settings(cfg, dataset)
     gpu_batch(cfg, max(1, len(gpus)))   # refuses a batch that does not split, before writing
     folder = RunFolder(Path(run).resolve())
     description = run_description(cfg, variant, dataset, gpus)

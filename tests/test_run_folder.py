@@ -74,9 +74,13 @@ def test_a_run_folder_is_kept_for_the_same_config_and_refused_for_another(lmdb_d
     assert marker.exists() and RunFolder(run).variant() == "full"
     prepare_run(run, cfg.replace(base_lr=0.5), "baseline", lmdb_dir, force=True)
     assert not marker.exists() and RunFolder(run).variant() == "baseline"
-    with pytest.raises(RunError, match="crop_size 240 but .* holds 250x250 crops"):
+    with pytest.raises(RunError, match="config crop_size 240 but .* was built with 250"):
         prepare_run(tmp_path / "other", cfg.replace(crop_size=240, input_size=200), "full",
                     lmdb_dir)
+    with pytest.raises(RunError, match="config jpeg_quality 80 but .* built with 95: give "
+                                       "`--set jpeg_quality=95`"):
+        prepare_run(tmp_path / "other", cfg.replace(jpeg_quality=80), "full", lmdb_dir)
+    assert not (tmp_path / "other").exists()
 
 
 def test_evaluate_without_a_run_needs_the_solver_link(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, schedule_config
+from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
 from evaluation.evaluate import EvaluationError
 from evaluation.experiments import ablation
 from evaluation.report import ReportError
@@ -30,9 +30,8 @@ def main(argv=None):
                         help="ablation folder (default: runs/ablation-<schedule>)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="variants to train (default: all four)")
-    parser.add_argument("--config", type=Path, help="JSON file of config overrides")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides after the schedule's, the same for every variant")
+    add_config_arguments(parser, "config overrides after the schedule's, the same for every "
+                         "variant")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     out = args.out or Path("runs") / f"ablation-{args.schedule}"

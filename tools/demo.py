@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import ConfigError, schedule_config
+from config import ConfigError, add_config_arguments, schedule_config
 from evaluation.evaluate import EvaluationError
 from evaluation.experiments import demo
 from evaluation.report import ReportError
@@ -33,8 +33,8 @@ def main(argv=None):
                         help="run folder (default: %(default)s)")
     parser.add_argument("--variant", default="full", choices=list(VARIANTS),
                         help="Table 2 variant (default: %(default)s, the paper's model)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides after the demo schedule's")
+    add_config_arguments(parser, "config overrides after the demo schedule's",
+                         config_file=False)
     parser.add_argument("--gpus", default="", metavar="IDS",
                         help="train on these GPUs (e.g. 0) and evaluate on the first; "
                              "default: the CPU")

@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import EVALUATION_KEYS, ConfigError, apply_overrides, stage_overrides
+from config import (EVALUATION_KEYS, ConfigError, add_config_arguments, apply_overrides,
+                    stage_overrides)
 from evaluation.evaluate import EvaluationError, evaluate_run, results_folder, results_text, \
     write_results
 from solver.caffe_cli import quiet_caffe_log
@@ -31,9 +32,8 @@ def main(argv=None):
                         "in <run>/eval-first<N>/, beside the full evaluation's)")
     parser.add_argument("--out", type=Path, help="where the results go (default: the run "
                         "folder, or <run>/eval-first<N> with --limit)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help=f"evaluation settings over the run's config: "
-                             f"{', '.join(sorted(EVALUATION_KEYS))}")
+    add_config_arguments(parser, "evaluation settings over the run's config: "
+                         f"{', '.join(sorted(EVALUATION_KEYS))}", config_file=False)
     parser.add_argument("--gpu", type=int, metavar="N",
                         help="run the net on GPU N (needs the GPU build; default: the CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

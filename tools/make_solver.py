@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, schedule_config
+from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
 from prototxt.pose_net import VARIANTS
 from solver.devices import DeviceError, parse_gpus
 from solver.run_folder import SOLVER_LINK, RunError, prepare_solver
@@ -32,9 +32,7 @@ def main(argv=None):
     parser.add_argument("--run", type=Path, help="run folder (default: runs/<variant>-<schedule>)")
     parser.add_argument("--link", type=Path, default=SOLVER_LINK,
                         help="the link to the run's solver (default: %(default)s)")
-    parser.add_argument("--config", type=Path, help="JSON file of config overrides")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides after the schedule's, e.g. batch_size=32")
+    add_config_arguments(parser, "config overrides after the schedule's, e.g. batch_size=32")
     parser.add_argument("--gpus", default="", metavar="IDS",
                         help="GPUs the train net is for (e.g. 0,1: each reads batch_size / 2 "
                              "images; `make train GPUS=0,1` runs them); default: the CPU")

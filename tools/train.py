@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, schedule_config
+from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
 from prototxt.pose_net import VARIANTS
 from solver.caffe_cli import CaffeError
 from solver.devices import DeviceError, parse_gpus
@@ -40,9 +40,7 @@ def main(argv=None):
     parser.add_argument("--run", type=Path, help="run folder (default: runs/<variant>-<schedule>)")
     parser.add_argument("--schedule", choices=list(SCHEDULES), default="paper",
                         help="paper (section 4) or demo (short, for two CPU cores)")
-    parser.add_argument("--config", type=Path, help="JSON file of config overrides")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides after the schedule's, e.g. batch_size=16")
+    add_config_arguments(parser, "config overrides after the schedule's, e.g. batch_size=16")
     parser.add_argument("--gpus", default="", metavar="IDS",
                         help="GPU ids: 0 for one GPU, 0,1,2,3 for several (Caffe's NCCL; the "
                              "update's batch_size is split over them); default: the CPU")

@@ -52,26 +52,96 @@ RIGHT_17 = (1, 2, 3, 14, 15, 16)
 class Camera:
     """Intrinsics as Human3.6M gives them; extrinsics (R, t: world -> camera, mm) are set by
     whoever places the camera (the real ones ship in a metadata file, the synthetic ones are
-    placed around the capture area)."""
+    placed around the capture area). width x height is the camera's usual frame size; S7's
+    differs (frame_size)."""
     id: str
     width: int
     height: int
     center: tuple        # (cx, cy) pixels
     focal: tuple         # (fx, fy) pixels
     radial: tuple        # k1, k2, k3
-    tangential: tuple    # p1, p2
+    tangential: tuple    # p1, p2, named as in project's formula
 
 
+# The intrinsics at full precision, from the dataset's metadata (REFERENCE.md section 5): with
+# them project reproduces D2_Positions from D3_Positions_mono to about 1e-4 px.
 CAMERAS = {
-    "54138969": Camera("54138969", 1000, 1002, (512.54, 515.45), (1145.05, 1143.78),
-                       (-0.2071, 0.2478, -0.0031), (-0.00098, -0.00142)),
-    "55011271": Camera("55011271", 1000, 1000, (508.85, 508.06), (1149.68, 1147.59),
-                       (-0.1942, 0.2404, 0.0068), (-0.0016, -0.0027)),
-    "58860488": Camera("58860488", 1000, 1000, (519.82, 501.40), (1149.14, 1148.80),
-                       (-0.2083, 0.2555, -0.0025), (0.0015, -0.0008)),
-    "60457274": Camera("60457274", 1000, 1002, (514.97, 501.88), (1145.51, 1144.77),
-                       (-0.1984, 0.2183, -0.0089), (-0.0006, -0.0018)),
+    "54138969": Camera("54138969", 1000, 1002, (512.54150390625, 515.4514770507812),
+                       (1145.0494384765625, 1143.7811279296875),
+                       (-0.20709891617298126, 0.24777518212795258, -0.0030751503072679043),
+                       (-0.00142447161488235, -0.0009756988729350269)),
+    "55011271": Camera("55011271", 1000, 1000, (508.8486328125, 508.0649108886719),
+                       (1149.6756591796875, 1147.5916748046875),
+                       (-0.1942136287689209, 0.2404085397720337, 0.006819975562393665),
+                       (-0.0027408944442868233, -0.0016190266469493508)),
+    "58860488": Camera("58860488", 1000, 1000, (519.8158569335938, 501.40264892578125),
+                       (1149.1407470703125, 1148.7989501953125),
+                       (-0.2083381861448288, 0.25548800826072693, -0.0024604974314570427),
+                       (-0.0007599993259645998, 0.0014843869721516967)),
+    "60457274": Camera("60457274", 1000, 1002, (514.9682006835938, 501.88201904296875),
+                       (1145.5113525390625, 1144.77392578125),
+                       (-0.198384091258049, 0.21832367777824402, -0.008947807364165783),
+                       (-0.0018133620033040643, -0.0005872055771760643)),
 }
+# S7's four videos are all 1000 wide and 1002 high (REFERENCE.md section 5)
+S7_FRAME_SIZE = (1000, 1002)
+
+
+def frame_size(subject, camera_id):
+    """(width, height) of a subject's videos from a camera."""
+    if subject == "S7":
+        return S7_FRAME_SIZE
+    camera = CAMERAS[camera_id]
+    return camera.width, camera.height
+
+
+# The file stem of each recording: STEMS[subject][action] = (subaction 1, subaction 2), from
+# the dataset's metadata (REFERENCE.md section 5). Not a rule: S5 has "Discussion 2" and
+# "Discussion 3", S6 "Waiting 3" and "Waiting", S11 "Phoning 3" and "Phoning 2".
+_STEM_TABLE = """
+Directions   | Directions 1,Directions | Directions 1,Directions 2 | Directions 1,Directions | Directions 1,Directions | Directions 1,Directions | Directions 1,Directions | Directions 1,Directions
+Discussion   | Discussion 1,Discussion | Discussion 2,Discussion 3 | Discussion 1,Discussion | Discussion 1,Discussion | Discussion 1,Discussion | Discussion 1,Discussion 2 | Discussion 1,Discussion 2
+Eating       | Eating 2,Eating | Eating 1,Eating | Eating 1,Eating 2 | Eating 1,Eating | Eating 1,Eating | Eating 1,Eating | Eating 1,Eating
+Greeting     | Greeting 1,Greeting | Greeting 1,Greeting 2 | Greeting 1,Greeting | Greeting 1,Greeting | Greeting 1,Greeting | Greeting 1,Greeting | Greeting 2,Greeting
+Phoning      | Phoning 1,Phoning | Phoning 1,Phoning | Phoning 1,Phoning | Phoning 2,Phoning | Phoning 1,Phoning | Phoning 1,Phoning | Phoning 3,Phoning 2
+Posing       | Posing 1,Posing | Posing 1,Posing | Posing 2,Posing | Posing 1,Posing | Posing 1,Posing | Posing 1,Posing | Posing 1,Posing
+Purchases    | Purchases 1,Purchases | Purchases 1,Purchases | Purchases 1,Purchases | Purchases 1,Purchases | Purchases 1,Purchases | Purchases 1,Purchases | Purchases 1,Purchases
+Sitting      | Sitting 1,Sitting 2 | Sitting 1,Sitting | Sitting 1,Sitting 2 | Sitting 1,Sitting | Sitting 1,Sitting | Sitting 1,Sitting | Sitting 1,Sitting
+SittingDown  | SittingDown 2,SittingDown | SittingDown,SittingDown 1 | SittingDown 1,SittingDown | SittingDown,SittingDown 1 | SittingDown,SittingDown 1 | SittingDown,SittingDown 1 | SittingDown,SittingDown 1
+Smoking      | Smoking 1,Smoking | Smoking 1,Smoking | Smoking 1,Smoking | Smoking 1,Smoking | Smoking 1,Smoking | Smoking 1,Smoking | Smoking 2,Smoking
+Photo        | TakingPhoto 1,TakingPhoto | Photo,Photo 2 | Photo,Photo 1 | Photo,Photo 1 | Photo 1,Photo | Photo 1,Photo | Photo 1,Photo
+Waiting      | Waiting 1,Waiting | Waiting 1,Waiting 2 | Waiting 3,Waiting | Waiting 1,Waiting 2 | Waiting 1,Waiting | Waiting 1,Waiting | Waiting 1,Waiting
+Walking      | Walking 1,Walking | Walking 1,Walking | Walking 1,Walking | Walking 1,Walking 2 | Walking 1,Walking | Walking 1,Walking | Walking 1,Walking
+WalkDog      | WalkingDog 1,WalkingDog | WalkDog 1,WalkDog | WalkDog 1,WalkDog | WalkDog 1,WalkDog | WalkDog 1,WalkDog | WalkDog 1,WalkDog | WalkDog 1,WalkDog
+WalkTogether | WalkTogether 1,WalkTogether | WalkTogether 1,WalkTogether | WalkTogether 1,WalkTogether | WalkTogether 1,WalkTogether | WalkTogether 1,WalkTogether 2 | WalkTogether 1,WalkTogether | WalkTogether 1,WalkTogether
+"""
+
+
+def _stems():
+    table = {subject: {} for subject in SUBJECTS}
+    for line in _STEM_TABLE.strip().splitlines():
+        action, *cells = [cell.strip() for cell in line.split("|")]
+        for subject, cell in zip(SUBJECTS, cells):
+            table[subject][action] = tuple(cell.split(","))
+    return table
+
+
+STEMS = _stems()
+
+# Every video is longer than its pose files (REFERENCE.md section 5): by this many frames,
+# (least, median, most), per camera.
+VIDEO_EXTRA_FRAMES = {"54138969": (0, 1, 2), "60457274": (0, 1, 2),
+                      "55011271": (2, 4, 8), "58860488": (2, 4, 8)}
+# Recordings whose poses cover only about half of their videos (S9 Greeting: videos of
+# 2899-2902 frames, 1447 poses), by subject and stem.
+HALF_POSED = {("S9", "Greeting"), ("S9", "SittingDown 1"), ("S9", "Waiting 1"),
+              ("S9", "Walking")}
+# Recordings that some works leave out as damaged (misaligned ground truth): --drop-damaged.
+DAMAGED = {("S9", "Greeting"), ("S9", "SittingDown"), ("S9", "Waiting 1")}
+# The video that many copies of the dataset hold corrupt or not at all.
+BROKEN_VIDEO = ("S11", "Directions", "54138969")
+# Crops of the real dataset at every frame, four cameras: training (S1 S5 S6 S7 S8), test.
+REAL_CROPS = {"train": 1_559_752, "test": 550_644}
 
 
 def project(points, camera, scale=1.0):
@@ -90,17 +160,15 @@ def project(points, camera, scale=1.0):
 
 
 def sequence_name(subject, action, subaction):
-    """File stem of one of the two recordings (subaction 1 or 2) of an action, e.g.
-    'Directions 1'. S1 names them '<Action>' and '<Action> 1' and spells two actions its own
-    way (TakingPhoto, WalkingDog), as on the real disks."""
+    """File stem of one of the two recordings (subaction 1 or 2) of an action, as the real
+    dataset names it (STEMS), e.g. S5's Discussion: 'Discussion 2' and 'Discussion 3'."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
     if subaction not in (1, 2):
         raise ValueError(f"subaction must be 1 or 2, got {subaction}")
-    if subject == "S1":
-        name = S1_SPELLING.get(action, action)
-        return name if subaction == 1 else f"{name} 1"
-    return f"{action} {subaction}"
+    if subject not in STEMS:
+        raise ValueError(f"unknown subject {subject!r}; known: {', '.join(SUBJECTS)}")
+    return STEMS[subject][action][subaction - 1]
 
 
 def sequence_paths(root, subject, stem, camera_id):

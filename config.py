@@ -106,6 +106,13 @@ class Config:
     # spine-thorax, thorax-shoulders (../shared/REFERENCE.md section 2)
     torso_bones: tuple = ("RHip", "LHip", "Spine", "Thorax", "LShoulder", "RShoulder")
 
+    # ---- evaluation protocol
+    # ASSUMPTION (the paper says MPJPE without the joints averaged over): MPJPE and P-MPJPE
+    # averaged over all 17 joints after root alignment (the root's error of 0 included), as
+    # the works the paper compares with and today's literature do (REFERENCE.md section 5);
+    # 16: over the non-root joints only (17/16 of the 17-joint figure)
+    evaluation_joints: int = 17
+
     # ---- data loading (layers/h36m_data.py): how the training batches are prepared, never
     # what they hold (a batch depends only on the seed and its index)
     # ASSUMPTION (engineering): workers preparing training batches; 0 = one per core left to
@@ -139,6 +146,8 @@ class Config:
         need(self.crop_margin >= 0, "crop_margin must be >= 0")
         need(1 <= self.jpeg_quality <= 100, "jpeg_quality must be within 1 and 100")
         need(set(self.torso_bones) <= set(JOINTS_17[1:]), "torso_bones name non-root joints")
+        need(self.evaluation_joints in (16, 17), "evaluation_joints must be 17 (all joints) "
+             "or 16 (the non-root ones)")
         need(self.grid_size >= 2, "grid_size must be at least 2")
         layers = len(self.conv_channels)
         need(len(self.conv_kernels) == len(self.conv_strides) == len(self.conv_pads) == layers,
@@ -170,7 +179,7 @@ PAPER = Config().validate()
 # The keys each stage reads besides the network's: a --set of any other key given to that
 # stage would change nothing there, so it is refused (stage_overrides).
 LMDB_KEYS = frozenset({"crop_size", "crop_margin", "jpeg_quality"})   # make_lmdb
-EVALUATION_KEYS = frozenset({"torso_bones"})                           # evaluate, predict
+EVALUATION_KEYS = frozenset({"torso_bones", "evaluation_joints"})      # evaluate, predict
 
 # Training schedules, applied over PAPER (then a config file and key=value overrides).
 SCHEDULES = {

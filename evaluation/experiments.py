@@ -62,9 +62,9 @@ def format_table2(table, baseline_row):
     return "\n".join(lines)
 
 
-def write_table2(table, baseline_row, out):
+def write_table2(table, baseline_row, out, protocol=None):
     out.mkdir(parents=True, exist_ok=True)
-    document = {"mpjpe_mm": table, "mean_pose_mpjpe_mm": baseline_row,
+    document = {"protocol": protocol, "mpjpe_mm": table, "mean_pose_mpjpe_mm": baseline_row,
                 "paper_table2_real_h36m": PAPER_TABLE2,
                 "note": "paper values are the paper's results on real Human3.6M, not this run's"}
     (out / "table2.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -97,7 +97,8 @@ def ablation(out, cfg, lmdb_dir, variants, quiet=False):
     first = next(iter(results.values()))
     baseline_row = dict(first["mean_pose_mpjpe"]["per_action"],
                         Average=first["mean_pose_mpjpe"]["action_wise"])
-    write_table2(table, baseline_row, out)
+    protocol = first["protocol"]
+    write_table2(table, baseline_row, out, protocol)
     paths = {}
     if all(v in results for v in FIGURE_PAIR.values()):
         paths = draw_report({label: out / v for label, v in FIGURE_PAIR.items()},
@@ -106,7 +107,8 @@ def ablation(out, cfg, lmdb_dir, variants, quiet=False):
     series.append(("mean pose (baseline)", baseline_row))
     paths["table2"] = save_figure(action_bars_figure(series, title="Table 2: MPJPE per variant"),
                                   out / "figures" / "table2.png")
-    return [format_table2(table, baseline_row),
+    return [f"# protocol: {protocol['description']}; {first['split']} split",
+            format_table2(table, baseline_row),
             "(paper rows: the paper's results on real Human3.6M, not this run's)",
             f"ablation: tables in {out / 'table2.json'} and table2.csv",
             *(f"ablation: {name} {path}" for name, path in paths.items())]

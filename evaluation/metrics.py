@@ -10,12 +10,13 @@ Poses are arrays (..., 17, 3) in millimetres over the joints of `data_prep.h36m.
 
 Protocols:
   * MPJPE (protocol 1, the paper's metric): both poses are translated so that their roots
-    coincide, then the Euclidean joint errors are averaged. By default the average runs over
-    the 16 non-root joints (the root's error is 0 by construction); include_root=True
-    averages over all 17, which gives 16/17 of the default value.
+    coincide, then the Euclidean joint errors are averaged. By default over all 17 joints,
+    the root's error of 0 included, as the works the paper compares with and today's
+    literature report; include_root=False averages over the 16 non-root joints, which gives
+    17/16 of the default value.
   * P-MPJPE (protocol 2): the prediction is first aligned to the ground truth by the
     similarity transform (scale, proper rotation, translation) that minimises the squared
-    error, then the joint errors are averaged (over the non-root joints by default).
+    error, then the joint errors are averaged (over all joints by default).
 
 The scale of a network prediction (zero-mean, Frobenius norm 1) is recovered as in section 4:
 "the length of connected joints in the estimated shape is equal to the pre-calculated average
@@ -112,13 +113,13 @@ def _mean_joint_error(pred, gt, skip_joint=None):
     return errors.mean(axis=-1)
 
 
-def mpjpe(pred, gt, root=0, include_root=False):
+def mpjpe(pred, gt, root=0, include_root=True):
     """Mean per-joint position error (mm) of each frame after translating both poses so that
     their roots coincide (protocol 1), (N,).
 
-    include_root=False (the default) averages over the J - 1 non-root joints, whose errors are
-    the only informative ones; include_root=True averages over all J joints, the root counting
-    with its error of 0 (so the value is (J - 1) / J of the default)."""
+    include_root=True (the default, the literature's convention) averages over all J joints,
+    the root counting with its error of 0; include_root=False over the J - 1 non-root joints,
+    whose errors are the only informative ones (J / (J - 1) of the default)."""
     pred, gt = _as_frames(pred, gt)
     return _mean_joint_error(root_align(pred, root), root_align(gt, root),
                              None if include_root else root)
@@ -146,9 +147,10 @@ def procrustes_align(pred, gt):
     return scale[:, None, None] * pred_centred @ rotation + gt_mean
 
 
-def p_mpjpe(pred, gt, root=0, include_root=False):
+def p_mpjpe(pred, gt, root=0, include_root=True):
     """Mean per-joint position error (mm) of each frame after procrustes_align (protocol 2),
-    (N,); include_root=False averages over the joints other than the root, True over all."""
+    (N,); include_root=True (the default) averages over all joints, False over the joints
+    other than the root."""
     pred, gt = _as_frames(pred, gt)
     return _mean_joint_error(procrustes_align(pred, gt), gt, None if include_root else root)
 

@@ -102,6 +102,7 @@ def draw_report(runs, out, examples=6):
     series.append(("Park et al. 2016 (paper, real Human3.6M)",
                    {a: PAPER_TABLE1[a] for a in first_results["mpjpe"]["per_action"]
                     if a in PAPER_TABLE1}))
-    paths["bars"] = save_figure(action_bars_figure(series, title="MPJPE per action (root-aligned)"),
+    title = f"MPJPE per action ({first_results['protocol']['description']})"
+    paths["bars"] = save_figure(action_bars_figure(series, title=title),
                           out / "mpjpe_per_action.png")
     return paths

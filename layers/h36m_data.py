@@ -137,7 +137,7 @@ class _BatchMaker:
     """
 
     def __init__(self, directory, split, batch_size, input_size, train, shuffle, seed, pca_std,
-                 limit=0):
+                 limit=0, samples=None):
         dataset = Dataset(directory)
         self.crop_size = dataset.crop_size
         if not 0 < input_size <= self.crop_size:
@@ -156,6 +156,16 @@ class _BatchMaker:
         self.count = self.reader.count
         if limit:
             self.count = min(self.count, int(limit))   # the stream wraps after these samples
+        # an explicit subset (an evaluation protocol's frames): epochs visit these samples
+        self.samples = None
+        if samples is not None:
+            self.samples = np.asarray(samples, dtype=np.int64)
+            if limit or not self.samples.size or self.samples.min() < 0 \
+                    or self.samples.max() >= self.count:
+                self.close()
+                raise ValueError(f"H36M data: samples must be a non-empty list of indices "
+                                 f"below {self.count}, and not combined with limit")
+            self.count = len(self.samples)
         self._orders = {}
         self._orders_lock = threading.Lock()
 
@@ -172,6 +182,8 @@ class _BatchMaker:
                     order = np.random.default_rng(self.seed + epoch).permutation(self.count)
                 else:
                     order = np.arange(self.count)
+                if self.samples is not None:
+                    order = self.samples[order]
                 # workers are at most a few epochs apart; forget the older orders
                 for old in [e for e in self._orders if e < epoch - 2]:
                     del self._orders[old]
@@ -491,12 +503,14 @@ class BatchLoader:
     train: random crop + PCA colour shift (else centre crop, no shift). shuffle defaults to
     train, pca_std to 0.1 in train (ignored otherwise). shard=(rank, count): take the stream's
     batches rank, rank + count, ... (one GPU of several). processes: worker processes instead
-    of threads. Also a context manager.
+    of threads. samples: visit only these sample indices (in this order without shuffle), e.g.
+    an evaluation protocol's frames; batch.indices hold the sample indices. Also a context
+    manager.
     """
 
     def __init__(self, directory, split, batch_size, input_size=225, train=True, shuffle=None,
                  seed=0, pca_std=0.1, workers=2, prefetch=4, limit=0, processes=False,
-                 shard=(0, 1)):
+                 shard=(0, 1), samples=None):
         if workers < 1 or prefetch < 1:
             raise ValueError(f"BatchLoader: workers and prefetch must be >= 1, "
                              f"got {workers} and {prefetch}")
@@ -507,7 +521,7 @@ class BatchLoader:
         maker_args = dict(directory=directory, split=split, batch_size=batch_size,
                           input_size=input_size, train=train,
                           shuffle=train if shuffle is None else shuffle, seed=seed,
-                          pca_std=pca_std, limit=limit)
+                          pca_std=pca_std, limit=limit, samples=samples)
         self.maker = _BatchMaker(**maker_args)
         self.shard = (rank, count)
         stream_index, name = _StreamIndex(rank, count), f"H36MData-{split}"

@@ -442,3 +442,15 @@ def test_train_batches_are_the_plain_augmentation_bit_for_bit(dataset, processes
             batch = loader.next_batch()
             expected = reference_batch(directory, loader.maker, sources, batch_index)
             assert batch.images.tobytes() == expected.tobytes()
+
+
+def test_an_explicit_subset_of_samples_is_visited_in_its_order(dataset):
+    directory, sources = dataset
+    with BatchLoader(directory, "test", batch_size=4, train=False, samples=[3, 1, 7]) as loader:
+        assert loader.count == 3
+        first, second = loader.next_batch(), loader.next_batch()
+    assert list(first.indices) == [3, 1, 7, 3] and list(second.indices) == [1, 7, 3, 1]
+    for slot, index in enumerate(first.indices):
+        np.testing.assert_array_equal(first.joints_3d[slot], sources[index][2])
+    with pytest.raises(ValueError, match="samples must be a non-empty list of indices below"):
+        BatchLoader(directory, "test", batch_size=2, train=False, samples=[COUNT])

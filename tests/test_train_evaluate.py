@@ -104,15 +104,43 @@ def test_evaluation_writes_results_and_refuses_mismatched_weights(lmdb_dir, trai
 def test_a_subset_is_written_beside_the_full_results(trained, capsys):
     assert evaluate_main(["--run", str(trained), "--quiet"]) == 0
     full = (trained / "results.json").read_text()
+    assert json.loads(full)["protocol"]["description"] == \
+        "mean over all 17 joints (root included), root-aligned; every frame, all cameras"
     assert evaluate_main(["--run", str(trained), "--limit", "4", "--quiet"]) == 0
     assert (trained / "results.json").read_text() == full
     subset = json.loads((trained / "eval-first4" / "results.json").read_text())
-    assert subset["frames"] == 4 and subset["subset"] == "the first 4 frames"
+    assert subset["frames"] == 4 and subset["protocol"]["limit"] == 4
     out = capsys.readouterr().out
-    assert "the first 4 frames" in out and "MPJPE Average(frame-weighted)" in out
+    assert "# protocol: mean over all 17 joints" in out and "the first 4 of them" in out
+    assert "MPJPE Average(frame-weighted)" in out
     assert evaluate_main(["--run", str(trained), "--set", "batch_size=4", "--quiet"]) == 1
     assert "evaluate --set batch_size: 'batch_size' changes nothing there" in \
         capsys.readouterr().err
+
+
+def test_protocols_select_frames_and_joints(trained, capsys):
+    """every-5th takes frames 0 and 5 of the tiny recording; 16 joints give 17/16 of the
+    17-joint MPJPE frame by frame; another camera's frames are none here."""
+    folder = RunFolder(trained)
+    everything, _ = evaluate_run(folder, quiet=True)
+    fifth, poses = evaluate_run(folder, subset="every-5th", quiet=True)
+    assert fifth["frames"] == 2 and list(poses["indices"]) == [0, 5]
+    assert fifth["protocol"]["subset"] == "every-5th"
+    sixteen, _ = evaluate_run(folder, cfg=folder.config().replace(evaluation_joints=16),
+                              quiet=True)
+    assert sixteen["mpjpe"]["frame_weighted"] == pytest.approx(
+        everything["mpjpe"]["frame_weighted"] * 17 / 16)
+    assert sixteen["mean_pose_mpjpe"]["frame_weighted"] == pytest.approx(
+        everything["mean_pose_mpjpe"]["frame_weighted"] * 17 / 16)
+    assert "the 16 non-root joints" in sixteen["protocol"]["description"]
+    with pytest.raises(EvaluationError, match="no test frames for the protocol"):
+        evaluate_run(folder, camera="55011271", quiet=True)
+    assert evaluate_main(["--run", str(trained), "--subset", "every-64th", "--joints", "16",
+                          "--camera", "54138969", "--quiet"]) == 0
+    written = json.loads((trained / "eval-every-64th-cam54138969-16joints" /
+                          "results.json").read_text())
+    assert (written["frames"], written["protocol"]["joints"]) == (1, 16)
+    assert "every 64th frame, camera 54138969" in capsys.readouterr().out
 
 
 def test_predict_prints_and_draws_a_pose(trained, tmp_path, capsys):

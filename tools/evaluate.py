@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Evaluate a trained run on its test split: MPJPE per action in the layout of Table 1.
 
-    python tools/evaluate.py [--run RUN] [--weights FILE] [--limit N] [--gpu N] [--quiet]
+    python tools/evaluate.py [--run RUN] [--subset all|every-5th|every-64th] [--camera ID]
+        [--joints 17|16] [--weights FILE] [--limit N] [--gpu N] [--quiet]
 
 Without --run it evaluates the run that solver/h36m.prototxt belongs to (what `caffe train
--solver solver/h36m.prototxt` trained). Metrics and protocols: evaluation/evaluate.py. Writes
-results.json, results.csv and predictions.npz (predicted and true poses in mm, actions, sample
-indices) into the run folder; with --limit into <run>/eval-first<N>/ (or --out).
+-solver solver/h36m.prototxt` trained). Metrics and protocols: evaluation/evaluate.py; the
+protocol is printed above the table and named in results.json. Writes results.json,
+results.csv and predictions.npz (predicted and true poses in mm, actions, sample indices) into
+the run folder for the default protocol (every frame, all cameras, 17 joints), else into
+<run>/eval-<protocol>[-first<N>]/ (or --out).
 """
 import argparse
 import sys
@@ -14,8 +17,8 @@ from pathlib import Path
 
 from config import (EVALUATION_KEYS, ConfigError, add_config_arguments, apply_overrides,
                     stage_overrides)
-from evaluation.evaluate import EvaluationError, evaluate_run, results_folder, results_text, \
-    write_results
+from evaluation.evaluate import (SUBSETS, EvaluationError, Protocol, evaluate_run,
+                                 results_folder, results_text, write_results)
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
 from solver.run_folder import RunError, RunFolder, default_run
@@ -28,8 +31,17 @@ def main(argv=None):
     parser.add_argument("--weights", type=Path, help="caffemodel (default: the run's latest)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--batch", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N frames (results "
-                        "in <run>/eval-first<N>/, beside the full evaluation's)")
+    parser.add_argument("--subset", default="all", choices=list(SUBSETS),
+                        help="test frames: every frame, or every 5th or 64th of each recording "
+                             "(default: %(default)s)")
+    parser.add_argument("--camera", default="all",
+                        help="one camera's frames by its id, e.g. 54138969 (default: all)")
+    parser.add_argument("--joints", type=int, choices=(17, 16),
+                        help="average the errors over all 17 joints (root included, as today's "
+                             "literature) or the 16 non-root ones (default: the run's config, "
+                             "evaluation_joints, 17)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N frames of the "
+                        "protocol (results beside the full evaluation's)")
     parser.add_argument("--out", type=Path, help="where the results go (default: the run "
                         "folder, or <run>/eval-first<N> with --limit)")
     add_config_arguments(parser, "evaluation settings over the run's config: "
@@ -44,14 +56,17 @@ def main(argv=None):
     try:
         use_device(args.gpu)   # first: a bad --gpu is the message, whatever else is missing
         folder = RunFolder(args.run) if args.run else default_run()
-        cfg = apply_overrides(folder.config(), stage_overrides("evaluate", EVALUATION_KEYS,
-                                                               args.set))
+        overrides = stage_overrides("evaluate", EVALUATION_KEYS, args.set)
+        if args.joints:
+            overrides.append(f"evaluation_joints={args.joints}")
+        cfg = apply_overrides(folder.config(), overrides)
+        protocol = Protocol(args.subset, args.camera, cfg.evaluation_joints)
         results, poses = evaluate_run(folder, args.weights, args.split, args.batch, args.limit,
-                                      cfg, args.quiet)
+                                      cfg, args.quiet, args.subset, args.camera)
     except (ConfigError, DeviceError, EvaluationError, RunError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    out = args.out or results_folder(folder, args.limit)
+    out = args.out or results_folder(folder, protocol, args.limit)
     write_results(results, out, poses)
     print(results_text(results))
     print(f"evaluate: {folder.path}, weights {results['weights']}; results in "

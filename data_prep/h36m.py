@@ -136,8 +136,10 @@ VIDEO_EXTRA_FRAMES = {"54138969": (0, 1, 2), "60457274": (0, 1, 2),
 # 2899-2902 frames, 1447 poses), by subject and stem.
 HALF_POSED = {("S9", "Greeting"), ("S9", "SittingDown 1"), ("S9", "Waiting 1"),
               ("S9", "Walking")}
-# Recordings that some works leave out as damaged (misaligned ground truth): --drop-damaged.
-DAMAGED = {("S9", "Greeting"), ("S9", "SittingDown"), ("S9", "Waiting 1")}
+# Recordings that some works leave out as damaged (misaligned ground truth; REFERENCE.md
+# section 2): --drop-damaged. By stem: the works that drop them name "SittingDown 1", one of
+# the half-posed recordings, not S9's other SittingDown.
+DAMAGED = {("S9", "Greeting"), ("S9", "SittingDown 1"), ("S9", "Waiting 1")}
 # The video that many copies of the dataset hold corrupt or not at all.
 BROKEN_VIDEO = ("S11", "Directions", "54138969")
 # Crops of the real dataset at every frame, four cameras: training (S1 S5 S6 S7 S8), test.

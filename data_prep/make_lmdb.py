@@ -2,16 +2,29 @@
 """Build the training and test LMDBs from a raw Human3.6M tree (real or synthetic).
 
     .venv/bin/python -m data_prep.make_lmdb [--root data/synth-h36m] [--out data/lmdb/synth-h36m]
-        [--actions Walking ...] [--test-stride 1] [--force]
+        [--actions Walking ...] [--test-stride 1] [--drop-damaged] [--force]
 
 Per split (train: S1 S5 S6 S7 S8, test: S9 S11 by default) it writes a dataset folder in the
 format of data_prep/dataset.py (image and pose LMDBs, the index, manifest.json) into --out;
-each split's manifest section also reports its sequences, stride, skipped and truncated
-sequences and frames without a person. The crop size, margin and JPEG quality come from the
-config (--config, --set). Sequences are cropped in parallel worker processes; this process
-writes through data_prep.dataset.DatasetWriter, which builds in a temporary folder beside
---out and renames it when complete, so an interrupted run leaves nothing half-built under
---out (and its leftovers are removed by the next run).
+each split's manifest section also reports its sequences, stride, subjects, frames without a
+person and:
+  skipped          "<sequence>: <reason>" of each sequence left out for a missing or unreadable
+                   file (S11 Directions, camera 54138969, is a known fault of many copies)
+  truncated        {"sequence", "poses", "video", "masks", "kept"} (frame counts) of each
+                   sequence whose files disagree: every real video is longer than its poses
+  half_posed       the same for the truncated sequences whose poses cover only about half of
+                   their video (four S9 recordings); kept, their poses hold for their frames
+  dropped_damaged  sequences left out by --drop-damaged: the recordings of h36m.DAMAGED (S9
+                   Greeting, ...), which some works leave out as damaged; kept by default
+The settings name the root, the crop margin, the actions and "drop_damaged". The printed
+summary gives each split's counts, at most MAX_LINES_PRINTED lines per list and the range of
+extra frames per camera; the manifest holds every entry.
+
+The crop size, margin and JPEG quality come from the config (--config, --set). Sequences are
+cropped in parallel worker processes; this process writes through
+data_prep.dataset.DatasetWriter, which builds in a temporary folder beside --out and renames
+it when complete, so an interrupted run leaves nothing half-built under --out (and its
+leftovers are removed by the next run).
 """
 import argparse
 import multiprocessing
@@ -25,10 +38,15 @@ from config import ConfigError, LMDB_KEYS, add_config_arguments, load_config, st
 from data_prep.crops import EmptyMask, person_crop
 from data_prep.cli import add_build_options, reject_unknown
 from data_prep.dataset import DatasetWriter, Sample, encode_samples
-from data_prep.h36m import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS
+from data_prep.h36m import ACTIONS, DAMAGED, TEST_SUBJECTS, TRAIN_SUBJECTS
 from data_prep.reader import SequenceError, find_sequences, iter_frames, load_sequence
 
 DEFAULT_ROOT = Path("data/synth-h36m")
+# Entries of a list (skips, half-posed or dropped sequences) that the summary prints; the
+# real dataset truncates all of its 840 recordings x cameras, which only manifest.json lists.
+MAX_LINES_PRINTED = 10
+FILE_KINDS = ("video", "poses", "masks")
+DAMAGED_NAMES = ", ".join(f"{subject} {stem}" for subject, stem in sorted(DAMAGED))
 
 
 def sequence_samples(sequence, data, stride, crop_size, margin, counts):
@@ -48,18 +66,18 @@ def sequence_samples(sequence, data, stride, crop_size, margin, counts):
 def process_sequence(task):
     """Crop and encode every stride-th frame of one sequence (runs in a worker process).
 
-    Returns a dict: "encoded" (EncodedSamples), "empty_masks", and "note" / "skip" messages."""
+    Returns a dict: "encoded" (EncodedSamples), "empty_masks", "skip" (a message, or None),
+    "truncated" (SequenceData.truncation(): frame counts, or None) and "half_posed"."""
     sequence, stride, crop_size, margin, quality = task
-    name = f"{sequence.subject}/{sequence.stem}.{sequence.camera}"
     counts = {"empty_masks": 0}
     try:
         data = load_sequence(sequence)
         encoded = encode_samples(sequence_samples(sequence, data, stride, crop_size, margin,
                                                   counts), quality)
     except SequenceError as err:
-        return {"skip": f"{name}: {err}", "note": None, "empty_masks": 0,
-                "encoded": encode_samples([], quality)}
-    return {"skip": None, "note": f"{name}: {data.note}" if data.note else None,
+        return {"skip": f"{sequence.name}: {err}", "truncated": None, "half_posed": False,
+                "empty_masks": 0, "encoded": encode_samples([], quality)}
+    return {"skip": None, "truncated": data.truncation(), "half_posed": data.half_posed,
             "empty_masks": counts["empty_masks"], "encoded": encoded}
 
 
@@ -69,15 +87,17 @@ def write_split(writer, split, sequences, stride, cfg, pool, quiet):
     split_writer = writer.split(split)
     tasks = [(s, stride, cfg.crop_size, cfg.crop_margin, cfg.jpeg_quality) for s in sequences]
     report = {"sequences": 0, "stride": stride, "skipped": [], "truncated": [],
-              "frames_without_person": 0}
+              "half_posed": [], "frames_without_person": 0}
     results = pool.imap(process_sequence, tasks)
     for result in tqdm(results, total=len(tasks), desc=f"lmdb {split}", unit="seq",
                        disable=quiet):
         if result["skip"]:
             report["skipped"].append(result["skip"])
             continue
-        if result["note"]:
-            report["truncated"].append(result["note"])
+        if result["truncated"]:
+            report["truncated"].append(result["truncated"])
+        if result["half_posed"]:
+            report["half_posed"].append(result["truncated"])
         report["sequences"] += 1
         report["frames_without_person"] += result["empty_masks"]
         split_writer.write(result["encoded"])
@@ -93,18 +113,28 @@ def worker_pool(workers):
                                                      initargs=(threads,))
 
 
+def without_damaged(sequences, drop_damaged):
+    """(sequences kept, sequences dropped): with drop_damaged, those of the recordings some
+    works leave out as damaged (h36m.DAMAGED, every camera) are dropped."""
+    if not drop_damaged:
+        return sequences, []
+    return ([s for s in sequences if not s.damaged], [s for s in sequences if s.damaged])
+
+
 def write_splits(args, cfg, writer, pool):
     """Write both splits through the writer and commit it; returns the manifest."""
     reports = {}
     for split, subjects in (("train", args.train_subjects), ("test", args.test_subjects)):
         sequences, skips = find_sequences(args.root, subjects, args.actions)
+        sequences, dropped = without_damaged(sequences, args.drop_damaged)
         stride = args.train_stride if split == "train" else args.test_stride
         report = write_split(writer, split, sequences, stride, cfg, pool, args.quiet)
         report["subjects"] = list(subjects)
         report["skipped"] = [f"{s.what}: {s.reason}" for s in skips] + report["skipped"]
+        report["dropped_damaged"] = [s.name for s in dropped]
         reports[split] = report
     settings = {"root": str(args.root), "crop_margin": cfg.crop_margin,
-                "actions": list(args.actions)}
+                "actions": list(args.actions), "drop_damaged": args.drop_damaged}
     return writer.commit(settings, reports)
 
 
@@ -117,6 +147,67 @@ def build(args, pool=None):
             with worker_pool(args.workers) as pool:
                 return write_splits(args, cfg, writer, pool)
         return write_splits(args, cfg, writer, pool)
+
+
+def _at_most(lines, indent):
+    """The first MAX_LINES_PRINTED lines, indented, and a line saying how many more the
+    manifest holds."""
+    shown = [f"{indent}{line}" for line in lines[:MAX_LINES_PRINTED]]
+    if len(lines) > MAX_LINES_PRINTED:
+        shown.append(f"{indent}... {len(lines) - MAX_LINES_PRINTED} more in manifest.json")
+    return shown
+
+
+def _frame_counts(entry):
+    """'poses 1447, video 2900, masks 1447: kept 1447' of a truncation entry."""
+    return (f"poses {entry['poses']}, video {entry['video']}, masks {entry['masks']}: "
+            f"kept {entry['kept']}")
+
+
+def _span(values):
+    """'2' or '2-8'."""
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def extra_frames_per_camera(entries):
+    """Lines '55011271: 210 sequences, extra frames: video 2-8' of truncation entries, per
+    camera (the part of a sequence's name after its last dot), naming each file kind that had
+    frames beyond the kept ones with the range of how many."""
+    by_camera = {}
+    for entry in entries:
+        by_camera.setdefault(entry["sequence"].rsplit(".", 1)[1], []).append(entry)
+    lines = []
+    for camera, group in sorted(by_camera.items()):
+        extra = [f"{kind} {_span([e[kind] - e['kept'] for e in group])}" for kind in FILE_KINDS
+                 if any(e[kind] > e["kept"] for e in group)]
+        noun = "sequence" if len(group) == 1 else "sequences"
+        lines.append(f"{camera}: {len(group)} {noun}, extra frames: {', '.join(extra)}")
+    return lines
+
+
+def split_summary(split, section):
+    """The printed lines of one split's manifest section: its counts, then at most
+    MAX_LINES_PRINTED lines of each list, and the extra frames per camera rather than a line
+    per truncated sequence (the real dataset truncates every one)."""
+    lines = [f"lmdb {split}: {section['count']} crops from {section['sequences']} sequences, "
+             f"{len(section['skipped'])} skipped, {len(section['truncated'])} truncated"]
+    lines += _at_most(section["skipped"], "  ")
+    half_posed = {entry["sequence"] for entry in section["half_posed"]}
+    # the half-posed ones would stretch their camera's range to half a video: listed apart
+    truncated = [e for e in section["truncated"] if e["sequence"] not in half_posed]
+    if truncated:
+        lines.append("  truncated to the shortest of poses, video and masks (each in "
+                     "manifest.json), per camera:")
+        lines += [f"    {line}" for line in extra_frames_per_camera(truncated)]
+    if half_posed:
+        lines.append(f"  {len(half_posed)} half-posed (poses for about half of the video; kept, "
+                     "the poses hold for their frames):")
+        lines += _at_most([f"{e['sequence']}: {_frame_counts(e)}"
+                           for e in section["half_posed"]], "    ")
+    if section["dropped_damaged"]:
+        lines.append(f"  {len(section['dropped_damaged'])} dropped as damaged (--drop-damaged):")
+        lines += _at_most(section["dropped_damaged"], "    ")
+    return lines
 
 
 def parse_args(argv):
@@ -137,6 +228,10 @@ def parse_args(argv):
     parser.add_argument("--test-stride", type=int, default=1,
                         help="use every n-th test frame; 5 or 64 are common on the real "
                              "dataset (default: %(default)s)")
+    parser.add_argument("--drop-damaged", action="store_true",
+                        help="leave out the recordings that some works leave out as damaged "
+                             f"(misaligned ground truth): {DAMAGED_NAMES}, every camera; the "
+                             "manifest lists them under dropped_damaged (default: keep them)")
     add_config_arguments(parser, "config overrides that shape the crops: "
                          f"{', '.join(sorted(LMDB_KEYS))}")
     add_build_options(parser)
@@ -166,10 +261,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 1
     for split, section in manifest["splits"].items():
-        print(f"lmdb {split}: {section['count']} crops from {section['sequences']} sequences, "
-              f"{len(section['skipped'])} skipped, {len(section['truncated'])} truncated")
-        for line in section["skipped"] + section["truncated"]:
-            print(f"  {line}")
+        print("\n".join(split_summary(split, section)))
     print(f"lmdb: wrote {args.out} (manifest.json, train/test images, poses, index)")
     return 0
 

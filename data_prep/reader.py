@@ -7,10 +7,14 @@ them and the video and mask files, and settles on the number of usable frames. `
 then decodes the video frame by frame, sequentially, and reads the masks in one pass over
 their file (`_MaskReader`).
 
-Known quirks handled (../shared/REFERENCE.md section 2): subaction names vary per subject
-("Directions" / "Directions 1" / "Discussion 2"), S1 spells TakingPhoto and WalkingDog, `_ALL`
-files are skipped, some videos are missing or corrupt, and videos often have more frames than
-their pose files (the shortest count is used and the truncation reported).
+Known quirks handled (../shared/REFERENCE.md sections 2 and 5): subaction names vary per
+subject and not only as "X" / "X 1" (S5's Discussion is "Discussion 2" and "Discussion 3"; every
+stem of h36m.STEMS maps to its action), S1 spells TakingPhoto and WalkingDog, `_ALL` files are
+skipped, some videos are missing or corrupt (S11 Directions, camera 54138969, in many copies:
+its skip says so), and every video has more frames than its pose files: the shortest count is
+used and the truncation reported with its sizes (`SequenceData.truncation`). Four S9
+recordings have poses for only about half of their video (`SequenceData.half_posed`); their
+poses hold for the frames they cover. The two recordings of an action stay two sequences.
 """
 import dataclasses
 import mmap
@@ -23,7 +27,8 @@ import cv2
 import h5py
 import numpy as np
 
-from data_prep.h36m import ACTIONS, CAMERAS, JOINTS_17_FROM_32, SUBJECTS, sequence_paths
+from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, DAMAGED, JOINTS_17_FROM_32, SUBJECTS,
+                            sequence_paths)
 
 N_JOINTS_RAW = 32
 # Files besides D2_Positions that a sequence needs; D3_Positions (world) is not needed.
@@ -33,6 +38,13 @@ MAX_FRAMES_LISTED = 10
 # Masks may be this many pixels taller or wider than their video frames: MPEG-4 encoders keep
 # even sizes only, so a 500x501 rendering (camera 54138969 at half size) is stored 500x500.
 MAX_MASK_SIZE_MISMATCH = 2
+# Poses covering less than this share of their video: a half-posed recording (S9's Greeting
+# has 1447 poses for 2899-2902 video frames), not the few extra video frames of every video.
+HALF_POSED_RATIO = 0.6
+# Appended to whatever is wrong with the video of h36m.BROKEN_VIDEO.
+BROKEN_VIDEO_NOTE = ("a known fault of many copies of Human3.6M ({} {}, camera {}, is corrupt "
+                     "or missing in them): this camera is skipped, the recording's other "
+                     "cameras are kept").format(*BROKEN_VIDEO)
 
 
 class SequenceError(Exception):
@@ -55,6 +67,16 @@ class Sequence:
         """Readable name, e.g. 'S11/Directions 1.54138969'."""
         return f"{self.subject}/{self.stem}.{self.camera}"
 
+    @property
+    def has_broken_video(self):
+        """Whether this is the camera whose video many copies hold corrupt or not at all."""
+        return (self.subject, self.stem, self.camera) == BROKEN_VIDEO
+
+    @property
+    def damaged(self):
+        """Whether its recording is one that some works leave out as damaged (h36m.DAMAGED)."""
+        return (self.subject, self.stem) in DAMAGED
+
 
 @dataclasses.dataclass(frozen=True)
 class Skip:
@@ -70,7 +92,22 @@ class SequenceData:
     poses_2d: np.ndarray   # (n_frames, 17, 2) pixels
     poses_3d: np.ndarray   # (n_frames, 17, 3) camera coordinates, mm
     n_frames: int
+    counts: dict              # frames in each file: {"video": ..., "poses": ..., "masks": ...}
     note: str | None = None   # e.g. what was truncated
+
+    def truncation(self):
+        """{"sequence", "poses", "video", "masks", "kept"} when the files' frame counts differ
+        (the manifest's record of a truncation), else None."""
+        if len(set(self.counts.values())) == 1:
+            return None
+        return {"sequence": self.sequence.name, **{kind: self.counts[kind] for kind in
+                                                   ("poses", "video", "masks")},
+                "kept": self.n_frames}
+
+    @property
+    def half_posed(self):
+        """Whether the poses cover only about half of the video (HALF_POSED_RATIO)."""
+        return self.counts["poses"] < HALF_POSED_RATIO * self.counts["video"]
 
 
 def _squashed(name):
@@ -188,10 +225,13 @@ def _classify(root, subject, stem, camera, path, actions):
     if camera not in CAMERAS:
         return Skip(what, f"unknown camera id {camera!r} in {path}; known: {', '.join(CAMERAS)}")
     paths = sequence_paths(root, subject, stem, camera)
+    sequence = Sequence(subject, action, stem, camera, paths)
     missing = _missing_files(paths)
     if missing:
+        if sequence.has_broken_video and not paths["video"].is_file():
+            missing += f"; {BROKEN_VIDEO_NOTE}"
         return Skip(what, missing)
-    return Sequence(subject, action, stem, camera, paths)
+    return sequence
 
 
 def find_sequences(root, subjects=SUBJECTS, actions=None, cameras=None):
@@ -290,10 +330,19 @@ def _truncation_note(counts, n_frames):
     return f"{listed}: using {n_frames}"
 
 
+def _video_error(seq, message):
+    """SequenceError about the video of a sequence; for h36m.BROKEN_VIDEO it says that this is
+    a known fault of the dataset's copies, not of this toolkit."""
+    if seq.has_broken_video:
+        message = f"{message}; {BROKEN_VIDEO_NOTE}"
+    return SequenceError(message)
+
+
 def load_sequence(seq):
     """Checked poses of a sequence, truncated to the frames present in the poses, the video and
-    the masks alike (real videos are often longer than their pose files; `note` says so).
-    Raises SequenceError naming the file for unreadable, malformed or empty data."""
+    the masks alike (every real video is longer than its pose files; `note`, `counts` and
+    `truncation()` say so). Raises SequenceError naming the file for unreadable, malformed or
+    empty data."""
     poses_2d = read_pose_cdf(seq.paths["d2"], 2)
     poses_3d = read_pose_cdf(seq.paths["d3_mono"], 3)
     if len(poses_2d) != len(poses_3d):
@@ -301,13 +350,17 @@ def load_sequence(seq):
                             f"{seq.paths['d3_mono']} has {len(poses_3d)}")
     if len(poses_2d) == 0:
         raise SequenceError(f"pose files of {seq.name} are empty (0 frames): {seq.paths['d2']}")
-    counts = {"video": count_video_frames(seq.paths["video"]), "poses": len(poses_2d),
+    try:
+        video_frames = count_video_frames(seq.paths["video"])
+    except SequenceError as error:
+        raise _video_error(seq, str(error)) from error
+    counts = {"video": video_frames, "poses": len(poses_2d),
               "masks": count_masks(seq.paths["mask"])}
     n_frames = min(counts.values())
     if n_frames == 0:
         raise SequenceError(f"{seq.name} has no usable frames: {counts} "
                             f"(mask file {seq.paths['mask']})")
-    return SequenceData(seq, poses_2d[:n_frames], poses_3d[:n_frames], n_frames,
+    return SequenceData(seq, poses_2d[:n_frames], poses_3d[:n_frames], n_frames, counts,
                         _truncation_note(counts, n_frames))
 
 
@@ -439,20 +492,23 @@ def iter_frames(data, stride=1):
     not frame-exact); SequenceError naming the file if a frame cannot be read."""
     if stride < 1:
         raise ValueError(f"stride must be at least 1, got {stride}")
-    video_path, mask_path = data.sequence.paths["video"], data.sequence.paths["mask"]
+    sequence = data.sequence
+    video_path, mask_path = sequence.paths["video"], sequence.paths["mask"]
     capture = cv2.VideoCapture(str(video_path))
     if not capture.isOpened():
-        raise SequenceError(f"OpenCV cannot open video {video_path}")
+        raise _video_error(sequence, f"OpenCV cannot open video {video_path}")
     try:
         with h5py.File(mask_path, "r") as masks_file, _MaskReader(masks_file, mask_path) as masks:
             for index in range(data.n_frames):
                 if index % stride:
                     if not capture.grab():
-                        raise SequenceError(f"cannot read frame {index} of video {video_path}")
+                        raise _video_error(sequence,
+                                           f"cannot read frame {index} of video {video_path}")
                     continue
                 ok, image = capture.read()
                 if not ok or image is None:
-                    raise SequenceError(f"cannot decode frame {index} of video {video_path}")
+                    raise _video_error(sequence,
+                                       f"cannot decode frame {index} of video {video_path}")
                 mask = _fit_mask(masks.read(index), image.shape[:2],
                                  f"mask {index} of {mask_path}", f"frame {index} of {video_path}")
                 yield index, image, mask, data.poses_2d[index], data.poses_3d[index]

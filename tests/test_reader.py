@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from cdflib.cdfwrite import CDF
 
-from data_prep.h36m import JOINTS_17_FROM_32, sequence_paths
+from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, JOINTS_17_FROM_32, STEMS, SUBJECTS,
+                            sequence_paths)
 import data_prep.reader as reader_module
 from data_prep.reader import (Sequence, SequenceError, _MaskReader, canonical_action,
                               find_sequences, iter_frames, load_sequence)
@@ -88,6 +89,44 @@ def test_canonical_action(stem, action):
     assert canonical_action(stem) == action
 
 
+def test_every_stem_of_the_real_dataset_maps_to_its_action():
+    pairs = [(subject, stem, action) for subject, actions in STEMS.items()
+             for action, stems in actions.items() for stem in stems]
+    assert len(pairs) == len(set(pairs)) == 210
+    wrong = [(subject, stem, action, canonical_action(stem)) for subject, stem, action in pairs
+             if canonical_action(stem) != action]
+    assert wrong == []
+
+
+def touch_sequence(root, subject, stem, camera=CAMERA):
+    """Empty files at every path discovery looks at: enough for find_sequences, which reads
+    no file."""
+    for path in sequence_paths(root, subject, stem, camera).values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def test_a_tree_with_the_real_stems_gives_both_recordings_of_every_action(tmp_path):
+    for subject, actions in STEMS.items():
+        for stems in actions.values():
+            for stem in stems:
+                touch_sequence(tmp_path, subject, stem)
+
+    sequences, skips = find_sequences(tmp_path)
+
+    assert skips == []
+    found = {}
+    for sequence in sequences:
+        found.setdefault((sequence.subject, sequence.action), []).append(sequence.stem)
+    assert set(found) == {(subject, action) for subject in SUBJECTS for action in ACTIONS}
+    for (subject, action), stems in found.items():
+        # two recordings stay two sequences: they are merged per action only at evaluation
+        assert sorted(stems) == sorted(STEMS[subject][action]), (subject, action)
+    assert found[("S5", "Discussion")] == ["Discussion 2", "Discussion 3"]
+    assert found[("S6", "Waiting")] == ["Waiting", "Waiting 3"]
+    assert found[("S1", "Photo")] == ["TakingPhoto", "TakingPhoto 1"]
+
+
 def test_discovery_handles_name_variants_all_files_and_missing_files(tmp_path):
     for stem in ("WalkingDog", "Directions", "Directions 1"):
         write_sequence(tmp_path, "S1", stem, n_frames=3)
@@ -139,6 +178,8 @@ def test_load_sequence_reads_poses(tmp_path):
     write_sequence(tmp_path, "S5", "Directions 1", n_frames=5)
     data = load_sequence(only_sequence(tmp_path))
     assert data.n_frames == 5 and data.note is None
+    assert data.counts == {"video": 5, "poses": 5, "masks": 5}
+    assert data.truncation() is None and not data.half_posed
     assert data.poses_2d.shape == (5, 17, 2) and data.poses_3d.shape == (5, 17, 3)
     expected = fixture_poses_2d(5)[:, JOINTS_17_FROM_32]
     np.testing.assert_allclose(data.poses_2d, expected)
@@ -152,6 +193,25 @@ def test_video_longer_than_poses_is_truncated_with_a_note(tmp_path):
     assert data.n_frames == 4 and len(data.poses_2d) == 4
     assert data.note == "video has 7 frames, poses 4, masks 4: using 4"
     assert [frame[0] for frame in iter_frames(data)] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("poses, video, masks, kept, half_posed", [
+    (6, 7, 6, 6, False),      # a video a frame longer, as every real one
+    (6, 9, 6, 6, False),      # 2-8 frames longer: cameras 55011271 and 58860488
+    (4, 8, 4, 4, True),       # twice as long: S9's Greeting and three others
+    (5, 9, 5, 5, True),
+    (4, 4, 3, 3, False),      # fewer masks than frames
+])
+def test_truncation_is_reported_with_the_frame_counts(tmp_path, poses, video, masks, kept,
+                                                      half_posed):
+    paths = write_sequence(tmp_path, "S9", "Greeting", n_frames=poses, video_frames=video)
+    write_mask_mat(paths["mask"], fixture_masks(poses)[:masks])
+    data = load_sequence(only_sequence(tmp_path, "S9"))
+    assert data.n_frames == kept
+    assert data.truncation() == {"sequence": f"S9/Greeting.{CAMERA}", "poses": poses,
+                                 "video": video, "masks": masks, "kept": kept}
+    assert data.half_posed == half_posed
+    assert [frame[0] for frame in iter_frames(data)] == list(range(kept))
 
 
 def test_nan_in_a_pose_names_the_frames(tmp_path):
@@ -232,6 +292,77 @@ def test_corrupt_video(tmp_path):
     with pytest.raises(SequenceError, match="cannot open video") as error:
         load_sequence(only_sequence(tmp_path))
     assert str(paths["video"]) in str(error.value)
+
+
+BROKEN_SUBJECT, BROKEN_STEM, BROKEN_CAMERA = BROKEN_VIDEO
+
+
+def write_s11_directions(root):
+    """S11's Directions recording (stem "Directions") from all four cameras; returns the
+    paths of the camera whose video many copies hold corrupt or not at all."""
+    for camera in CAMERAS:
+        write_sequence(root, BROKEN_SUBJECT, BROKEN_STEM, n_frames=3, camera=camera)
+    return sequence_paths(root, BROKEN_SUBJECT, BROKEN_STEM, BROKEN_CAMERA)
+
+
+def test_a_missing_s11_directions_video_is_a_known_fault(tmp_path):
+    paths = write_s11_directions(tmp_path)
+    paths["video"].unlink()
+    sequences, skips = find_sequences(tmp_path, [BROKEN_SUBJECT])
+    assert sorted(s.camera for s in sequences) == sorted(set(CAMERAS) - {BROKEN_CAMERA})
+    assert [skip.what for skip in skips] == [f"S11/Directions.{BROKEN_CAMERA}"]
+    assert str(paths["video"]) in skips[0].reason and "missing" in skips[0].reason
+    assert "known fault of many copies" in skips[0].reason
+
+
+def truncated_mp4(path):
+    """The first 300 bytes of a valid mp4: its header without any frame or index."""
+    return path.read_bytes()[:300]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+    truncated_mp4,
+    lambda path: b"",
+], ids=["random-bytes", "truncated-mp4", "empty"])
+def test_an_undecodable_s11_directions_video_is_a_known_fault(tmp_path, damage):
+    paths = write_s11_directions(tmp_path)
+    paths["video"].write_bytes(damage(paths["video"]))
+    sequences, skips = find_sequences(tmp_path, [BROKEN_SUBJECT])
+    assert skips == [] and len(sequences) == 4
+    for sequence in sequences:
+        if sequence.camera != BROKEN_CAMERA:
+            assert load_sequence(sequence).n_frames == 3
+            continue
+        with pytest.raises(SequenceError, match="known fault of many copies") as error:
+            load_sequence(sequence)
+        assert str(paths["video"]) in str(error.value)
+
+
+def test_only_the_known_broken_video_is_called_a_known_fault(tmp_path):
+    # the same damage to another recording's video is reported as it is
+    paths = write_sequence(tmp_path, "S11", "Directions 1", n_frames=3)
+    paths["video"].write_bytes(b"not a video" * 100)
+    with pytest.raises(SequenceError, match="cannot open video") as error:
+        load_sequence(only_sequence(tmp_path, "S11"))
+    assert "known fault" not in str(error.value)
+    # and a known broken video that opens but ends early says so while frames are read
+    write_s11_directions(tmp_path / "ends-early")
+    sequences, _ = find_sequences(tmp_path / "ends-early", ["S11"], cameras=[BROKEN_CAMERA])
+    data = load_sequence(sequences[0])
+    data.n_frames = 5
+    data.poses_2d = fixture_poses_2d(5)[:, JOINTS_17_FROM_32]
+    with pytest.raises(SequenceError, match="frame 3 of video .*known fault of many copies"):
+        list(iter_frames(data))
+
+
+def test_damaged_recordings_are_those_of_h36m_damaged(tmp_path):
+    def sequence(subject, stem):
+        return Sequence(subject, canonical_action(stem), stem, CAMERA,
+                        sequence_paths(tmp_path, subject, stem, CAMERA))
+    assert sequence("S9", "Greeting").damaged and sequence("S9", "Waiting 1").damaged
+    assert not sequence("S9", "Greeting 1").damaged
+    assert not sequence("S11", "Greeting").damaged
 
 
 def test_iter_frames_with_stride_2(tmp_path):

@@ -14,6 +14,7 @@ person and:
                    sequence whose files disagree: every real video is longer than its poses
   half_posed       the same for the truncated sequences whose poses cover only about half of
                    their video (four S9 recordings); kept, their poses hold for their frames
+  ignored          the `_ALL` files (duplicates of the others), left out as expected
   dropped_damaged  sequences left out by --drop-damaged: the recordings of h36m.DAMAGED (S9
                    Greeting, ...), which some works leave out as damaged; kept by default
 The settings name the root, the crop margin, the actions and "drop_damaged". The printed
@@ -130,7 +131,9 @@ def write_splits(args, cfg, writer, pool):
         stride = args.train_stride if split == "train" else args.test_stride
         report = write_split(writer, split, sequences, stride, cfg, pool, args.quiet)
         report["subjects"] = list(subjects)
-        report["skipped"] = [f"{s.what}: {s.reason}" for s in skips] + report["skipped"]
+        report["skipped"] = ([f"{s.what}: {s.reason}" for s in skips if not s.ignored]
+                             + report["skipped"])
+        report["ignored"] = [s.what for s in skips if s.ignored]
         report["dropped_damaged"] = [s.name for s in dropped]
         reports[split] = report
     settings = {"root": str(args.root), "crop_margin": cfg.crop_margin,
@@ -192,6 +195,9 @@ def split_summary(split, section):
     lines = [f"lmdb {split}: {section['count']} crops from {section['sequences']} sequences, "
              f"{len(section['skipped'])} skipped, {len(section['truncated'])} truncated"]
     lines += _at_most(section["skipped"], "  ")
+    if section.get("ignored"):
+        lines.append(f"  {len(section['ignored'])} _ALL files ignored (each action's recordings "
+                     "in one file: duplicates of the others)")
     half_posed = {entry["sequence"] for entry in section["half_posed"]}
     # the half-posed ones would stretch their camera's range to half a video: listed apart
     truncated = [e for e in section["truncated"] if e["sequence"] not in half_posed]

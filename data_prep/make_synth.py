@@ -3,16 +3,26 @@
 
     .venv/bin/python -m data_prep.make_synth [--out data/synth-h36m] [--frames 24] ...
 
-For every subject, action (both recordings) and camera it writes, exactly as the real dataset:
-  Sx/Videos/<Action> <n>.<camera>.mp4                                  50 fps, OpenCV
-  Sx/MyPoseFeatures/D3_Positions/<Action> <n>.cdf                      Pose (1, N, 96), world mm
-  Sx/MyPoseFeatures/D3_Positions_mono/<Action> <n>.<camera>.cdf        Pose (1, N, 96), camera mm
-  Sx/MyPoseFeatures/D2_Positions/<Action> <n>.<camera>.cdf             Pose (1, N, 64), pixels
-  Sx/MySegmentsMat/ground_truth_bs/<Action> <n>.<camera>.mat           MATLAB v7.3 masks
-and metadata.json with the cameras (intrinsics at the written resolution, extrinsics) and the
-generator's settings. The 2D poses are the exact projection, with distortion, of the mono 3D
-poses, which are the world poses in each camera's frame. The dataset is built in a temporary
-folder beside --out and renamed when complete; an existing --out needs --force.
+For every subject, action (both recordings, under their real stems, h36m.STEMS) and camera it
+writes, as the real dataset:
+  Sx/Videos/<stem>.<camera>.mp4                                  50 fps, OpenCV
+  Sx/MyPoseFeatures/D3_Positions/<stem>.cdf                      Pose (1, N, 96), world mm
+  Sx/MyPoseFeatures/D3_Positions_mono/<stem>.<camera>.cdf        Pose (1, N, 96), camera mm
+  Sx/MyPoseFeatures/D2_Positions/<stem>.<camera>.cdf             Pose (1, N, 64), pixels
+  Sx/MySegmentsMat/ground_truth_bs/<stem>.<camera>.mat           MATLAB v7.3 masks, N frames
+and metadata.json with the stems, frame sizes and cameras (intrinsics at the written resolution,
+extrinsics), the generator's settings and the faults written. The 2D poses are Human3.6M's
+projection, with distortion, of the mono 3D poses at full resolution, times --scale; the mono
+poses are the world poses in each camera's frame. Frame sizes are the subject's (S7: 1000x1002
+for every camera) times --scale, rounded to even numbers.
+
+Unless --clean it also writes the real disks' faults (data_prep/synth/faults.py): every video a
+few frames longer than its N poses (the person moving on), by the camera's real range; videos
+about twice as long as the poses for S9's four half-posed recordings; per subject the `_ALL`
+files of the first action (<Action>_ALL: video, D3, mono and D2 poses of both recordings one
+after the other); and S11's "Directions" video from camera 54138969 truncated so that it cannot
+be decoded. The dataset is built in a temporary folder beside --out and renamed when complete;
+an existing --out needs --force.
 """
 import argparse
 import json
@@ -22,12 +32,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from data_prep.cli import add_build_options, reject_unknown
-from data_prep.h36m import ACTIONS, FPS, J32, SUBJECTS, project, sequence_name, sequence_paths
+from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, FPS, J32, SUBJECTS, project,
+                            sequence_name, sequence_paths)
 from data_prep.synth import stable_seed
+from data_prep.synth.faults import (all_file_stem, break_video, is_half_posed, motion_frames,
+                                    video_frame_counts)
 from data_prep.synth.motion import body_for_subject, generate_motion
 from data_prep.synth.render import (appearance_for_subject, make_background, random_light,
                                     render_person)
@@ -38,75 +52,177 @@ DEFAULT_OUT = Path("data/synth-h36m")
 
 
 def sequence_motion(job):
-    """World poses (N, 32, 3) of one recording: procedural, or from the job's BVH clip."""
+    """World poses (M, 32, 3) of one recording, M = job["motion_frames"]: procedural, or from
+    the job's BVH clip."""
     rng = np.random.default_rng(stable_seed(job["seed"], job["subject"], job["action"],
                                             job["subaction"], "motion"))
     body = body_for_subject(job["subject"])
+    frames = job["motion_frames"]
     if job.get("bvh") is None:
-        return generate_motion(job["action"], job["frames"], body, rng, fps=FPS)
+        return generate_motion(job["action"], frames, body, rng, fps=FPS)
     from data_prep.synth.bvh import read_bvh, retarget_to_h36m
     poses = retarget_to_h36m(read_bvh(job["bvh"]), fps=FPS)
     # loop the clip to the requested length, and move it to a random place in the area
-    poses = poses[np.arange(job["frames"]) % len(poses)]
+    poses = poses[np.arange(frames) % len(poses)]
     offset = rng.uniform(-1000, 1000, size=2) - poses[0, J32["Hip"], :2]
     return poses + np.array([offset[0], offset[1], 0.0])
 
 
+def job_motion(job):
+    """World poses of a job: its recording's motion, or for `_ALL` files the posed frames of
+    the action's recordings one after the other."""
+    if "parts" in job:
+        return np.concatenate([sequence_motion(part)[:part["poses"]] for part in job["parts"]])
+    return sequence_motion(job)
+
+
 def write_sequence(job):
-    """Write every file of one recording (all cameras); returns (stem, frames written)."""
-    root = Path(job["root"])
-    world = sequence_motion(job)
-    stem = sequence_name(job["subject"], job["action"], job["subaction"])
-    cameras = studio_cameras(job["scale"])
+    """Write every file of one job (all cameras); returns (stem, pose frames of a recording
+    written per camera: 0 for `_ALL` files)."""
+    world = job_motion(job)
+    cameras = studio_cameras(job["scale"], job["subject"])
+    # the world poses are one file for all cameras: any camera names its path
+    world_path = sequence_paths(job["root"], job["subject"], job["stem"],
+                                next(iter(cameras)))["d3_world"]
+    write_pose_cdf(world_path, world[:job["poses"]])
     appearance = appearance_for_subject(job["subject"])
-    first = next(iter(cameras))
-    write_pose_cdf(sequence_paths(root, job["subject"], stem, first)["d3_world"], world)
     for camera_id, placed in cameras.items():
-        paths = sequence_paths(root, job["subject"], stem, camera_id)
-        rng = np.random.default_rng(stable_seed(job["seed"], job["subject"], job["action"],
-                                                job["subaction"], camera_id, "scene"))
-        mono = placed.to_camera(world)
-        if np.any(mono[..., 2] < 500):
-            raise ValueError(f"{stem}: the person came within 0.5 m of camera {camera_id}")
-        pixels = project(mono, placed.camera)
-        camera = placed.camera
-        light = random_light(rng)                     # one lighting for scene and person
-        background = make_background(camera.width, camera.height, rng, light=light)
-        masks = np.zeros((len(world), camera.height, camera.width), dtype=bool)
-        with VideoWriter(paths["video"], camera.width, camera.height, FPS) as video:
-            for i in range(len(world)):
-                image, masks[i] = render_person(background, pixels[i], mono[i, :, 2], appearance,
-                                                camera.focal[0], light)
-                video.write(image)
-        write_pose_cdf(paths["d3_mono"], mono)
-        write_pose_cdf(paths["d2"], pixels)
+        write_camera(job, world, camera_id, placed, appearance)
+    return job["stem"], 0 if "parts" in job else job["poses"]
+
+
+def write_camera(job, world, camera_id, placed, appearance):
+    """The video, mono and 2D poses and masks of one job seen by one camera. The video shows
+    the first job["video_frames"][camera_id] frames of `world`, the other files the first
+    job["poses"]; the 2D poses are Human3.6M's projection at full resolution, times --scale."""
+    paths = sequence_paths(job["root"], job["subject"], job["stem"], camera_id)
+    rng = np.random.default_rng(stable_seed(job["seed"], job["subject"], job["stem"],
+                                            camera_id, "scene"))
+    mono = placed.to_camera(world[:job["video_frames"][camera_id]])
+    if np.any(mono[..., 2] < 500):
+        raise ValueError(f"{job['stem']}: the person came within 0.5 m of camera {camera_id}")
+    pixels = project(mono, CAMERAS[camera_id], job["scale"])
+    camera = placed.camera
+    light = random_light(rng)                     # one lighting for scene and person
+    background = make_background(camera.width, camera.height, rng, light=light)
+    poses = job["poses"]
+    masks = np.zeros((poses if job["masks"] else 0, camera.height, camera.width), dtype=bool)
+    with VideoWriter(paths["video"], camera.width, camera.height, FPS) as video:
+        for i in range(len(mono)):
+            image, mask = render_person(background, pixels[i], mono[i, :, 2], appearance,
+                                        camera.focal[0], light)
+            video.write(image)
+            if i < len(masks):                    # masks are per pose frame, as the poses
+                masks[i] = mask
+    if camera_id == job["broken_camera"]:
+        break_video(paths["video"])
+    write_pose_cdf(paths["d3_mono"], mono[:poses])
+    write_pose_cdf(paths["d2"], pixels[:poses])
+    if job["masks"]:
         write_mask_mat(paths["mask"], masks)
-    return stem, len(world)
+
+
+def recording_job(args, root, subject, action, subaction):
+    """The job of one recording, with its faults unless --clean: longer videos, and the
+    camera of h36m.BROKEN_VIDEO broken."""
+    stem = sequence_name(subject, action, subaction)
+    broken = not args.clean and (subject, stem) == BROKEN_VIDEO[:2]
+    return {"root": str(root), "subject": subject, "action": action, "subaction": subaction,
+            "stem": stem, "poses": args.frames,
+            "motion_frames": motion_frames(subject, stem, args.frames),
+            "video_frames": video_frame_counts(args.seed, subject, stem, args.frames,
+                                               args.clean),
+            "broken_camera": BROKEN_VIDEO[2] if broken else None, "masks": True,
+            "scale": args.scale, "seed": args.seed}
+
+
+def all_files_job(recordings):
+    """The job of a subject's `_ALL` files of the recordings' action: the recordings' posed
+    frames one after the other, in videos and pose files (no masks), without faults."""
+    first = recordings[0]
+    poses = sum(part["poses"] for part in recordings)
+    return {"root": first["root"], "subject": first["subject"],
+            "stem": all_file_stem(first["subject"], first["action"]), "parts": recordings,
+            "poses": poses, "video_frames": {camera_id: poses for camera_id in CAMERAS},
+            "broken_camera": None, "masks": False, "scale": first["scale"],
+            "seed": first["seed"]}
 
 
 def plan_jobs(args, root):
+    """A job per recording and, unless --clean, per subject one for the `_ALL` files of the
+    first action."""
     jobs = []
     bvh_files = sorted(Path(args.bvh).glob("*.bvh")) if args.bvh else []
     for subject in args.subjects:
         for action in args.actions:
-            for subaction in (1, 2):
-                job = {"root": str(root), "subject": subject, "action": action,
-                       "subaction": subaction, "frames": args.frames, "scale": args.scale,
-                       "seed": args.seed}
+            recordings = [recording_job(args, root, subject, action, subaction)
+                          for subaction in (1, 2)]
+            for job in recordings:
                 if bvh_files:
-                    job["bvh"] = str(bvh_files[len(jobs) % len(bvh_files)])
+                    job["bvh"] = str(bvh_files[count_recordings(jobs) % len(bvh_files)])
                 jobs.append(job)
+            if not args.clean and action == args.actions[0]:
+                jobs.append(all_files_job(recordings))
     return jobs
 
 
+def count_recordings(jobs):
+    """Jobs that write a recording (not `_ALL` files)."""
+    return sum("parts" not in job for job in jobs)
+
+
 def metadata(args, jobs):
+    """metadata.json: settings, the stems and frame sizes written, the cameras and faults."""
+    recordings = [job for job in jobs if "parts" not in job]
     return {
         "generator": "data_prep/make_synth.py (synthetic Human3.6M, not real data)",
         "seed": args.seed, "frames_per_sequence": args.frames, "scale": args.scale, "fps": FPS,
         "subjects": list(args.subjects), "actions": list(args.actions),
+        "stems": {subject: [job["stem"] for job in recordings if job["subject"] == subject]
+                  for subject in args.subjects},
+        "frame_sizes": {subject: {cid: [placed.camera.width, placed.camera.height]
+                                  for cid, placed in studio_cameras(args.scale, subject).items()}
+                        for subject in args.subjects},
         "bvh": sorted({Path(j["bvh"]).name for j in jobs if j.get("bvh")}),
         "cameras": {cid: placed.to_dict() for cid, placed in studio_cameras(args.scale).items()},
+        "faults": faults_written(args, jobs),
     }
+
+
+def faults_written(args, jobs):
+    """The real dataset's faults in this tree (none with --clean), for tests to check the
+    reader against: video frames beyond the poses per subject, stem and camera (twice the
+    poses and more for half-posed recordings), the half-posed recordings, the broken video and
+    the `_ALL` files, by their paths under the root."""
+    recordings = [job for job in jobs if "parts" not in job]
+    faults = {"clean": args.clean, "video_extra_frames": {}, "half_posed": [],
+              "broken_video": [], "all_files": []}
+    if args.clean:
+        return faults
+    for job in recordings:
+        subject, stem = job["subject"], job["stem"]
+        faults["video_extra_frames"].setdefault(subject, {})[stem] = {
+            cid: frames - job["poses"] for cid, frames in job["video_frames"].items()}
+        if is_half_posed(subject, stem):
+            faults["half_posed"].append({"subject": subject, "stem": stem})
+        if job["broken_camera"]:
+            path = sequence_paths("", subject, stem, job["broken_camera"])["video"]
+            faults["broken_video"].append({"subject": subject, "stem": stem,
+                                           "camera": job["broken_camera"],
+                                           "path": path.as_posix()})
+    for job in jobs:
+        if "parts" in job:
+            faults["all_files"] += all_file_paths(job)
+    return faults
+
+
+def all_file_paths(job):
+    """Paths, under the root, of the files an `_ALL` job writes."""
+    paths = set()
+    for camera_id in CAMERAS:
+        files = sequence_paths("", job["subject"], job["stem"], camera_id)
+        paths.update(files[kind].as_posix() for kind in ("video", "d3_world", "d3_mono", "d2"))
+    return sorted(paths)
 
 
 def build(args):
@@ -128,12 +244,21 @@ def build(args):
         work.rename(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return len(jobs), frames
+    return count_recordings(jobs), frames
 
 
 def worker_pool(workers):
     """A process pool, or for one worker the same interface in this process."""
-    return multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else _Serial()
+    if workers == 1:
+        return _Serial()
+    return multiprocessing.get_context("spawn").Pool(workers, initializer=_one_opencv_thread)
+
+
+def _one_opencv_thread():
+    """Set up a worker process: one thread for OpenCV. The pool keeps every core busy already,
+    and OpenCV's own threads on top of it only compete for the cores (about a sixth of the
+    time on two); the files written are the same bytes."""
+    cv2.setNumThreads(1)
 
 
 class _Serial:
@@ -160,14 +285,21 @@ def parse_args(argv):
     parser.add_argument("--actions", nargs="+", default=list(ACTIONS), metavar="ACTION",
                         help="actions by their canonical names (default: all 15)")
     parser.add_argument("--frames", type=int, default=24,
-                        help="frames per recording (default: %(default)s)")
+                        help="pose frames per recording; the videos have a few more unless "
+                             "--clean (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=0.5,
-                        help="image size relative to the real 1000x1000 videos; intrinsics "
-                             "scale with it (default: %(default)s)")
+                        help="image size relative to the real 1000x1000 and 1000x1002 videos "
+                             "(rounded to even sizes); intrinsics and 2D poses scale with it "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--bvh", type=Path, metavar="DIR",
                         help="take the 3D motion from the .bvh files in DIR instead of the "
                              "procedural generator (files are used in turn, looped to --frames)")
+    parser.add_argument("--clean", action="store_true",
+                        help="leave out the real dataset's faults, for experiments: videos "
+                             "exactly as long as the poses (S9's half-posed recordings "
+                             "included), no _ALL files, no broken S11 video (default: write "
+                             "them, as the real disks have them; metadata.json lists them)")
     add_build_options(parser)
     args = parser.parse_args(argv)
     reject_unknown(parser, "action", args.actions, ACTIONS)
@@ -190,8 +322,10 @@ def main(argv=None):
     except OSError as err:
         print(f"error: cannot write {args.out}: {err}", file=sys.stderr)
         return 1
-    print(f"synth: wrote {sequences} recordings x 4 cameras ({frames} frames each camera) "
-          f"to {args.out}")
+    faults = "without faults (--clean)" if args.clean else \
+        "with the real dataset's faults (metadata.json: faults)"
+    print(f"synth: wrote {sequences} recordings x 4 cameras ({frames} pose frames each camera) "
+          f"{faults} to {args.out}")
     return 0
 
 

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, DAMAGED, JOINTS_17_FROM_32, SUBJECTS,
-                            sequence_paths)
+                            VIDEO_EXTRA_FRAMES, sequence_paths)
 
 N_JOINTS_RAW = 32
 # Files besides D2_Positions that a sequence needs; D3_Positions (world) is not needed.
@@ -38,9 +38,12 @@ MAX_FRAMES_LISTED = 10
 # Masks may be this many pixels taller or wider than their video frames: MPEG-4 encoders keep
 # even sizes only, so a 500x501 rendering (camera 54138969 at half size) is stored 500x500.
 MAX_MASK_SIZE_MISMATCH = 2
-# Poses covering less than this share of their video: a half-posed recording (S9's Greeting
-# has 1447 poses for 2899-2902 video frames), not the few extra video frames of every video.
+# Poses covering less than this share of their video, and more extra video frames than any
+# camera's usual few: a half-posed recording (S9's Greeting has 1447 poses for 2899-2902
+# video frames), not the extra frames every video has (both tests, so that short synthetic
+# recordings, where 8 extra frames are a large share, are not taken for half-posed ones).
 HALF_POSED_RATIO = 0.6
+MOST_EXTRA_VIDEO_FRAMES = max(most for _, _, most in VIDEO_EXTRA_FRAMES.values())
 # Appended to whatever is wrong with the video of h36m.BROKEN_VIDEO.
 BROKEN_VIDEO_NOTE = ("a known fault of many copies of Human3.6M ({} {}, camera {}, is corrupt "
                      "or missing in them): this camera is skipped, the recording's other "
@@ -83,6 +86,9 @@ class Skip:
     """Something found (or expected) on disk that discovery could not use, and why."""
     what: str          # e.g. "S11/Directions 1.54138969"
     reason: str        # a sentence naming the file and what is wrong with it
+    # True for files the dataset ships as duplicates of the others (`_ALL`): left out as
+    # expected, not a fault; reported apart from the skips
+    ignored: bool = False
 
 
 @dataclasses.dataclass
@@ -106,8 +112,10 @@ class SequenceData:
 
     @property
     def half_posed(self):
-        """Whether the poses cover only about half of the video (HALF_POSED_RATIO)."""
-        return self.counts["poses"] < HALF_POSED_RATIO * self.counts["video"]
+        """Whether the poses cover only about half of the video (HALF_POSED_RATIO) and the
+        video has more extra frames than any camera's usual ones."""
+        poses, video = self.counts["poses"], self.counts["video"]
+        return poses < HALF_POSED_RATIO * video and video - poses > MOST_EXTRA_VIDEO_FRAMES
 
 
 def _squashed(name):
@@ -215,7 +223,7 @@ def _classify(root, subject, stem, camera, path, actions):
     if is_all_file(stem):
         if actions is None or canonical_action(stem[:-len("_ALL")]) in actions:
             return Skip(what, f"{path} is an _ALL file (all subactions concatenated), which "
-                              "duplicates the others")
+                              "duplicates the others", ignored=True)
         return None
     action = canonical_action(stem)
     if action is None:

@@ -2,16 +2,29 @@
 import numpy as np
 import pytest
 
-from data_prep.h36m import (CAMERAS, J32, JOINTS_17, JOINTS_17_FROM_32, JOINTS_32, PARENTS_17,
-                            PARENTS_32, project, sequence_name, sequence_paths)
+from data_prep.h36m import (ACTIONS, CAMERAS, J32, JOINTS_17, JOINTS_17_FROM_32, JOINTS_32,
+                            PARENTS_17, PARENTS_32, SUBJECTS, project, sequence_name,
+                            sequence_paths)
 from data_prep.synth.studio import studio_cameras
 
 
 def test_sequence_names_follow_the_real_disks():
+    # REFERENCE.md section 5's table: not a rule ("X 1" / "X"), and S1 spells two actions
     assert sequence_name("S5", "Directions", 1) == "Directions 1"
-    assert sequence_name("S11", "WalkDog", 2) == "WalkDog 2"
-    assert sequence_name("S1", "WalkDog", 1) == "WalkingDog"
-    assert sequence_name("S1", "Photo", 2) == "TakingPhoto 1"
+    assert sequence_name("S5", "Directions", 2) == "Directions 2"
+    assert sequence_name("S11", "WalkDog", 2) == "WalkDog"
+    assert sequence_name("S1", "WalkDog", 1) == "WalkingDog 1"
+    assert sequence_name("S1", "Photo", 2) == "TakingPhoto"
+    assert sequence_name("S1", "Eating", 1) == "Eating 2"
+    assert [sequence_name("S5", "Discussion", n) for n in (1, 2)] == ["Discussion 2",
+                                                                       "Discussion 3"]
+    assert [sequence_name("S6", "Waiting", n) for n in (1, 2)] == ["Waiting 3", "Waiting"]
+    assert [sequence_name("S11", "Phoning", n) for n in (1, 2)] == ["Phoning 3", "Phoning 2"]
+    assert [sequence_name("S9", "SittingDown", n) for n in (1, 2)] == ["SittingDown",
+                                                                        "SittingDown 1"]
+    for subject in SUBJECTS:                 # 30 distinct files per subject
+        stems = {sequence_name(subject, action, n) for action in ACTIONS for n in (1, 2)}
+        assert len(stems) == 30, subject
     with pytest.raises(ValueError, match="unknown action 'Dancing'"):
         sequence_name("S5", "Dancing", 1)
     paths = sequence_paths("/h36m", "S9", "Sitting 1", "54138969")
@@ -77,3 +90,21 @@ def test_studio_cameras_look_at_the_capture_area():
         assert project(head, placed.camera)[1] < project(feet, placed.camera)[1]   # z up
         assert placed.camera.width == 500 and placed.camera.height == 500   # even, for mp4
     assert studio_cameras(scale=1.0)["54138969"].camera.height == 1002
+
+
+def test_studio_frame_sizes_are_the_subjects_scaled_to_even_sizes():
+    for subject in ("S1", "S9"):
+        sizes = {cid: (p.camera.width, p.camera.height)
+                 for cid, p in studio_cameras(1.0, subject).items()}
+        assert sizes == {"54138969": (1000, 1002), "55011271": (1000, 1000),
+                         "58860488": (1000, 1000), "60457274": (1000, 1002)}
+    for scale, size in ((1.0, (1000, 1002)), (0.75, (750, 752)), (0.5, (500, 500)),
+                        (0.2, (200, 200))):
+        # S7's videos are all 1000x1002; scaled, 1002 rows round to the nearest even number
+        for placed in studio_cameras(scale, "S7").values():
+            assert (placed.camera.width, placed.camera.height) == size
+    # the intrinsics scale with the image, whatever its size
+    s7 = studio_cameras(0.5, "S7")["55011271"].camera
+    usual = studio_cameras(0.5)["55011271"].camera
+    assert (s7.focal, s7.center) == (usual.focal, usual.center)
+    np.testing.assert_allclose(usual.focal, np.array(CAMERAS["55011271"].focal) * 0.5)

@@ -207,7 +207,7 @@ def test_the_worker_processes_do_not_import_caffe():
 LONGER = ("S1", "Greeting 1", "55011271")     # a video 2 frames longer than its poses
 HALF_POSED = ("S9", "Greeting", "54138969")   # a video twice as long as its poses
 REPORT_KEYS = {"count", "sequences", "stride", "skipped", "truncated", "half_posed",
-               "frames_without_person", "subjects", "dropped_damaged"}
+               "frames_without_person", "subjects", "dropped_damaged", "ignored"}
 
 
 def rewrite_video(path, n_frames):
@@ -250,11 +250,12 @@ def truncated_mp4(path):
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory):
     """A tree of S1, S9 and S11's Greeting and Directions with a longer video, a half-posed
-    one and S11 Directions' broken video (random bytes), whatever the generator's defaults."""
+    one and S11 Directions' broken video (random bytes), made here on a clean tree. 12 pose
+    frames: a half-posed video then has more extra frames (12) than any camera's usual (8)."""
     root = tmp_path_factory.mktemp("faulty") / "h36m"
     assert make_synth(["--out", str(root), "--subjects", "S1", "S9", "S11", "--actions",
-                       "Greeting", "Directions", "--frames", str(FRAMES), "--scale", "0.2",
-                       "--workers", "1", "--quiet"]) == 0
+                       "Greeting", "Directions", "--frames", "12", "--scale", "0.2",
+                       "--workers", "1", "--clean", "--quiet"]) == 0
     rewrite_video(sequence_paths(root, *LONGER)["video"], pose_count(root, LONGER) + 2)
     rewrite_video(sequence_paths(root, *HALF_POSED)["video"], 2 * pose_count(root, HALF_POSED))
     sequence_paths(root, *BROKEN_VIDEO)["video"].write_bytes(random_bytes())

@@ -4,13 +4,14 @@ Intrinsics are the real ones (data_prep.h36m.CAMERAS); the extrinsics place each
 corner of a roughly 4 m x 4 m capture area, 4-6 m from its centre and about 1.5 m high,
 looking at the middle of the person's height, as in the real studio (REFERENCE.md 2).
 `scale` shrinks the image (resolution flag): focal lengths, centres and sizes scale with it,
-distortion stays.
+distortion stays. The frame size is the subject's (h36m.frame_size: S7's videos are all
+1000x1002), scaled and rounded to even numbers.
 """
 import dataclasses
 
 import numpy as np
 
-from data_prep.h36m import CAMERAS, Camera
+from data_prep.h36m import CAMERAS, Camera, frame_size
 
 # (azimuth degrees around the area, distance mm, height mm) per camera id: ASSUMPTION, the
 # real extrinsics ship with the dataset; these are plausible placements at the four corners.
@@ -68,12 +69,17 @@ def scaled(camera, scale):
         center=tuple(v * scale for v in camera.center), focal=tuple(v * scale for v in camera.focal))
 
 
-def studio_cameras(scale=1.0):
-    """{camera id: PlacedCamera} of the four cameras."""
+def studio_cameras(scale=1.0, subject=None):
+    """{camera id: PlacedCamera} of the four cameras, with the frame size of `subject`'s
+    videos (None: each camera's usual size)."""
     placed = {}
     for camera_id, (azimuth, distance, height) in PLACEMENTS.items():
         angle = np.radians(azimuth)
         position = np.array([distance * np.cos(angle), distance * np.sin(angle), height])
         rotation = look_at(position, [0.0, 0.0, LOOK_AT_HEIGHT])
-        placed[camera_id] = PlacedCamera(scaled(CAMERAS[camera_id], scale), rotation, position)
+        camera = CAMERAS[camera_id]
+        if subject is not None:
+            frame_width, frame_height = frame_size(subject, camera_id)
+            camera = dataclasses.replace(camera, width=frame_width, height=frame_height)
+        placed[camera_id] = PlacedCamera(scaled(camera, scale), rotation, position)
     return placed

@@ -171,7 +171,7 @@ class TrainingProgress:
         (loss_2D 3.1, loss_3D 0.92), test loss_3D 0.35, 45.1 img/s, 4m10s left"."""
         return self._text(details=True)
 
-    def _text(self, details):
+    def _text(self, details, test=True):
         total = self.total_iterations
         percent = 100 * self._iteration // total if total > 0 else 100
         parts = [f"{self.label}: iteration {self._iteration}/{total} ({percent}%)"]
@@ -182,7 +182,7 @@ class TrainingProgress:
                                               in self._train_outputs.items()) + ")"
         if self._testing:
             parts.append("testing")
-        elif self._test_loss_3d is not None:
+        elif test and self._test_loss_3d is not None:
             parts.append(f"test loss_3D {self._test_loss_3d:.4g}")
         if self._iterations_per_second:
             parts.append(f"{self._iterations_per_second * self.images_per_iteration:.1f} img/s")
@@ -255,11 +255,12 @@ class TrainingProgress:
     def _fit(self, text):
         """The status within the terminal's width, which a rewritten line must not exceed
         (a wrapped line is not rewritten in place): first without the per-output losses,
-        then cut."""
+        then without the test loss, then cut."""
         width = max(terminal_width(self._stream) - 1, 20)
-        if len(text) <= width:
-            return text
-        return self._text(details=False)[:width]
+        for shorter in (text, self._text(details=False), self._text(details=False, test=False)):
+            if len(shorter) <= width:
+                return shorter
+        return shorter[:width]
 
 
 def follow_log(path, process, progress, poll_seconds=0.5):

@@ -13,6 +13,7 @@ Unknown keys are rejected; values are checked (`Config.validate`).
 """
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from data_prep.h36m import JOINTS_17
@@ -135,6 +136,11 @@ class Config:
         def need(ok, message):
             if not ok:
                 raise ConfigError(f"config: {message}")
+        for field in dataclasses.fields(self):
+            values = getattr(self, field.name)
+            for value in values if isinstance(values, tuple) else (values,):
+                need(not isinstance(value, float) or math.isfinite(value),
+                     f"{field.name} must be a finite number, got {value}")
         need(self.num_joints == len(JOINTS_17), f"num_joints must be {len(JOINTS_17)} "
              "(the Human3.6M joint set)")
         need(len(set(self.root_joints)) == len(self.root_joints) >= 1,

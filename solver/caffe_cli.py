@@ -1,8 +1,10 @@
 """Running Caffe's command-line tool (`caffe train`, `caffe time`), reading its logs, and
 quieting pycaffe's own log in a command's process."""
+import ctypes
 import functools
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +74,9 @@ def parse_caffe_log(text):
 
 
 
+PR_SET_PDEATHSIG = 1   # prctl option: the signal a process gets when its parent dies
+
+
 class CaffeError(RuntimeError):
     pass
 
@@ -83,6 +88,14 @@ def quiet_caffe_log():
     Once per process: glog aborts when initialised twice, so later calls do nothing."""
     import caffe
     caffe.init_log(2, True)   # to stderr only: no log files in /tmp
+
+
+def die_with_parent():
+    """In a child process before it executes (Popen's preexec_fn): have Linux kill it when
+    its parent dies, so that a killed command leaves no `caffe train` running on (and
+    writing into) its run folder."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def caffe_binary():
@@ -102,7 +115,8 @@ def run_caffe(args, log_path, cwd=None, progress=None):
     env.pop("GLOG_minloglevel", None)  # the log is what we parse: keep INFO lines
     with open(log_path, "w") as log:
         process = subprocess.Popen([str(caffe_binary()), *map(str, args)], stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=cwd, env=env)
+                                   stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                   preexec_fn=die_with_parent)
         try:
             code = (follow_log(log_path, process, progress) if progress is not None
                     else process.wait())

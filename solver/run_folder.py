@@ -14,7 +14,9 @@ its solver (link_solver), so that `caffe train -solver solver/h36m.prototxt` tra
 and `python tools/evaluate.py` finds it (default_run). Paths inside the files are absolute:
 `caffe train` may run from anywhere.
 """
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -125,6 +127,28 @@ class RunFolder:
         return state is not None and state[0] >= self.solver().max_iter
 
 
+@contextlib.contextmanager
+def locked(run):
+    """Hold the run folder's lock (<run>.lock beside it, so that --force may replace the
+    folder) while the block runs; RunError at once when another process holds it. The
+    kernel drops the lock when its process ends, however it ends."""
+    path = Path(run).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunError(f"{run} is in use by {holder}: wait for it to end (or end it), "
+                           "then run again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        yield
+
+
 def _write(path, text):
     """Write a file whole: a temporary file renamed over it."""
     tmp = path.with_name(path.name + ".tmp")
@@ -219,7 +243,8 @@ def default_run(link=SOLVER_LINK):
 def prepare_solver(run, cfg, variant, dataset_dir, gpus=(), link=SOLVER_LINK, force=False):
     """`make solver`: prepare_run, then point `link` at the run's solver; returns what to
     tell the user."""
-    folder = prepare_run(run, cfg, variant, dataset_dir, gpus, force=force)
+    with locked(run):   # not while a process trains in it: --force would remove its files
+        folder = prepare_run(run, cfg, variant, dataset_dir, gpus, force=force)
     link_solver(folder.solver_path, link)
     plan = folder.schedule()
     return (f"solver: {link} -> {folder.solver_path}: {plan.max_iter} iterations "

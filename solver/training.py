@@ -39,7 +39,7 @@ from pathlib import Path
 from solver.caffe_cli import CaffeError, run_caffe, train_losses
 from solver.devices import check_gpus, describe
 from solver.progress import TrainingProgress, follow_log
-from solver.run_folder import prepare_run
+from solver.run_folder import locked, prepare_run
 
 # how often (s) the launcher looks at its workers, and a worker at its parent
 POLL_SECONDS = 0.5
@@ -49,8 +49,9 @@ def train(run, cfg, variant, dataset_dir, gpus=(), force=False, quiet=False):
     """Prepare the run folder (solver/run_folder.py) and train it to the end; returns the
     RunFolder. A rerun resumes an interrupted run and leaves a finished one as it is."""
     check_gpus(gpus)
-    folder = prepare_run(run, cfg, variant, dataset_dir, gpus, force=force)
-    train_run(folder, gpus, quiet=quiet)
+    with locked(run):
+        folder = prepare_run(run, cfg, variant, dataset_dir, gpus, force=force)
+        train_run(folder, gpus, quiet=quiet)
     return folder
 
 

@@ -41,6 +41,10 @@ def test_overrides_from_file_then_command_line(tmp_path):
     (["lambda_2d_switch_epoch=40"], "within the epochs"),
     (["test_epochs=0"], "must be positive"),
     (["test_images=-1"], "test_images must be >= 0"),
+    (["base_lr=inf"], "base_lr must be a finite number, got inf"),
+    (["lambda_3d=nan"], "lambda_3d must be a finite number, got nan"),
+    (["batch_size=two"], "batch_size='two' is not of type int"),
+    (["data_seed=-1"], "pca_std and data_seed must be >= 0"),
 ])
 def test_bad_overrides_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -116,3 +116,50 @@ def test_the_design_cards_commands_in_sequence(lmdb_dir, tmp_path):
     assert "iter_iter_10.caffemodel" in evaluated.stdout
     results = json.loads((tmp_path / "runs" / "h36m" / "results.json").read_text())
     assert results["frames"] == 10 and results["weights"].endswith("iter_iter_10.caffemodel")
+
+
+def test_a_run_folder_in_use_is_refused(lmdb_dir, tmp_path, capsys):
+    from solver.run_folder import locked
+    from tools.make_solver import main as solver_main
+    from tools.train import main as train_main
+    run = tmp_path / "run"
+    with locked(run):
+        assert train_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--quiet",
+                           "--set", *TINY]) == 1
+        assert f"is in use by process {os.getpid()}" in capsys.readouterr().err
+        assert solver_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--link",
+                            str(tmp_path / "link.prototxt"), "--set", *TINY]) == 1
+        assert "is in use by" in capsys.readouterr().err
+        assert not run.exists()
+    # released with the block: the same command now prepares the run
+    assert solver_main(["--lmdb", str(lmdb_dir), "--run", str(run), "--link",
+                        str(tmp_path / "link.prototxt"), "--set", *TINY]) == 0
+
+
+def test_caffe_dies_with_the_process_that_started_it(tmp_path):
+    """A parent that starts a child as run_caffe does (die_with_parent) is killed with
+    SIGKILL: the child, which would otherwise run on as an orphan, ends too."""
+    import signal
+    import time
+    code = ("import subprocess, sys, time\n"
+            "from solver.caffe_cli import die_with_parent\n"
+            "child = subprocess.Popen(['sleep', '120'], preexec_fn=die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(child)
+
+
+def running(pid):
+    """Whether process pid runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False

@@ -64,7 +64,6 @@ Layer `H36MData` (python_param { module: "layers.h36m_data" layer: "H36MData" })
 `images_per_second(dir, split, batch_size, ...)` measures BatchLoader's rate (make bench-data).
 """
 import dataclasses
-import json
 import mmap
 import multiprocessing
 import os
@@ -80,6 +79,7 @@ import numpy as np
 
 import caffe
 from data_prep.dataset import NUM_JOINTS, Dataset
+from layers.params import parse_param_str
 # how often (s) a blocked thread looks whether the loader was closed
 POLL_SECONDS = 0.1
 
@@ -606,17 +606,7 @@ REQUIRED_KEYS = {"dir", "split", "batch_size"}
 def layer_params(param_str, train, shard=(0, 1)):
     """Parse and check H36MData's param_str; returns BatchLoader keyword arguments. shard:
     (solver rank, solver count) of a TRAIN layer; TEST layers are never sharded."""
-    try:
-        params = json.loads(param_str or "{}")
-    except json.JSONDecodeError as error:
-        raise ValueError(f"H36MData param_str is not JSON ({error}): {param_str!r}") from None
-    if not isinstance(params, dict):
-        raise ValueError(f"H36MData param_str must be a JSON object, got {param_str!r}")
-    missing = REQUIRED_KEYS - set(params)
-    unknown = set(params) - LAYER_KEYS
-    if missing or unknown:
-        raise ValueError(f"H36MData param_str: missing keys {sorted(missing)}, unknown keys "
-                         f"{sorted(unknown)}; expected {sorted(LAYER_KEYS)}")
+    params = parse_param_str("H36MData", param_str, REQUIRED_KEYS, LAYER_KEYS - REQUIRED_KEYS)
     if params["split"] not in ("train", "test"):
         raise ValueError(f"H36MData: split must be \"train\" or \"test\", got {params['split']!r}")
     return dict(directory=str(params["dir"]), split=params["split"],

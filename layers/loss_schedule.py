@@ -19,23 +19,16 @@ layer: "ScheduledLossWeight" }, param { lr_mult: 0 decay_mult: 0 }):
 In TEST the weight of the shared count is used and the count does not move (a test net
 shares the train net's blobs). Backward: bottom diff = weight x top[0] diff.
 """
-import json
 
 import numpy as np
 
 import caffe
+from layers.params import parse_param_str
 
 
 def parse_schedule(param_str):
     """[(first iteration, weight)] from the layer's param_str, checked."""
-    try:
-        params = json.loads(param_str or "{}")
-    except json.JSONDecodeError as error:
-        raise ValueError(f"ScheduledLossWeight param_str is not JSON ({error}): "
-                         f"{param_str!r}") from None
-    if not isinstance(params, dict) or set(params) != {"schedule"}:
-        raise ValueError(f"ScheduledLossWeight param_str needs exactly the key \"schedule\", "
-                         f"got {param_str!r}")
+    params = parse_param_str("ScheduledLossWeight", param_str, ["schedule"])
     try:
         schedule = [(int(first), float(weight)) for first, weight in params["schedule"]]
     except (TypeError, ValueError):

@@ -20,11 +20,11 @@ Layer `MultiRootAverage` (python_param { module: "layers.pose_3d" layer: "MultiR
   param_str  JSON: {"roots": [joint indices], "num_joints": Nj} (both required)
   Backward: the transpose of the (linear) averaging.
 """
-import json
 
 import numpy as np
 
 import caffe
+from layers.params import parse_param_str
 
 
 def normalize_pose(joints):
@@ -81,20 +81,11 @@ def blob_list(blobs):
     return [blobs[i] for i in range(len(blobs))]
 
 
-def parse_params(layer, param_str, required):
-    params = json.loads(param_str or "{}")
-    missing, unknown = set(required) - set(params), set(params) - set(required)
-    if missing or unknown:
-        raise ValueError(f"{layer} param_str: missing keys {sorted(missing)}, unknown keys "
-                         f"{sorted(unknown)}; expected {sorted(required)}")
-    return params
-
-
 class RootTargets(caffe.Layer):
     """Normalized root-relative 3D targets, one top per root head; see module docstring."""
 
     def setup(self, bottom, top):
-        params = parse_params("RootTargets", self.param_str, ["roots"])
+        params = parse_param_str("RootTargets", self.param_str, ["roots"])
         self.roots = [int(r) for r in params["roots"]]
         if len(bottom) != 1 or len(top) != len(self.roots):
             raise ValueError(f"RootTargets takes 1 bottom and one top per root "
@@ -125,7 +116,7 @@ class MultiRootAverage(caffe.Layer):
     """Eq. 7: average of the zero-mean poses of all root heads; see module docstring."""
 
     def setup(self, bottom, top):
-        params = parse_params("MultiRootAverage", self.param_str, ["roots", "num_joints"])
+        params = parse_param_str("MultiRootAverage", self.param_str, ["roots", "num_joints"])
         self.roots = [int(r) for r in params["roots"]]
         self.num_joints = int(params["num_joints"])
         if len(bottom) != len(self.roots) or len(top) != 1:

@@ -20,11 +20,11 @@ Layer `SoftLabelLoss` (python_param { module: "layers.soft_labels" layer: "SoftL
   param_str  JSON: {"grid_size": Ng, "image_size": input pixels} (both required)
 Backward: d loss / d scores = (softmax - p_hat) / N; the joints are labels (zero gradient).
 """
-import json
 
 import numpy as np
 
 import caffe
+from layers.params import parse_param_str
 
 EPS = 1e-12
 
@@ -75,12 +75,7 @@ class SoftLabelLoss(caffe.Layer):
         if len(bottom) != 2 or len(top) != 1:
             raise ValueError(f"SoftLabelLoss takes 2 bottoms (scores, joints) and 1 top (loss), "
                              f"got {len(bottom)} and {len(top)}")
-        params = json.loads(self.param_str or "{}")
-        missing = {"grid_size", "image_size"} - set(params)
-        unknown = set(params) - {"grid_size", "image_size"}
-        if missing or unknown:
-            raise ValueError(f"SoftLabelLoss param_str: missing keys {sorted(missing)}, "
-                             f"unknown keys {sorted(unknown)}; expected grid_size, image_size")
+        params = parse_param_str("SoftLabelLoss", self.param_str, ["grid_size", "image_size"])
         self.grid_size = int(params["grid_size"])
         self.image_size = float(params["image_size"])
         if self.grid_size < 2 or self.image_size <= 0:

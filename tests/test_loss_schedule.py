@@ -22,7 +22,8 @@ def test_weight_at_follows_the_schedule():
 
 @pytest.mark.parametrize("param_str, message", [
     ("{", "not JSON"),
-    (json.dumps({"schedule": [[0, 0.1]], "extra": 1}), "exactly the key"),
+    (json.dumps({"schedule": [[0, 0.1]], "extra": 1}), "unknown keys \\[.extra.\\]"),
+    ("[1, 2]", "must be a JSON object"),
     (json.dumps({"schedule": [[1, 0.1]]}), "start at 0"),
     (json.dumps({"schedule": [[0, 0.1], [0, 0.2]]}), "increase"),
     (json.dumps({"schedule": [[0, -1.0]]}), "finite and >= 0"),

@@ -109,22 +109,56 @@ class RunFolder:
         return sorted(found)
 
     def latest_state(self):
-        """(iteration, path) of the newest .solverstate, or None."""
-        states = self._snapshots(".solverstate")
-        return states[-1] if states else None
+        """(iteration, path) of the newest complete .solverstate (with its caffemodel), or
+        None. A snapshot cut short by a kill is passed over for the one before it."""
+        return next(((iteration, path) for iteration, path
+                     in reversed(self._snapshots(".solverstate")) if complete_snapshot(path)),
+                    None)
 
     def latest_weights(self):
-        """The newest .caffemodel; RunError when there is none."""
-        models = self._snapshots(".caffemodel")
-        if not models:
-            raise RunError(f"no caffemodel in {self.snapshots}: train first "
-                           f"(`caffe train -solver {self.solver_path}` or tools/train.py)")
-        return models[-1][1]
+        """The newest complete .caffemodel; RunError when there is none."""
+        for _, path in reversed(self._snapshots(".caffemodel")):
+            if complete_model(path):
+                return path
+        raise RunError(f"no complete caffemodel in {self.snapshots}: train first "
+                       f"(`caffe train -solver {self.solver_path}` or tools/train.py)")
 
     def finished(self):
         """Whether a snapshot of the last iteration exists."""
         state = self.latest_state()
         return state is not None and state[0] >= self.solver().max_iter
+
+
+def complete_model(path):
+    """Whether a .caffemodel reads whole (a kill while Caffe writes one leaves it cut short,
+    which protobuf refuses or reads without its last layers' weights)."""
+    model = caffe_pb2.NetParameter()
+    try:
+        model.ParseFromString(Path(path).read_bytes())
+    except Exception:   # protobuf's DecodeError, or a file gone meanwhile
+        return False
+    return bool(model.layer) and all(len(blob.data) == _blob_size(blob)
+                                     for layer in model.layer for blob in layer.blobs)
+
+
+def _blob_size(blob):
+    size = 1
+    for dim in blob.shape.dim:
+        size *= dim
+    return size
+
+
+def complete_snapshot(path):
+    """Whether a .solverstate reads whole and its caffemodel does too (Caffe writes the
+    caffemodel first, then the solverstate that names it)."""
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(Path(path).read_bytes())
+    except Exception:
+        return False
+    # Caffe writes both files beside each other (the snapshot prefix): look there
+    return state.HasField("iter") and complete_model(Path(path).parent /
+                                                     Path(state.learned_net).name)
 
 
 @contextlib.contextmanager

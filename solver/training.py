@@ -68,21 +68,33 @@ def train_run(folder, gpus=(), quiet=False):
           + (f", resuming from {state[0]}" if state else "") + f"; log {folder.log_path}",
           flush=True)
     part = folder.log_path.with_name("train.part.log")
+    _keep_part_logs(part, folder.log_path, gpus)   # of a run killed before it could
     progress = TrainingProgress(solver.max_iter, cfg.batch_size,
                                 start_iteration=state[0] if state else 0, quiet=quiet)
     try:
         run_stage(folder.solver_path, part, gpus, snapshot=state[1] if state else None,
                   progress=progress)
     finally:
-        for rank in range(max(1, len(gpus))):
-            if rank_log(part, rank).exists():
-                with open(rank_log(folder.log_path, rank), "a") as out:
-                    out.write(rank_log(part, rank).read_text())
-                rank_log(part, rank).unlink()
+        _keep_part_logs(part, folder.log_path, gpus)
     curve = train_losses(folder.log_path.read_text())
     if curve:
         print(f"train: iterations {curve[0][0]}-{curve[-1][0]}, loss {curve[0][1]:.4f} -> "
               f"{curve[-1][1]:.4f}; run folder {folder.path}")
+
+
+def _keep_part_logs(part, log, gpus):
+    """Append the logs of the `caffe train` that wrote `part` (each rank's) to the run's
+    logs, and remove them: a resume never overwrites what a killed run logged."""
+    for rank in range(max(1, len(gpus), _rank_logs(part))):
+        if rank_log(part, rank).exists():
+            with open(rank_log(log, rank), "a") as out:
+                out.write(rank_log(part, rank).read_text())
+            rank_log(part, rank).unlink()
+
+
+def _rank_logs(part):
+    """How many ranks left a part log beside `part` (a killed run may have had more GPUs)."""
+    return 1 + len(list(Path(part).parent.glob(f"{Path(part).stem}.rank*.log")))
 
 
 def run_stage(solver_path, log_path, gpus=(), snapshot=None, cwd=None, progress=None):

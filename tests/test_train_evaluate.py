@@ -155,3 +155,26 @@ def test_predict_prints_and_draws_a_pose(trained, tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "pose.png")).shape[0] > 100
     with pytest.raises(SystemExit):
         predict_main([str(tmp_path / "missing.png"), "--run", str(trained)])
+
+
+def test_a_snapshot_cut_short_is_passed_over_and_a_killed_runs_log_kept(lmdb_dir, trained,
+                                                                       tmp_path):
+    """A kill while Caffe writes the last snapshot leaves its caffemodel cut short: evaluation
+    and resume take the snapshot before it, and the rerun trains to the end again; the log a
+    killed run left in train.part.log is appended, not overwritten."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    last = run / "snapshots" / "iter_iter_10.caffemodel"
+    last.write_bytes(last.read_bytes()[:len(last.read_bytes()) // 2])
+    folder = RunFolder(run)
+    assert folder.latest_weights().name == "iter_iter_5.caffemodel"
+    assert folder.latest_state()[0] == 5
+    (run / "logs" / "train.part.log").write_text("the log of a killed run\n")
+    assert run_train(run, lmdb_dir) == 0
+    log = (run / "logs" / "train.log").read_text()
+    assert "the log of a killed run" in log and "Resuming from" in log
+    assert not (run / "logs" / "train.part.log").exists()
+    assert folder.latest_weights().name == "iter_iter_10.caffemodel"
+    (run / "snapshots" / "iter_iter_5.solverstate").write_bytes(b"\x08")   # cut short
+    assert folder.latest_state()[0] == 10

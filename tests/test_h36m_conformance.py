@@ -17,6 +17,7 @@ from data_prep import h36m
 from data_prep.make_lmdb import main as make_lmdb
 from data_prep.make_synth import main as make_synth
 from data_prep.reader import find_sequences
+from tests.h36m_facts import INTRINSIC_FACTS, formula_projection
 
 pytestmark = pytest.mark.slow
 
@@ -50,37 +51,9 @@ HALF_POSED_FACTS = {("S9", "Greeting"), ("S9", "SittingDown 1"), ("S9", "Waiting
                     ("S9", "Walking")}
 BROKEN_FACT = "S11/Directions.54138969"
 CROP_FACTS = {"train": 1_559_752, "test": 550_644}
-# Full-precision intrinsics: c, f, k1 k2 k3, p1, p2 (section 5)
-INTRINSIC_FACTS = {
-    "54138969": ((512.54150390625, 515.4514770507812), (1145.0494384765625, 1143.7811279296875),
-                 (-0.20709891617298126, 0.24777518212795258, -0.0030751503072679043),
-                 -0.00142447161488235, -0.0009756988729350269),
-    "55011271": ((508.8486328125, 508.0649108886719), (1149.6756591796875, 1147.5916748046875),
-                 (-0.1942136287689209, 0.2404085397720337, 0.006819975562393665),
-                 -0.0027408944442868233, -0.0016190266469493508),
-    "58860488": ((519.8158569335938, 501.40264892578125), (1149.1407470703125, 1148.7989501953125),
-                 (-0.2083381861448288, 0.25548800826072693, -0.0024604974314570427),
-                 -0.0007599993259645998, 0.0014843869721516967),
-    "60457274": ((514.9682006835938, 501.88201904296875), (1145.5113525390625, 1144.77392578125),
-                 (-0.198384091258049, 0.21832367777824402, -0.008947807364165783),
-                 -0.0018133620033040643, -0.0005872055771760643),
-}
-
 SUBJECTS = ("S1", "S5", "S6", "S7", "S9", "S11")
 ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Waiting")
 FRAMES, SCALE = 12, 0.2
-
-
-def formula_projection(points, camera_id):
-    """Human3.6M's ProjectPointRadial, written out again: camera-frame mm -> pixels."""
-    (cx, cy), (fx, fy), (k1, k2, k3), p1, p2 = INTRINSIC_FACTS[camera_id]
-    x, y = points[..., 0] / points[..., 2], points[..., 1] / points[..., 2]
-    r2 = x * x + y * y
-    radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-    tangential = p1 * y + p2 * x
-    u = x * (radial + tangential) + p2 * r2
-    v = y * (radial + tangential) + p1 * r2
-    return np.stack([fx * u + cx, fy * v + cy], axis=-1)
 
 
 @pytest.fixture(scope="module")

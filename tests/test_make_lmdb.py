@@ -26,6 +26,7 @@ from data_prep.dataset import Dataset, colour_sums
 from data_prep.make_lmdb import (MAX_LINES_PRINTED, build as build_lmdb, main as make_lmdb,
                                  parse_args as lmdb_args, split_summary, worker_pool)
 from data_prep.make_synth import main as make_synth
+from tests.h36m_facts import video_frames
 from data_prep.reader import count_masks, read_pose_cdf
 from data_prep.synth.writers import VideoWriter
 
@@ -212,13 +213,7 @@ REPORT_KEYS = {"count", "sequences", "stride", "skipped", "truncated", "half_pos
 
 def rewrite_video(path, n_frames):
     """Write a video again with n_frames frames: its own frames, repeated from the first."""
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    ok, frame = capture.read()
-    while ok:
-        frames.append(frame)
-        ok, frame = capture.read()
-    capture.release()
+    frames = video_frames(path)
     height, width = frames[0].shape[:2]
     with VideoWriter(path, width, height, 50) as video:
         for index in range(n_frames):

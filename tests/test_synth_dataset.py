@@ -14,27 +14,10 @@ import pytest
 from data_prep.h36m import (JOINTS_17_FROM_32, PARENTS_17, VIDEO_EXTRA_FRAMES, sequence_name,
                             sequence_paths)
 from data_prep.make_synth import main as make_synth
+from tests.h36m_facts import INTRINSIC_FACTS, formula_projection, video_frames
 
 SUBJECT, ACTIONS, FRAMES, SCALE = "S5", ["Walking", "Phoning"], 4, 0.2
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
-# Full-precision intrinsics typed in from ../shared/REFERENCE.md section 5:
-# centre, focal, (k1, k2, k3), p1, p2
-INTRINSICS = {
-    "54138969": ((512.54150390625, 515.4514770507812), (1145.0494384765625, 1143.7811279296875),
-                 (-0.20709891617298126, 0.24777518212795258, -0.0030751503072679043),
-                 -0.00142447161488235, -0.0009756988729350269),
-    "55011271": ((508.8486328125, 508.0649108886719), (1149.6756591796875, 1147.5916748046875),
-                 (-0.1942136287689209, 0.2404085397720337, 0.006819975562393665),
-                 -0.0027408944442868233, -0.0016190266469493508),
-    "58860488": ((519.8158569335938, 501.40264892578125), (1149.1407470703125, 1148.7989501953125),
-                 (-0.2083381861448288, 0.25548800826072693, -0.0024604974314570427),
-                 -0.0007599993259645998, 0.0014843869721516967),
-    "60457274": ((514.9682006835938, 501.88201904296875), (1145.5113525390625, 1144.77392578125),
-                 (-0.198384091258049, 0.21832367777824402, -0.008947807364165783),
-                 -0.0018133620033040643, -0.0005872055771760643),
-}
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "h36m"
@@ -59,36 +42,11 @@ def read_pose(path, dims, frames=FRAMES):
     return pose.reshape(frames, 32, dims)
 
 
-def video_frames(path):
-    """Every frame OpenCV decodes from a video."""
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    ok, frame = capture.read()
-    while ok:
-        frames.append(frame)
-        ok, frame = capture.read()
-    capture.release()
-    return frames
-
-
 def video_frame_count(path):
     capture = cv2.VideoCapture(str(path))
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
     return count
-
-
-def formula_projection(points, camera_id):
-    """Human3.6M's ProjectPointRadial at full resolution with the intrinsics typed in above:
-    x = X/Z, y = Y/Z, r2 = x^2 + y^2, radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3,
-    tan = p1 y + p2 x, (x', y') = (x, y)(radial + tan) + (p2, p1) r2, pixel = f (x', y') + c."""
-    (cx, cy), (fx, fy), (k1, k2, k3), p1, p2 = INTRINSICS[camera_id]
-    x, y = points[..., 0] / points[..., 2], points[..., 1] / points[..., 2]
-    r2 = x ** 2 + y ** 2
-    radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-    tan = p1 * y + p2 * x
-    return np.stack([fx * (x * (radial + tan) + p2 * r2) + cx,
-                     fy * (y * (radial + tan) + p1 * r2) + cy], axis=-1)
 
 
 def synth(root, *args):
@@ -396,7 +354,7 @@ def test_2d_poses_are_the_datasets_projection_at_full_resolution(dataset):
         mono, d2 = read_pose(paths["d3_mono"], 3), read_pose(paths["d2"], 2)
         full_resolution = d2 / meta["scale"]
         assert np.abs(full_resolution - formula_projection(mono, camera["id"])).max() < 1e-3
-        (cx, cy), (fx, fy), radial, p1, p2 = INTRINSICS[camera["id"]]
+        (cx, cy), (fx, fy), radial, p1, p2 = INTRINSIC_FACTS[camera["id"]]
         np.testing.assert_allclose(camera["center"], np.array([cx, cy]) * SCALE, rtol=1e-12)
         np.testing.assert_allclose(camera["focal"], np.array([fx, fy]) * SCALE, rtol=1e-12)
         assert camera["radial"] == list(radial) and camera["tangential"] == [p1, p2]

@@ -45,7 +45,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from data_prep.h36m import JOINTS_17, PARENTS_17
+from data_prep.h36m import JOINTS_17, PARENTS_17, bone_lengths
 
 FORMAT_VERSION = 2
 NUM_JOINTS = len(JOINTS_17)
@@ -57,7 +57,6 @@ MAP_SIZE = 1 << 40          # LMDB's address space; the files only grow as data 
 PCA_PIXEL_STRIDE = 4        # every 4th pixel in each direction feeds the colour statistics
 REBUILD = "rebuild it with `make lmdb LMDB_FLAGS=--force`"
 CHILDREN = np.array([j for j, p in enumerate(PARENTS_17) if p >= 0])
-PARENTS = np.array([p for p in PARENTS_17 if p >= 0])
 
 
 def _datum():
@@ -137,13 +136,6 @@ class Sample(NamedTuple):
     joints_2d: np.ndarray   # (17, 2) joints in crop pixels
     joints_3d: np.ndarray   # (17, 3) joints in camera coordinates, mm
     row: Mapping            # INDEX_COLUMNS -> value
-
-
-def bone_lengths(joints):
-    """(17,) length of each joint's bone to its parent (0 for the root), same units."""
-    lengths = np.zeros(NUM_JOINTS)
-    lengths[CHILDREN] = np.linalg.norm(joints[CHILDREN] - joints[PARENTS], axis=-1)
-    return lengths
 
 
 def colour_sums(crop):

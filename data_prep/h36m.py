@@ -48,6 +48,17 @@ PARENTS_17 = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 RIGHT_17 = (1, 2, 3, 14, 15, 16)
 
 
+def bone_lengths(poses, parents=PARENTS_17):
+    """Length of the bone from each joint to its parent, (..., J); 0 for the root."""
+    poses = np.asarray(poses, dtype=np.float64)
+    parents = np.asarray(parents)
+    if poses.ndim < 2 or poses.shape[-1] != 3 or len(parents) != poses.shape[-2]:
+        raise ValueError(f"bone_lengths: poses of shape {poses.shape} do not hold "
+                         f"{len(parents)} joints x 3")
+    parent_positions = poses[..., np.where(parents < 0, np.arange(len(parents)), parents), :]
+    return np.linalg.norm(poses - parent_positions, axis=-1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Camera:
     """Intrinsics as Human3.6M gives them; extrinsics (R, t: world -> camera, mm) are set by
@@ -132,6 +143,7 @@ STEMS = _stems()
 # (least, median, most), per camera.
 VIDEO_EXTRA_FRAMES = {"54138969": (0, 1, 2), "60457274": (0, 1, 2),
                       "55011271": (2, 4, 8), "58860488": (2, 4, 8)}
+MOST_VIDEO_EXTRA_FRAMES = max(most for _, _, most in VIDEO_EXTRA_FRAMES.values())
 # Recordings whose poses cover only about half of their videos (S9 Greeting: videos of
 # 2899-2902 frames, 1447 poses), by subject and stem.
 HALF_POSED = {("S9", "Greeting"), ("S9", "SittingDown 1"), ("S9", "Waiting 1"),

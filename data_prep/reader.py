@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, DAMAGED, JOINTS_17_FROM_32, SUBJECTS,
-                            VIDEO_EXTRA_FRAMES, sequence_paths)
+                            MOST_VIDEO_EXTRA_FRAMES, sequence_paths)
 
 N_JOINTS_RAW = 32
 # Files besides D2_Positions that a sequence needs; D3_Positions (world) is not needed.
@@ -43,7 +43,6 @@ MAX_MASK_SIZE_MISMATCH = 2
 # video frames), not the extra frames every video has (both tests, so that short synthetic
 # recordings, where 8 extra frames are a large share, are not taken for half-posed ones).
 HALF_POSED_RATIO = 0.6
-MOST_EXTRA_VIDEO_FRAMES = max(most for _, _, most in VIDEO_EXTRA_FRAMES.values())
 # Appended to whatever is wrong with the video of h36m.BROKEN_VIDEO.
 BROKEN_VIDEO_NOTE = ("a known fault of many copies of Human3.6M ({} {}, camera {}, is corrupt "
                      "or missing in them): this camera is skipped, the recording's other "
@@ -115,7 +114,7 @@ class SequenceData:
         """Whether the poses cover only about half of the video (HALF_POSED_RATIO) and the
         video has more extra frames than any camera's usual ones."""
         poses, video = self.counts["poses"], self.counts["video"]
-        return poses < HALF_POSED_RATIO * video and video - poses > MOST_EXTRA_VIDEO_FRAMES
+        return poses < HALF_POSED_RATIO * video and video - poses > MOST_VIDEO_EXTRA_FRAMES
 
 
 def _squashed(name):

@@ -25,7 +25,7 @@ length ... we only used the length of joints in the torso."
 import numpy as np
 
 from config import PAPER
-from data_prep.h36m import ACTIONS, JOINTS_17, PARENTS_17
+from data_prep.h36m import ACTIONS, JOINTS_17, PARENTS_17, bone_lengths
 
 # The paper's own results on REAL Human3.6M (MPJPE, mm), not this toolkit's: Table 1, row
 # "Our method". Note that the paper's "Average" (117.34) is not exactly the plain mean of its
@@ -65,16 +65,6 @@ def _as_frames(pred, gt):
     if pred.shape != gt.shape:
         raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
     return pred.reshape(-1, *pred.shape[-2:]), gt.reshape(-1, *gt.shape[-2:])
-
-
-def bone_lengths(poses, parents=PARENTS_17):
-    """Length of the bone from each joint to its parent, (..., J); 0 for the root."""
-    poses = _as_poses(poses)
-    parents = np.asarray(parents)
-    if len(parents) != poses.shape[-2]:
-        raise ValueError(f"{len(parents)} parents for {poses.shape[-2]} joints")
-    parent_positions = poses[..., np.where(parents < 0, np.arange(len(parents)), parents), :]
-    return np.linalg.norm(poses - parent_positions, axis=-1)
 
 
 def recover_scale(poses, mean_bone_lengths, torso_bones=PAPER.torso_bones, names=JOINTS_17,

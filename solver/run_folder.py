@@ -123,11 +123,6 @@ class RunFolder:
         raise RunError(f"no complete caffemodel in {self.snapshots}: train first "
                        f"(`caffe train -solver {self.solver_path}` or tools/train.py)")
 
-    def finished(self):
-        """Whether a snapshot of the last iteration exists."""
-        state = self.latest_state()
-        return state is not None and state[0] >= self.solver().max_iter
-
 
 def complete_model(path):
     """Whether a .caffemodel reads whole (a kill while Caffe writes one leaves it cut short,

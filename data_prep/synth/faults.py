@@ -10,12 +10,9 @@ import re
 
 import numpy as np
 
-from data_prep.h36m import CAMERAS, HALF_POSED, STEMS, VIDEO_EXTRA_FRAMES
+from data_prep.h36m import CAMERAS, HALF_POSED, MOST_VIDEO_EXTRA_FRAMES, STEMS, VIDEO_EXTRA_FRAMES
 from data_prep.synth import stable_seed
 
-# The most extra frames any camera's video has: the motion of a recording is made this much
-# longer than its videos need at least, so that every camera's extra frames show it moving.
-MOST_EXTRA_FRAMES = max(most for _, _, most in VIDEO_EXTRA_FRAMES.values())
 # What is left of the broken video: its mp4 header and the start of its frame data, as a
 # truncated copy has it (the index, at the file's end, is gone, so nothing decodes).
 BROKEN_VIDEO_BYTES = 512
@@ -32,7 +29,8 @@ def motion_frames(subject, stem, poses):
     longest video in the default tree. A --clean tree generates as many and keeps the first
     `poses`, so that its poses are those of the default tree."""
     covered = 2 * poses if is_half_posed(subject, stem) else poses
-    return covered + MOST_EXTRA_FRAMES
+    # the most extra frames any camera's video has: every camera's extra frames show motion
+    return covered + MOST_VIDEO_EXTRA_FRAMES
 
 
 def video_extra_frames(seed, subject, stem, camera_id):

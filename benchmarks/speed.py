@@ -56,12 +56,12 @@ TORCH_WHEELS = sorted(Path("/opt/wheels").glob("torch-*+cpu-cp311-*.whl"))
 FORWARD_BACKWARD = re.compile(r"Average Forward-Backward: ([0-9.]+) ms")
 LAYER_TIME = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([0-9.]+) ms")
 # the layer kinds each kept speed change rewrote (setup/patches/debian/NN-*.patch)
-CHANGES = {"05 convolutions through oneDNN": ("Convolution",),
-           "05 inner products on oneDNN's sgemm": ("InnerProduct",),
-           "04+06 BatchNorm direct loops on OpenMP": ("BatchNorm",),
-           "06 Scale fused per channel on OpenMP": ("Scale",),
-           "03+06 ReLU vectorized on OpenMP": ("ReLU",),
-           "03+06 max pooling branch-free on OpenMP": ("Pooling",)}
+CHANGES = {"07 convolutions through oneDNN": ("Convolution",),
+           "07 inner products on oneDNN's sgemm": ("InnerProduct",),
+           "06+08 BatchNorm direct loops on OpenMP": ("BatchNorm",),
+           "08 Scale fused per channel on OpenMP": ("Scale",),
+           "05+08 ReLU vectorized on OpenMP": ("ReLU",),
+           "05+08 max pooling branch-free on OpenMP": ("Pooling",)}
 GEMM_SIZE = 4096
 
 

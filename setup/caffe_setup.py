@@ -231,7 +231,7 @@ def build_into_cache(source, ctx, entry, identity, logs):
         source.build(tree, ctx, prefix=entry, destdir=destdir, build_dir=staging / "build",
                      logs=logs)
         installed = Path(str(destdir) + str(entry))
-        if source.blas_core(ctx):   # read by pycaffe (patch 07) before OpenBLAS loads
+        if source.blas_core(ctx):   # read by pycaffe (patch 09) before OpenBLAS loads
             (installed / "python" / "caffe" / "blas_core.txt").write_text(
                 source.blas_core(ctx) + "\n")
         verify_build(installed, ctx, logs)

@@ -160,10 +160,10 @@ class DebianSource:
         if ctx.cuda is not None:
             flags = [f for f in flags if f != "-DCPU_ONLY=ON"] + ctx.cuda.cmake_flags()
         if self.speed:
-            # -fno-trapping-math lets GCC vectorize the selects of patches 03 and 06 (it
+            # -fno-trapping-math lets GCC vectorize the selects of patches 05 and 08 (it
             # changes no values, only whether floating-point exception flags may be raised
-            # speculatively); OpenMP runs the loops of patch 06; OpenBLAS built for OpenMP
-            # shares its threads with them and with oneDNN (patch 05)
+            # speculatively); OpenMP runs the loops of patch 08; OpenBLAS built for OpenMP
+            # shares its threads with them and with oneDNN (patch 07)
             flags += ["-DCMAKE_CXX_FLAGS=-fno-trapping-math", "-DUSE_OPENMP=ON"]
             if ctx.blas:
                 flags.append(f"-DOpenBLAS_LIB={ctx.blas['library']}")
@@ -171,7 +171,7 @@ class DebianSource:
         return flags
 
     def blas_core(self, ctx):
-        """The OpenBLAS core this build runs with (patch 07 and the venv's wrapper set it),
+        """The OpenBLAS core this build runs with (patch 09 and the venv's wrapper set it),
         or None: OpenBLAS's own choice (the build without the speed changes)."""
         return ctx.blas["core"] if self.speed and ctx.blas else None
 

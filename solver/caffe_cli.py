@@ -1,13 +1,13 @@
 """Running Caffe's command-line tool (`caffe train`, `caffe time`), reading its logs, and
 quieting pycaffe's own log in a command's process."""
-import ctypes
 import functools
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from child_processes import die_with_parent
 
 _VALUE = r"(-?nan|-?inf|[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)"
 # "Iteration 20 (97 iter/s, 0.05s/5 iters), loss = 0.25" (BVLC since 2017), or
@@ -15,6 +15,8 @@ _VALUE = r"(-?nan|-?inf|[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)"
 TRAIN_DISPLAY = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE + r"\s*$")
 # the same anywhere in a text (train_losses)
 TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE)
+# The solver's stop at a non-finite loss (setup/patches/debian/04-solver-stop-at-nonfinite-loss).
+DIVERGED = re.compile(r"Non-finite loss \(([^)]*)\) at iteration (\d+)")
 # "Iteration 10, Testing net (#0)"
 TEST_START = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
 # "    Train net output #0: loss_3D = 4.2 (* 0.1 = 0.42 loss)"; the weight part is absent for
@@ -74,9 +76,6 @@ def parse_caffe_log(text):
 
 
 
-PR_SET_PDEATHSIG = 1   # prctl option: the signal a process gets when its parent dies
-
-
 class CaffeError(RuntimeError):
     pass
 
@@ -88,14 +87,6 @@ def quiet_caffe_log():
     Once per process: glog aborts when initialised twice, so later calls do nothing."""
     import caffe
     caffe.init_log(2, True)   # to stderr only: no log files in /tmp
-
-
-def die_with_parent():
-    """In a child process before it executes (Popen's preexec_fn): have Linux kill it when
-    its parent dies, so that a killed command leaves no `caffe train` running on (and
-    writing into) its run folder."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def caffe_binary():
@@ -128,6 +119,13 @@ def run_caffe(args, log_path, cwd=None, progress=None):
         tail = log_path.read_text(errors="replace").splitlines()[-8:]
         raise CaffeError(f"caffe {args[0]} failed (exit {code}); log: {log_path}\n" +
                          "\n".join("  | " + line for line in tail))
+
+
+def diverged_at(log_text):
+    """(iteration, loss as Caffe printed it) where the solver stopped at a non-finite loss,
+    or None."""
+    match = DIVERGED.search(log_text)
+    return (int(match.group(2)), match.group(1)) if match else None
 
 
 def train_losses(log_text):

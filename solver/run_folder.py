@@ -115,6 +115,18 @@ class RunFolder:
                      in reversed(self._snapshots(".solverstate")) if complete_snapshot(path)),
                     None)
 
+    def set_aside_from(self, iteration):
+        """Move the snapshots of `iteration` and later into snapshots/diverged/ (their weights
+        gave a non-finite loss), out of reach of resume and evaluation; returns their new
+        paths."""
+        moved = []
+        for suffix in (".caffemodel", ".solverstate"):
+            for found, path in self._snapshots(suffix):
+                if found >= iteration:
+                    (self.snapshots / "diverged").mkdir(exist_ok=True)
+                    moved.append(path.rename(self.snapshots / "diverged" / path.name))
+        return moved
+
     def latest_weights(self):
         """The newest complete .caffemodel; RunError when there is none."""
         for _, path in reversed(self._snapshots(".caffemodel")):

@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from solver.caffe_cli import CaffeError, run_caffe, train_losses
+from solver.caffe_cli import CaffeError, diverged_at, run_caffe, train_losses
 from solver.devices import check_gpus, describe
 from solver.progress import TrainingProgress, follow_log
 from solver.run_folder import locked, prepare_run
@@ -74,12 +74,48 @@ def train_run(folder, gpus=(), quiet=False):
     try:
         run_stage(folder.solver_path, part, gpus, snapshot=state[1] if state else None,
                   progress=progress)
+    except CaffeError as error:
+        diverged = _diverged(part)
+        if diverged is None:
+            raise
+        raise Diverged(folder, *diverged) from error
     finally:
         _keep_part_logs(part, folder.log_path, gpus)
     curve = train_losses(folder.log_path.read_text())
     if curve:
         print(f"train: iterations {curve[0][0]}-{curve[-1][0]}, loss {curve[0][1]:.4f} -> "
               f"{curve[-1][1]:.4f}; run folder {folder.path}")
+
+
+class Diverged(CaffeError):
+    """Training stopped at a non-finite loss (Caffe's solver, patch 04). The snapshots of
+    that iteration and later, whose weights gave it, are moved aside; the newest one left is
+    the last good state."""
+
+    def __init__(self, folder, iteration, loss):
+        moved = folder.set_aside_from(iteration)
+        state = folder.latest_state()
+        kept = (f"the last good snapshot, of iteration {state[0]}, is kept ({state[1]})"
+                if state else "no snapshot was made before it")
+        aside = (f"; {len(moved)} snapshot file(s) of iteration {iteration} on were moved to "
+                 f"{folder.snapshots / 'diverged'}" if moved else "")
+        super().__init__(
+            f"training diverged: loss {loss} at iteration {iteration}, stopped before that "
+            f"update; {kept}{aside}. Log: {folder.log_path}\n  fix: check the data, or train "
+            f"anew with a smaller learning rate (--set base_lr=... --force replaces this "
+            f"run); the same command again resumes from the last good snapshot")
+        self.iteration = iteration
+
+
+def _diverged(part):
+    """(iteration, loss) of the first rank's stop at a non-finite loss in the part logs of a
+    failed `caffe train`, or None."""
+    for rank in range(_rank_logs(part)):
+        if rank_log(part, rank).exists():
+            found = diverged_at(rank_log(part, rank).read_text(errors="replace"))
+            if found:
+                return found
+    return None
 
 
 def _keep_part_logs(part, log, gpus):

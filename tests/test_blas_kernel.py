@@ -1,5 +1,5 @@
 """The OpenBLAS that Caffe runs with is on a kernel made for this processor, not a generic
-fallback (setup/blas_kernel.py chooses it, patch 07 and the venv's wrapper set it), and gives
+fallback (setup/blas_kernel.py chooses it, patch 09 and the venv's wrapper set it), and gives
 numpy's results; and the choice's logic on described processors."""
 import ctypes
 import os

@@ -1,5 +1,5 @@
-"""The Caffe build's CPU layers that the project's speed patches rewrite (setup/patches/debian/
-03 to 06: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner products through
+"""The Caffe build's CPU layers that the project's patches rewrite (setup/patches/debian/
+03 and 05 to 08: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner products through
 oneDNN) against numpy reference computations: forward outputs, gradients (which Caffe adds to
 the parameters' diffs) and BatchNorm's running statistics, in place and not, within float
 tolerance; and the convolutions of oneDNN against Caffe's own im2col + GEMM (engine: CAFFE)
@@ -87,6 +87,46 @@ def test_max_pooling_keeps_the_first_of_equal_maxima(tmp_path):
     assert bottom_diff.ravel().tolist() == [1] + [0] * 8
 
 
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_path, with_mask):
+    """Patch 03: a window of all NaN or all -inf has no value above -FLT_MAX, so BVLC gave it
+    index -1 and backward added its gradient before the plane (the previous plane's last
+    element, or before the buffer: "double free or corruption"). Now the window's first
+    element is taken and a NaN always wins: NaN reaches the output, every gradient stays in
+    its window. Two channels, four 2 x 2 windows each; with_mask: the index as a second top."""
+    nan, inf = np.float32("nan"), np.float32("inf")
+    plane = np.array([[nan, nan, -inf, -inf],
+                      [nan, nan, -inf, -inf],
+                      [1.0, nan, 5.0, 2.0],
+                      [3.0, 2.0, 4.0, 5.0]], np.float32)
+    x = np.stack([plane, plane])[None]                 # (1, 2, 4, 4)
+    spec = caffe.NetSpec()
+    spec.data = L.Input(shape=dict(dim=list(x.shape)))
+    pooled = L.Pooling(spec.data, pool=P.Pooling.MAX, kernel_size=2, stride=2,
+                       ntop=2 if with_mask else 1)
+    if with_mask:
+        spec.out, spec.mask = pooled
+    else:
+        spec.out = pooled
+    proto = spec.to_proto()
+    proto.force_backward = True
+    (tmp_path / "net.prototxt").write_text(str(proto))
+    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
+    top, bottom_diff = forward_backward(net, x, np.ones((1, 2, 2, 2), np.float32), False)
+    for channel in range(2):
+        assert np.isnan(top[0, channel, 0, 0]) and np.isnan(top[0, channel, 1, 0])
+        assert top[0, channel, 0, 1] == -inf and top[0, channel, 1, 1] == 5.0
+        # each window's gradient once, inside the window: NaN windows on a NaN, the -inf
+        # window on its first element, the finite one on its first maximum
+        diff = bottom_diff[0, channel]
+        assert diff.sum() == 4 and diff[0, 2] == 1 and diff[2, 2] == 1
+        assert diff[:2, :2].sum() == 1 and np.isnan(plane[:2, :2][diff[:2, :2] == 1]).all()
+        assert diff[2:, :2].sum() == 1 and diff[2, 1] == 1
+    if with_mask:
+        mask = net.blobs["mask"].data
+        assert ((mask >= 0) & (mask < 16)).all()
+
+
 @pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("slope", [0.0, 0.1])
 def test_relu_forward_and_backward(tmp_path, in_place, slope):
@@ -161,7 +201,7 @@ def test_batch_norm_global_statistics(tmp_path, in_place):
 
 
 def test_relu_gives_positive_zero_for_negative_inputs(tmp_path):
-    """As max(x, 0) + slope * min(x, 0) did before patch 06: +0, not -0, at slope 0."""
+    """As max(x, 0) + slope * min(x, 0) did before patch 08: +0, not -0, at slope 0."""
     x = np.array([-2.0, -0.0, 0.0, 3.0], np.float32).reshape(1, 1, 1, 4)
     net = one_layer_net(tmp_path, x.shape, lambda b: L.ReLU(b), in_place=False)
     top, _ = forward_backward(net, x, np.ones_like(x), in_place=False)
@@ -261,7 +301,7 @@ CONVOLUTIONS = [   # (input shape, outputs, kernel, stride, pad, dilation, group
 @pytest.mark.parametrize("shape,outputs,kernel,stride,pad,dilation,group,bias", CONVOLUTIONS)
 def test_convolution_forward_and_gradients(tmp_path, engine, shape, outputs, kernel, stride,
                                            pad, dilation, group, bias):
-    """engine DEFAULT runs oneDNN in the optimised build (patch 05), CAFFE im2col + GEMM."""
+    """engine DEFAULT runs oneDNN in the optimised build (patch 07), CAFFE im2col + GEMM."""
     rng = np.random.default_rng(5)
     net = one_layer_net(tmp_path, shape, lambda b: L.Convolution(
         b, num_output=outputs, kernel_size=kernel, stride=stride, pad=pad, dilation=dilation,
@@ -306,7 +346,7 @@ def test_convolution_follows_a_change_of_batch_size(tmp_path):
                                                      ((3, 5, 2, 2), 7, False),
                                                      ((1, 30), 9, True)])
 def test_inner_product_forward_and_gradients(tmp_path, shape, outputs, transpose):
-    """Every float GEMM goes through oneDNN's sgemm in the optimised build (patch 05)."""
+    """Every float GEMM goes through oneDNN's sgemm in the optimised build (patch 07)."""
     rng = np.random.default_rng(7)
     net = one_layer_net(tmp_path, shape, lambda b: L.InnerProduct(
         b, num_output=outputs, transpose=transpose), in_place=False)

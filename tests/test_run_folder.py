@@ -142,7 +142,7 @@ def test_caffe_dies_with_the_process_that_started_it(tmp_path):
     import signal
     import time
     code = ("import subprocess, sys, time\n"
-            "from solver.caffe_cli import die_with_parent\n"
+            "from child_processes import die_with_parent\n"
             "child = subprocess.Popen(['sleep', '120'], preexec_fn=die_with_parent)\n"
             "print(child.pid, flush=True)\n"
             "time.sleep(120)\n")

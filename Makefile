@@ -29,7 +29,9 @@ ACTIONS ?=
 empty :=
 space := $(empty) $(empty)
 ACTIONS_TAG := $(if $(strip $(ACTIONS)),-$(subst $(space),-,$(strip $(ACTIONS))))
-LMDB_DIR ?= data/lmdb/$(notdir $(H36M_ROOT))$(ACTIONS_TAG)
+# The root's last folder name, spaces included (make's notdir splits words at spaces).
+H36M_NAME := $(subst |,$(space),$(notdir $(subst $(space),|,$(strip $(H36M_ROOT)))))
+LMDB_DIR ?= data/lmdb/$(H36M_NAME)$(ACTIONS_TAG)
 LMDB_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) of `make solver`, `make train`
 VARIANT ?= full
@@ -51,7 +53,7 @@ SOLVER_FLAGS ?=
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project demo smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
+.PHONY: help setup test test-caffe test-project fault-sweep demo smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -71,8 +73,11 @@ test-caffe:  ## Caffe's own Python test suite (python/caffe/test of the build)
 test-project:  ## the project's pytest suite
 	$(VPY) -m pytest tests
 
+fault-sweep: setup  ## the kill tests at 12 instants per command instead of make test's 3 (a few minutes)
+	$(VPY) -m pytest tests/test_kill.py --kill-points 12
+
 demo: lmdb  ## the main job: synthetic dataset, LMDBs, demo training, evaluation, figures (runs/demo)
-	$(VPY) tools/demo.py --lmdb $(LMDB_DIR) --run runs/demo $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
+	$(VPY) tools/demo.py --lmdb "$(LMDB_DIR)" --run runs/demo $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
 
 smoke: setup  ## smoke run of the toolchain: a tiny generated net trained with `caffe train`
 	$(VPY) tools/smoke_train.py --out runs/smoke --force
@@ -80,16 +85,16 @@ smoke: setup  ## smoke run of the toolchain: a tiny generated net trained with `
 synth: setup  ## write the synthetic Human3.6M (raw layout) to SYNTH_ROOT, unless it is there
 	@if [ -d "$(SYNTH_ROOT)" ] && [ -z "$(findstring --force,$(SYNTH_FLAGS))" ]; then \
 	  echo "$(SYNTH_ROOT) exists (make synth SYNTH_FLAGS=--force rebuilds it)"; \
-	else $(VPY) -m data_prep.make_synth --out $(SYNTH_ROOT) $(SYNTH_FLAGS); fi
+	else $(VPY) -m data_prep.make_synth --out "$(SYNTH_ROOT)" $(SYNTH_FLAGS); fi
 
 synth-sheet: synth  ## contact sheet PNG of the synthetic frames with their 2D joints
-	$(VPY) tools/contact_sheet.py --root $(SYNTH_ROOT) --out runs/synth/contact_sheet.png
+	$(VPY) tools/contact_sheet.py --root "$(SYNTH_ROOT)" --out runs/synth/contact_sheet.png
 
 lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the synthetic set); the first time also solver/h36m.prototxt
 	@if [ "$(H36M_ROOT)" = "$(SYNTH_ROOT)" ]; then $(MAKE) --no-print-directory synth; fi
 	@if [ -d "$(LMDB_DIR)" ] && [ -z "$(findstring --force,$(LMDB_FLAGS))" ]; then \
 	  echo "$(LMDB_DIR) exists (make lmdb LMDB_FLAGS=--force rebuilds it)"; \
-	else $(VPY) -m data_prep.make_lmdb --root $(H36M_ROOT) --out $(LMDB_DIR) \
+	else $(VPY) -m data_prep.make_lmdb --root "$(H36M_ROOT)" --out "$(LMDB_DIR)" \
 	  $(if $(ACTIONS),--actions $(ACTIONS)) $(LMDB_FLAGS); fi
 	@if [ ! -e solver/h36m.prototxt ]; then $(MAKE) --no-print-directory solver; fi
 
@@ -100,33 +105,33 @@ gpu-bundle:  ## the GPU build for Python 3.12 with its libraries, for a GPU mach
 	$(PYTHON) setup/gpu_bundle.py build --cuda-arch $(or $(CUDA_ARCH),90) $(if $(PYTHON312),--python $(PYTHON312))
 
 gpu-check:  ## on a GPU machine: GPU/CPU agreement, gradient checks, demo, speed vs PyTorch (runs/gpu-check)
-	$(VPY) tools/gpu_check.py --lmdb $(LMDB_DIR) $(if $(GPUS),--gpu $(firstword $(GPU_LIST)))
+	$(VPY) tools/gpu_check.py --lmdb "$(LMDB_DIR)" $(if $(GPUS),--gpu $(firstword $(GPU_LIST)))
 
 bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training (runs/bench/data.json)
-	$(VPY) tools/bench_data.py --root $(H36M_ROOT) --lmdb $(LMDB_DIR)
+	$(VPY) tools/bench_data.py --root "$(H36M_ROOT)" --lmdb "$(LMDB_DIR)"
 
 train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an interrupted run)
-	$(VPY) tools/train.py --variant $(VARIANT) --lmdb $(LMDB_DIR) --schedule $(SCHEDULE) --run $(RUN) \
+	$(VPY) tools/train.py --variant $(VARIANT) --lmdb "$(LMDB_DIR)" --schedule $(SCHEDULE) --run "$(RUN)" \
 	  $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
 
 evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
-	$(VPY) tools/evaluate.py --run $(RUN) $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(QUIET_FLAG)
+	$(VPY) tools/evaluate.py --run "$(RUN)" $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(QUIET_FLAG)
 
 report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
-	$(VPY) tools/report.py --run $(RUN)
+	$(VPY) tools/report.py --run "$(RUN)"
 
 ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default: Table 2's six)
 	$(MAKE) --no-print-directory lmdb ACTIONS="$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))"
 	$(VPY) tools/ablation.py --schedule $(SCHEDULE) \
-	  --lmdb data/lmdb/$(notdir $(H36M_ROOT))-$(subst $(space),-,$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))) \
+	  --lmdb "data/lmdb/$(H36M_NAME)-$(subst $(space),-,$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS)))" \
 	  --out runs/ablation-$(SCHEDULE) $(QUIET_FLAG)
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py
 
 solver: setup  ## run folder RUN for LMDB_DIR and solver/h36m.prototxt -> its solver, for `caffe train -solver solver/h36m.prototxt`
-	$(VPY) tools/make_solver.py --lmdb $(LMDB_DIR) --variant $(VARIANT) --schedule $(SCHEDULE) \
-	  --run $(RUN) $(if $(GPUS),--gpus $(GPUS)) $(SOLVER_FLAGS)
+	$(VPY) tools/make_solver.py --lmdb "$(LMDB_DIR)" --variant $(VARIANT) --schedule $(SCHEDULE) \
+	  --run "$(RUN)" $(if $(GPUS),--gpus $(GPUS)) $(SOLVER_FLAGS)
 
 clean:  ## remove the venv and setup logs (the Caffe build cache in ~/.cache is kept)
 	rm -rf $(VENV) build

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from config import PAPER
-from data_prep.make_lmdb import build, parse_args as lmdb_args, worker_pool
+from data_prep.make_lmdb import CropWorkers, build, parse_args as lmdb_args
 from data_prep.reader import find_sequences
 from data_prep.synth.motion import body_for_subject, generate_motion
 from layers.h36m_data import auto_workers, images_per_second
@@ -49,7 +49,7 @@ def decode_video(path):
 def decode_only(pool, videos):
     """(frames, seconds) of decoding the videos in the pool's processes."""
     started = time.perf_counter()
-    frames = sum(pool.map(decode_video, videos, chunksize=1))
+    frames = sum(pool.map(decode_video, videos))
     return frames, time.perf_counter() - started
 
 
@@ -75,7 +75,7 @@ def build_vs_decode(root, subjects, actions, workers, rounds):
     sequences, _ = find_sequences(root, subjects, actions)
     videos = [s.paths["video"] for s in sequences]
     results = []
-    with worker_pool(workers) as pool:
+    with CropWorkers(workers) as pool:
         decode_only(pool, videos)
         for _ in range(rounds):
             decoded, decode_seconds = decode_only(pool, videos)

@@ -33,6 +33,7 @@ Reading: Dataset(folder) checks the manifest; .open(split) gives a SplitReader o
 records; .index(split) the index rows.
 """
 import csv
+import ctypes
 import json
 import os
 import shutil
@@ -266,6 +267,21 @@ class SplitWriter:
         self._index_file.close()
 
 
+RENAME_EXCHANGE = 2   # renameat2 flag: swap two paths atomically (Linux 3.15, glibc 2.28)
+
+
+def exchange(first, second):
+    """Swap two paths in one step, so that a kill at any instant leaves each name holding a
+    complete folder; False where the system or filesystem cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd = -100   # AT_FDCWD: the paths are taken as they are
+    return renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second),
+                     RENAME_EXCHANGE) == 0
+
+
 class DatasetWriter:
     """A dataset folder built in a temporary folder beside `out` and renamed into place by
     commit(); leaving the `with` block without commit() (an error) removes the temporary
@@ -276,7 +292,10 @@ class DatasetWriter:
         self.crop_size, self.jpeg_quality = int(crop_size), int(jpeg_quality)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.out.parent.glob(f".{self.out.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale.name.endswith("-old") and not self.out.exists():
+                stale.rename(self.out)   # a kill between commit's two renames: the old one
+            else:
+                shutil.rmtree(stale, ignore_errors=True)
         self.work = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
         self.splits = {}
 
@@ -303,14 +322,17 @@ class DatasetWriter:
                                         **(split_reports or {}).get(name, {})}
         manifest.update(self.splits["train"].statistics.manifest_fields())
         (self.work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if self.out.exists():
-            # the old folder moves aside first, so that a kill leaves one complete folder
+        if not self.out.exists():
+            self.work.rename(self.out)
+        elif exchange(self.work, self.out):
+            shutil.rmtree(self.work, ignore_errors=True)   # the old folder, swapped out
+        else:
+            # no atomic exchange here: the old folder moves aside first, and a writer that
+            # finds no `out` but an aside folder (a kill in between) puts it back
             aside = self.work.with_name(self.work.name + "-old")
             self.out.rename(aside)
             self.work.rename(self.out)
             shutil.rmtree(aside, ignore_errors=True)
-        else:
-            self.work.rename(self.out)
         return manifest
 
     def close(self):

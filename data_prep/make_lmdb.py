@@ -29,12 +29,16 @@ leftovers are removed by the next run).
 """
 import argparse
 import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
+from child_processes import die_with_parent
 from config import ConfigError, LMDB_KEYS, add_config_arguments, load_config, stage_overrides
 from data_prep.crops import EmptyMask, person_crop
 from data_prep.cli import add_build_options, reject_unknown
@@ -68,7 +72,11 @@ def process_sequence(task):
     """Crop and encode every stride-th frame of one sequence (runs in a worker process).
 
     Returns a dict: "encoded" (EncodedSamples), "empty_masks", "skip" (a message, or None),
-    "truncated" (SequenceData.truncation(): frame counts, or None) and "half_posed"."""
+    "truncated" (SequenceData.truncation(): frame counts, or None) and "half_posed". Whatever
+    goes wrong with the sequence's files, the sequence is skipped with the reason, never the
+    build: the reader names the file for what it knows, and any other exception (cdflib and
+    h5py raise MemoryError, OverflowError, TypeError ... on malformed files) is reported with
+    its type."""
     sequence, stride, crop_size, margin, quality = task
     counts = {"empty_masks": 0}
     try:
@@ -76,10 +84,19 @@ def process_sequence(task):
         encoded = encode_samples(sequence_samples(sequence, data, stride, crop_size, margin,
                                                   counts), quality)
     except SequenceError as err:
-        return {"skip": f"{sequence.name}: {err}", "truncated": None, "half_posed": False,
-                "empty_masks": 0, "encoded": encode_samples([], quality)}
+        return skipped_sequence(sequence, str(err), quality)
+    except Exception as err:   # noqa: BLE001 - one bad file must not end the whole build
+        return skipped_sequence(sequence, f"unexpected {type(err).__name__} reading its files "
+                                f"({', '.join(str(p) for p in sequence.paths.values())}): {err}",
+                                quality)
     return {"skip": None, "truncated": data.truncation(), "half_posed": data.half_posed,
             "empty_masks": counts["empty_masks"], "encoded": encoded}
+
+
+def skipped_sequence(sequence, reason, quality):
+    """process_sequence's result for a sequence left out for `reason`."""
+    return {"skip": f"{sequence.name}: {reason}", "truncated": None, "half_posed": False,
+            "empty_masks": 0, "encoded": encode_samples([], quality)}
 
 
 def write_split(writer, split, sequences, stride, cfg, pool, quiet):
@@ -89,7 +106,8 @@ def write_split(writer, split, sequences, stride, cfg, pool, quiet):
     tasks = [(s, stride, cfg.crop_size, cfg.crop_margin, cfg.jpeg_quality) for s in sequences]
     report = {"sequences": 0, "stride": stride, "skipped": [], "truncated": [],
               "half_posed": [], "frames_without_person": 0}
-    results = pool.imap(process_sequence, tasks)
+    results = pool.results(process_sequence, tasks, lambda task, reason: skipped_sequence(
+        task[0], reason, cfg.jpeg_quality))
     for result in tqdm(results, total=len(tasks), desc=f"lmdb {split}", unit="seq",
                        disable=quiet):
         if result["skip"]:
@@ -105,13 +123,70 @@ def write_split(writer, split, sequences, stride, cfg, pool, quiet):
     return report
 
 
-def worker_pool(workers):
-    """Processes that crop the sequences, started fresh (spawn). Each keeps OpenCV to its
-    share of the cores: the workers together keep every core busy already, and OpenCV's own
-    threads (warpAffine's) would only add their overhead."""
-    threads = max(1, multiprocessing.cpu_count() // workers)
-    return multiprocessing.get_context("spawn").Pool(workers, initializer=cv2.setNumThreads,
-                                                     initargs=(threads,))
+def start_worker(threads, parent):
+    """A crop worker's start: OpenCV on `threads` threads, and an end with its parent (a
+    killed make_lmdb leaves no worker waiting for tasks)."""
+    die_with_parent(parent)
+    cv2.setNumThreads(threads)
+
+
+class CropWorkers:
+    """Processes that crop the sequences, started fresh (spawn), ending with this one. Each
+    keeps OpenCV to its share of the cores: the workers together keep every core busy
+    already, and OpenCV's own threads (warpAffine's) would only add their overhead.
+
+    A worker that dies (killed for memory, a crash in a decoder's C code) costs its sequence
+    only: `results` restarts the processes and reports that sequence as skipped."""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.threads = max(1, multiprocessing.cpu_count() // workers)
+        self.executor = self._start(workers)
+
+    def _start(self, workers):
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=start_worker, initargs=(self.threads, os.getpid()))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.executor.shutdown(cancel_futures=True)
+
+    def submit(self, function, *args):
+        return self.executor.submit(function, *args)
+
+    def map(self, function, items):
+        return self.executor.map(function, items, chunksize=1)
+
+    def results(self, function, tasks, died):
+        """function(task) for every task, in order; died(task, reason) stands for the result
+        of a task whose worker process died. When a worker dies, the task the results had
+        reached runs alone in a process of its own: if that dies too, it is the cause;
+        either way the others run on in a new pool (each death isolates one task)."""
+        pending = list(tasks)
+        while pending:
+            futures = [self.executor.submit(function, task) for task in pending]
+            for reached, future in enumerate(futures):
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    break
+                yield result
+            else:
+                return
+            self.executor.shutdown(cancel_futures=True)
+            self.executor = self._start(self.workers)
+            yield self._alone(function, pending[reached], died)
+            pending = pending[reached + 1:]
+
+    def _alone(self, function, task, died):
+        with self._start(1) as single:
+            try:
+                return single.submit(function, task).result()
+            except BrokenProcessPool:
+                return died(task, "its worker process died while reading it (killed for "
+                                  "memory, or a crash in a decoder's C code)")
 
 
 def without_damaged(sequences, drop_damaged):
@@ -143,11 +218,11 @@ def write_splits(args, cfg, writer, pool):
 
 def build(args, pool=None):
     """Build the dataset folder of args into args.out; returns the manifest. pool:
-    worker_pool's processes to crop with (a benchmark keeps them started), else new ones."""
+    CropWorkers to crop with (a benchmark keeps them started), else new ones."""
     cfg = args.config
     with DatasetWriter(args.out, cfg.crop_size, cfg.jpeg_quality) as writer:
         if pool is None:
-            with worker_pool(args.workers) as pool:
+            with CropWorkers(args.workers) as pool:
                 return write_splits(args, cfg, writer, pool)
         return write_splits(args, cfg, writer, pool)
 

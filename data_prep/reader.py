@@ -53,6 +53,10 @@ class SequenceError(Exception):
     """A sequence's files cannot be used; the message names the file and what is wrong."""
 
 
+class _NotBinary(ValueError):
+    """A mask holds values other than 0 and 1 (the message: its type and one such value)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Sequence:
     """One recording of one subject seen by one camera."""
@@ -276,8 +280,9 @@ def _read_pose_variable(path, width):
         if info.Last_Rec < 0 or 0 in info.Dim_Sizes:
             return np.zeros((0, width))
         raw = np.asarray(cdf.varget("Pose"))
-    except (OSError, ValueError, KeyError) as error:
-        raise SequenceError(f"cannot read variable Pose of {path}: {error}") from error
+    except Exception as error:   # noqa: BLE001 - cdflib raises many kinds on malformed files
+        raise SequenceError(f"cannot read variable Pose of {path} ({type(error).__name__}: "
+                            f"{error}); is it a Human3.6M pose CDF?") from error
     if raw.ndim != 3 or raw.shape[0] != 1 or raw.shape[2] != width:
         raise SequenceError(f"Pose of {path} has shape {raw.shape}, expected (1, N, {width})")
     return raw[0]
@@ -304,9 +309,11 @@ def count_masks(path):
             if "Masks" not in f:
                 raise SequenceError(f"mask file {path} has no 'Masks' dataset")
             shape = f["Masks"].shape
-    except OSError as error:
-        raise SequenceError(f"mask file {path} is not an HDF5 (MATLAB v7.3) file: "
-                            f"{error}") from error
+    except SequenceError:
+        raise
+    except Exception as error:   # noqa: BLE001 - h5py raises many kinds on malformed files
+        raise SequenceError(f"mask file {path} is not an HDF5 (MATLAB v7.3) file h5py can read "
+                            f"({type(error).__name__}: {error})") from error
     if len(shape) != 2 or shape[1] != 1:
         raise SequenceError(f"'Masks' of {path} has shape {shape}, expected (N, 1)")
     return shape[0]
@@ -407,10 +414,26 @@ class _MaskReader:
             dataset = h5py.h5r.dereference(self.references[index], self.file.id)
             stored = self._read_chunks(dataset)
             if stored is None:
-                stored = self.file[self.references[index]][:].astype(bool)
-        except (OSError, ValueError, KeyError, zlib.error) as error:
-            raise SequenceError(f"cannot read mask {index} of {self.path}: {error}") from error
+                stored = self._binary(self.file[self.references[index]][:])
+        except _NotBinary as error:
+            raise SequenceError(f"mask {index} of {self.path} has values other than 0 and 1 "
+                                f"({error}): not a Human3.6M foreground mask") from None
+        except Exception as error:   # noqa: BLE001 - h5py raises many kinds on bad files
+            raise SequenceError(f"cannot read mask {index} of {self.path} "
+                                f"({type(error).__name__}: {error})") from error
         return stored.T
+
+    @staticmethod
+    def _binary(values):
+        """values as bool; _NotBinary when any is not 0 or 1 (a mask scaled to 255, or
+        another kind of image, would change the crops without a word)."""
+        values = np.asarray(values)
+        if values.dtype.kind not in "biuf":
+            raise _NotBinary(f"values of type {values.dtype}")
+        outside = values[~np.isin(values, (0, 1))]
+        if outside.size:
+            raise _NotBinary(f"{values.dtype} {outside.flat[0]}")
+        return values.astype(bool)
 
     def _read_chunks(self, dataset):
         """The stored (W, H) mask as bool from its compressed chunks, or None when it is not
@@ -445,6 +468,8 @@ class _MaskReader:
         if not values.any():
             self.background.add(key)
             return None
+        if values.max() > 1:
+            raise _NotBinary(f"uint8 {values.max()}")
         return values
 
     def _chunk_bytes(self, dataset, info):

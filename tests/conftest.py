@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+# Instants per command of the kill tests in `make test` (tests/test_kill.py).
+KILL_POINTS = 3
 
 
 def pytest_addoption(parser):
     parser.addoption("--caffe-gpu", type=int, default=None, metavar="N",
                      help="run Caffe in GPU mode on GPU N (needs the GPU build and a GPU)")
+    parser.addoption("--kill-points", type=int, default=KILL_POINTS, metavar="N",
+                     help="instants per command at which tests/test_kill.py kills it "
+                          f"(default {KILL_POINTS}; `make fault-sweep` takes more)")
 
 
 def pytest_configure(config):
@@ -25,6 +30,11 @@ def pytest_configure(config):
     if gpu is not None:
         from solver.devices import use_device
         use_device(gpu)
+
+
+@pytest.fixture(scope="session")
+def kill_points(request):
+    return request.config.getoption("--kill-points")
 
 
 @pytest.fixture(scope="session")

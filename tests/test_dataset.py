@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_prep.dataset import (FORMAT_VERSION, Dataset, DatasetWriter, Sample, Statistics,
-                               decode_image, decode_pose, encode_samples, image_record,
+                               decode_image, decode_pose, encode_samples, exchange, image_record,
                                pose_record, pose_values, sample_key)
 from layers.h36m_data import BatchLoader
 from tests.tiny_dataset import CROP, COUNT, tiny_samples, write_tiny_dataset
@@ -105,6 +105,36 @@ def test_commit_replaces_an_older_folder_whole(tiny, tmp_path):
 
 
 # ---------------------------------------------------------------- a second dataset reader
+
+def test_exchange_swaps_two_folders(tmp_path):
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / name).write_text(name)
+    if not exchange(tmp_path / "first", tmp_path / "second"):
+        pytest.skip("this filesystem cannot exchange paths (commit's fallback is tested below)")
+    assert [p.name for p in (tmp_path / "first").iterdir()] == ["second"]
+    assert [p.name for p in (tmp_path / "second").iterdir()] == ["first"]
+
+
+def test_commit_swaps_the_folders_in_one_step_or_recovers_from_a_kill_between(tmp_path,
+                                                                              monkeypatch):
+    """Where the system cannot exchange two paths at once, commit moves the old folder
+    aside first; a kill between its two renames leaves no `out` but the aside folder, which
+    the next writer puts back before anything else."""
+    out = write_tiny_dataset(tmp_path / "ds")
+    old = (out / "manifest.json").read_bytes()
+    aside = tmp_path / ".ds.tmp-killed-old"
+    out.rename(aside)                                    # the state such a kill leaves
+    (tmp_path / ".ds.tmp-killed").mkdir()                # and the new build, not yet moved
+    writer = DatasetWriter(out, CROP, 95)
+    writer.close()
+    assert (out / "manifest.json").read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    monkeypatch.setattr("data_prep.dataset.exchange", lambda first, second: False)
+    (out / "marker").write_text("old")
+    write_tiny_dataset(out)                               # the fallback's two renames
+    assert not (out / "marker").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
 
 def write_other_layout(root, frames=6, size=(320, 240)):
     """A tiny raw dataset in a layout of its own (not Human3.6M's): per sequence a folder of

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,8 @@ from caffe import layers as L, params as P
 from caffe.proto import caffe_pb2
 from data_prep.h36m import BROKEN_VIDEO, CAMERAS, JOINTS_17_FROM_32, PARENTS_17, sequence_paths
 from data_prep.dataset import Dataset, colour_sums
-from data_prep.make_lmdb import (MAX_LINES_PRINTED, build as build_lmdb, main as make_lmdb,
-                                 parse_args as lmdb_args, split_summary, worker_pool)
+from data_prep.make_lmdb import (MAX_LINES_PRINTED, CropWorkers, build as build_lmdb,
+                                 main as make_lmdb, parse_args as lmdb_args, split_summary)
 from data_prep.make_synth import main as make_synth
 from tests.h36m_facts import video_frames
 from data_prep.reader import count_masks, read_pose_cdf
@@ -156,9 +157,9 @@ def test_a_started_pool_builds_the_same_lmdbs(raw, built, tmp_path):
     out = tmp_path / "ds"
     args = lmdb_args(["--root", str(raw), "--out", str(out), "--train-subjects", "S1",
                       "--test-subjects", "S9", "--actions", "Walking", "--workers", "2"])
-    with worker_pool(2) as pool:
+    with CropWorkers(2) as pool:
         build_lmdb(args, pool)
-        assert pool.apply(cv2.getNumThreads) == max(1, multiprocessing.cpu_count() // 2)
+        assert pool.submit(cv2.getNumThreads).result() == max(1, multiprocessing.cpu_count() // 2)
     for name in ("train_images", "train_poses", "test_images", "test_poses"):
         assert read_lmdb(out / name) == read_lmdb(built / name)
     for name in ("train_index.csv", "test_index.csv", "manifest.json"):
@@ -399,3 +400,19 @@ def test_the_summary_prints_at_most_ten_lines_per_list_and_the_extra_frames_per_
     assert lines[16:] == [f"    S9/Greeting {i}.58860488: poses 1000, video {2000 + i}, "
                           "masks 1000: kept 1000" for i in range(10)] + \
         ["    ... 2 more in manifest.json"]
+
+
+def square_or_die(task):
+    """A worker's task that kills its process for task 3 (as the OOM killer or a crash in a
+    decoder's C code would)."""
+    if task == 3:
+        os._exit(9)
+    return task * task
+
+
+def test_a_worker_that_dies_costs_only_its_task():
+    with CropWorkers(2) as workers:
+        results = list(workers.results(square_or_die, range(6),
+                                       lambda task, reason: ("died", task, reason)))
+    assert results[:3] == [0, 1, 4] and results[4:] == [16, 25]
+    assert results[3][:2] == ("died", 3) and "worker process died" in results[3][2]

@@ -1,0 +1,49 @@
+"""The Makefile's commands with paths that hold spaces (issue 15): each path reaches its
+Python command as one argument. `make -n` prints the commands without running them."""
+import shlex
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def planned(target, **variables):
+    """The argument lists of the Python commands `make target` would run (its prerequisites
+    setup and lmdb taken as up to date)."""
+    assignments = [f"{name}={value}" for name, value in variables.items()]
+    prerequisites = [option for name in ("setup", "lmdb") if name != target
+                     for option in ("-o", name)]
+    done = subprocess.run(["make", "-n", "--no-print-directory", *prerequisites, target,
+                           *assignments], cwd=REPO, capture_output=True, text=True, check=True)
+    commands = done.stdout.replace("\\\n", " ").splitlines()
+    return [shlex.split(line) for line in commands if ".venv/bin/python" in line]
+
+
+def argument(commands, script, flag):
+    """The value after `flag` in the command that runs `script`."""
+    for words in commands:
+        if any(word.endswith(script) for word in words) and flag in words:
+            return words[words.index(flag) + 1]
+    raise AssertionError(f"no {script} {flag} in {commands}")
+
+
+def test_paths_with_spaces_reach_each_command_whole():
+    root, run = "/data/Human 3.6M/raw copy", "runs/my run"
+    lmdb = planned("lmdb", H36M_ROOT=root, LMDB_FLAGS="--force")
+    assert argument(lmdb, "data_prep.make_lmdb", "--root") == root
+    assert argument(lmdb, "data_prep.make_lmdb", "--out") == "data/lmdb/raw copy"
+    for target, script in (("train", "tools/train.py"), ("solver", "tools/make_solver.py")):
+        commands = planned(target, H36M_ROOT=root, RUN=run)
+        assert argument(commands, script, "--lmdb") == "data/lmdb/raw copy"
+        assert argument(commands, script, "--run") == run
+    assert argument(planned("evaluate", RUN=run), "tools/evaluate.py", "--run") == run
+    assert argument(planned("report", RUN=run), "tools/report.py", "--run") == run
+    synth = planned("synth", SYNTH_ROOT="data/my synth", SYNTH_FLAGS="--force")
+    assert argument(synth, "data_prep.make_synth", "--out") == "data/my synth"
+
+
+def test_several_actions_stay_several_arguments():
+    commands = planned("lmdb", ACTIONS="Eating Walking", LMDB_FLAGS="--force")
+    words = next(w for w in commands if "data_prep.make_lmdb" in w)
+    assert words[words.index("--actions") + 1:words.index("--actions") + 3] == ["Eating", "Walking"]
+    assert argument(commands, "data_prep.make_lmdb", "--out") == "data/lmdb/synth-h36m-Eating-Walking"

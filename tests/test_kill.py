@@ -201,7 +201,7 @@ def test_training_killed_anywhere_resumes_to_the_same_end(lmdb_dir, tmp_path, ki
     # the files (10 MB) take long enough to write that some kills cut one short
     run = tmp_path / "snapshot-kills"
     wide = ("fc_2d_width=512", "fc_3d_width=512")
-    for suffix in (".caffemodel", ".solverstate") * 2:
+    for suffix in (".caffemodel", ".solverstate"):
         run_and_kill(train_command(lmdb_dir, run, *wide), duration * 3,
                      kill_when=new_snapshot_file(run, suffix))
         _assert_usable_after_kill(run)

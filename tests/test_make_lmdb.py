@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import multiprocessing
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from data_prep.dataset import Dataset, colour_sums
 from data_prep.make_lmdb import (MAX_LINES_PRINTED, CropWorkers, build as build_lmdb,
                                  main as make_lmdb, parse_args as lmdb_args, split_summary)
 from data_prep.make_synth import main as make_synth
+from tests.dying_task import square_or_die
 from tests.h36m_facts import video_frames
 from data_prep.reader import count_masks, read_pose_cdf
 from data_prep.synth.writers import VideoWriter
@@ -400,14 +400,6 @@ def test_the_summary_prints_at_most_ten_lines_per_list_and_the_extra_frames_per_
     assert lines[16:] == [f"    S9/Greeting {i}.58860488: poses 1000, video {2000 + i}, "
                           "masks 1000: kept 1000" for i in range(10)] + \
         ["    ... 2 more in manifest.json"]
-
-
-def square_or_die(task):
-    """A worker's task that kills its process for task 3 (as the OOM killer or a crash in a
-    decoder's C code would)."""
-    if task == 3:
-        os._exit(9)
-    return task * task
 
 
 def test_a_worker_that_dies_costs_only_its_task():

@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     """A configuration that cannot be used, with the key and the fix in its message."""
 
 
+INT32_LIMIT = 2 ** 31   # Caffe's integer parameters are 32-bit
+# the words --set takes for true and false (any other is refused, not taken for false)
+BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -141,29 +145,48 @@ class Config:
             for value in values if isinstance(values, tuple) else (values,):
                 need(not isinstance(value, float) or math.isfinite(value),
                      f"{field.name} must be a finite number, got {value}")
+                # Caffe's parameters are 32-bit integers (protobuf refuses larger ones later,
+                # without naming the key)
+                need(not isinstance(value, int) or -INT32_LIMIT <= value < INT32_LIMIT,
+                     f"{field.name} must fit in 32 bits, got {value}")
         need(self.num_joints == len(JOINTS_17), f"num_joints must be {len(JOINTS_17)} "
              "(the Human3.6M joint set)")
         need(len(set(self.root_joints)) == len(self.root_joints) >= 1,
              f"root_joints must be distinct, got {self.root_joints}")
         need(all(0 <= r < self.num_joints for r in self.root_joints + (self.single_root,)),
-             "root joints must index the 17 joints")
+             "root_joints and single_root must index the 17 joints")
         need(0 < self.input_size <= self.crop_size, "need 0 < input_size <= crop_size")
         need(self.pca_std >= 0 and self.data_seed >= 0, "pca_std and data_seed must be >= 0")
+        # Caffe takes a negative random_seed for "seed from the system": not reproducible
+        need(self.random_seed >= 0, "random_seed must be >= 0")
         need(self.crop_margin >= 0, "crop_margin must be >= 0")
         need(1 <= self.jpeg_quality <= 100, "jpeg_quality must be within 1 and 100")
-        need(set(self.torso_bones) <= set(JOINTS_17[1:]), "torso_bones name non-root joints")
+        need(set(self.torso_bones) <= set(JOINTS_17[1:]) and self.torso_bones,
+             "torso_bones name non-root joints (at least one)")
         need(self.evaluation_joints in (16, 17), "evaluation_joints must be 17 (all joints) "
              "or 16 (the non-root ones)")
-        need(self.grid_size >= 2, "grid_size must be at least 2")
+        need(2 <= self.grid_size <= self.input_size, "grid_size must be at least 2 and at most "
+             "input_size (a cell of at least a pixel)")
         layers = len(self.conv_channels)
         need(len(self.conv_kernels) == len(self.conv_strides) == len(self.conv_pads) == layers,
              "conv_kernels, conv_strides, conv_pads and conv_channels need one entry per conv")
         need(all(0 <= p < layers for p in self.pool_after), "pool_after indexes conv layers")
+        # sizes Caffe would refuse by aborting the process that builds the net
+        need(min(self.conv_kernels + self.conv_strides + self.conv_channels, default=1) >= 1
+             and min(self.conv_pads, default=0) >= 0, "conv_kernels, conv_strides and "
+             "conv_channels must be >= 1, conv_pads >= 0")
+        need(min(self.pool_kernel, self.pool_stride) >= 1, "pool_kernel and pool_stride must "
+             "be >= 1")
+        need(min(self.fc_2d_width, self.fc_3d_width, self.fc_probs_2d_width) >= 1,
+             "fc_2d_width, fc_3d_width and fc_probs_2d_width must be >= 1")
+        need(0 <= self.batchnorm_moving_average <= 1, "batchnorm_moving_average must be in "
+             "[0, 1]")
         need(0 <= self.dropout_ratio < 1, "dropout_ratio must be in [0, 1)")
         need(self.lr_mult_3d_heads > 0, "lr_mult_3d_heads must be positive")
         need(self.init_std_2d_scores > 0 and self.init_std_3d_heads > 0,
              "init_std_2d_scores and init_std_3d_heads must be positive")
-        need(min(self.lambda_2d, self.lambda_2d_late, self.lambda_3d) >= 0, "loss weights >= 0")
+        need(min(self.lambda_2d, self.lambda_2d_late, self.lambda_3d) >= 0,
+             "lambda_2d, lambda_2d_late and lambda_3d must be >= 0")
         need(self.batch_size >= 1 and min(self.epochs, self.lr_step_epochs,
                                            self.snapshot_epochs, self.test_epochs) > 0,
              "batch_size, epochs, lr_step_epochs, snapshot_epochs and test_epochs must be "
@@ -174,6 +197,10 @@ class Config:
         need(0 <= self.lambda_2d_switch_epoch <= self.epochs,
              "lambda_2d_switch_epoch must lie within the epochs")
         need(self.base_lr > 0 and 0 < self.lr_gamma <= 1, "base_lr > 0 and 0 < lr_gamma <= 1")
+        need(0 <= self.momentum < 1 and self.weight_decay >= 0,
+             "momentum must be in [0, 1) and weight_decay >= 0")
+        need(self.display_iters >= 1, "display_iters must be >= 1")
+        need(self.dummy_pose_std_mm > 0, "dummy_pose_std_mm must be positive")
         return self
 
     def to_dict(self):
@@ -207,19 +234,49 @@ def parse_value(field, text):
     if isinstance(default, tuple):
         return tuple(type(default[0])(v) for v in text.split(",") if v.strip())
     if isinstance(default, bool):
-        return text.lower() in ("1", "true", "yes")
+        if text.lower() not in BOOL_WORDS:
+            raise ValueError(text)
+        return BOOL_WORDS[text.lower()]
     return type(default)(text)
+
+
+def _kind(field):
+    """The type of a field's values, in words."""
+    if isinstance(field.default, tuple):
+        return f"comma-separated {type(field.default[0]).__name__}s"
+    return type(field.default).__name__
 
 
 def _typed_value(field, text):
     try:
         return parse_value(field, text)
     except ValueError:
-        kind = type(field.default).__name__
-        if isinstance(field.default, tuple):
-            kind = f"comma-separated {type(field.default[0]).__name__}s"
-        raise ConfigError(f"config: {field.name}={text!r} is not of type {kind} (default: "
-                          f"{field.default!r})") from None
+        raise ConfigError(f"config: {field.name}={text!r} is not of type {_kind(field)} "
+                          f"(default: {field.default!r})") from None
+
+
+def _of_type(example, value):
+    """Whether a JSON value has the type of a field's default `example`: true is no number, an
+    integer is a float."""
+    if isinstance(example, bool) or isinstance(value, bool):
+        return isinstance(example, bool) and isinstance(value, bool)
+    if isinstance(example, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(example))
+
+
+def _checked_value(field, value):
+    """A value given as JSON (a config file, a run's config.json) for `field`, checked against
+    the type of its default; ConfigError naming the key otherwise."""
+    default = field.default
+    if isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(_of_type(default[0], v) for v in value)
+    else:
+        ok = _of_type(default, value)
+    if not ok:
+        raise ConfigError(f"config: {field.name}={value!r} is not of type {_kind(field)} "
+                          f"(default: {field.default!r})")
+    return value
 
 
 def apply_overrides(cfg, overrides):
@@ -236,6 +293,8 @@ def apply_overrides(cfg, overrides):
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ConfigError(f"config: unknown keys {unknown}; known keys: {sorted(fields)}")
+    for key, value in overrides.items():
+        _checked_value(fields[key], value)
     typed = {k: tuple(v) if isinstance(fields[k].default, tuple) else v
              for k, v in overrides.items()}
     return cfg.replace(**typed)
@@ -267,9 +326,15 @@ def load_config(path=None, overrides=()):
         path = Path(path)
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ConfigError(f"config: cannot read {path}: {err}") from None
-        cfg = apply_overrides(cfg, data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: {path} must hold a JSON object of key: value, got "
+                              f"{type(data).__name__}")
+        try:
+            cfg = apply_overrides(cfg, data)
+        except ConfigError as err:
+            raise ConfigError(f"config: {path}: {str(err).removeprefix('config: ')}") from None
     return apply_overrides(cfg, list(overrides))
 
 

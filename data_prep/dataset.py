@@ -45,6 +45,7 @@ from typing import Mapping, NamedTuple
 import cv2
 import lmdb
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from data_prep.h36m import JOINTS_17, PARENTS_17, bone_lengths
 
@@ -94,7 +95,13 @@ def pose_values(joints_2d, joints_3d):
     if joints_2d.shape != (NUM_JOINTS, 2) or joints_3d.shape != (NUM_JOINTS, 3):
         raise ValueError(f"a pose needs joints_2d {(NUM_JOINTS, 2)} and joints_3d "
                          f"{(NUM_JOINTS, 3)}, got {joints_2d.shape} and {joints_3d.shape}")
-    return np.concatenate([joints_2d.ravel(), joints_3d.ravel()]).astype(np.float64)
+    values = np.concatenate([joints_2d.ravel(), joints_3d.ravel()]).astype(np.float64)
+    # the records hold float32: a finite float64 beyond its range would be stored as inf
+    outside = values[~(np.abs(values) <= np.finfo(np.float32).max)]
+    if outside.size:
+        raise ValueError(f"a pose's values must be finite and within float32's range (the "
+                         f"pose records' type), got {outside[0]}")
+    return values
 
 
 def pose_record(values):
@@ -125,6 +132,8 @@ def decode_pose(record):
     if values.size != POSE_VALUES:
         raise ValueError(f"decode_pose: expected {POSE_VALUES} float_data values "
                          f"(17 x 2 then 17 x 3), got {values.size}")
+    if not np.isfinite(values).all():   # the writer stores none: a damaged record
+        raise ValueError("decode_pose: NaN or inf values")
     split = NUM_JOINTS * 2
     return values[:split].reshape(NUM_JOINTS, 2), values[split:].reshape(NUM_JOINTS, 3)
 
@@ -380,19 +389,28 @@ def _check_schema(path, manifest):
         if not ok:
             raise _problem(path, f"manifest.json: {what}; {REBUILD}")
 
+    def numbers(values):
+        """Whether values are JSON numbers, or nested lists of them (not strings or true,
+        which numpy would quietly take for numbers)."""
+        if isinstance(values, list):
+            return all(numbers(value) for value in values)
+        return type(values) in (int, float)
+
     def finite(values, shape):
-        try:
-            array = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        if not numbers(values):
             return False
+        array = np.asarray(values, dtype=np.float64)
         return array.shape == shape and bool(np.all(np.isfinite(array)))
 
-    need(isinstance(manifest.get("crop_size"), int) and manifest["crop_size"] > 0,
-         "crop_size must be a positive integer")
+    def positive_int(value):
+        """A JSON integer (not true) that a Datum's int32 fields and the LMDB keys can hold."""
+        return type(value) is int and 0 < value < 2 ** 31
+
+    need(positive_int(manifest.get("crop_size")), "crop_size must be a positive integer")
     need(manifest.get("joints") == list(JOINTS_17), "joints must be the 17 Human3.6M joints")
     splits = manifest.get("splits")
     need(isinstance(splits, dict) and all(
-        isinstance(s, dict) and isinstance(s.get("count"), int) and s["count"] > 0
+        isinstance(s, dict) and positive_int(s.get("count"))
         for s in splits.values()) and set(SPLITS) <= set(splits),
          f"splits must hold {list(SPLITS)}, each with a positive count")
     need(finite(manifest.get("mean_bgr"), (3,)), "mean_bgr must be 3 finite numbers")
@@ -440,11 +458,17 @@ def _release_shared_env(path):
             del _SHARED_ENVS[key]
 
 
+def _data_size(path):
+    """Bytes of an LMDB folder's data file."""
+    return (Path(path) / "data.mdb").stat().st_size
+
+
 class SplitReader:
     """Decoded records of one split; thread-safe; close() (or `with`) releases the LMDBs."""
 
-    def __init__(self, directory, split, count):
-        self.split, self.count = split, count
+    def __init__(self, directory, split, count, crop_size=None):
+        self.directory, self.split, self.count = Path(directory), split, count
+        self.crop_size = crop_size   # of every image, when given
         self._paths = []
         try:
             self._images = self._open(Path(directory) / f"{split}_images")
@@ -456,9 +480,20 @@ class SplitReader:
     def _open(self, path):
         if not path.is_dir():
             raise ValueError(f"dataset {path.parent}: LMDB {path.name} is missing; {REBUILD}")
-        env = _open_shared_env(path)
+        try:
+            env = _open_shared_env(path)
+        except lmdb.Error as error:
+            raise ValueError(f"dataset {path.parent}: LMDB {path.name} cannot be opened "
+                             f"({type(error).__name__}: {error}); {REBUILD}") from None
         self._paths.append(path)
-        entries = env.stat()["entries"]
+        # LMDB maps its file and trusts its meta page: pages missing from a cut-short file
+        # would be read as zeros or end the process (SIGBUS), so the file must hold them all
+        stat = env.stat()
+        needed, size = (env.info()["last_pgno"] + 1) * stat["psize"], _data_size(path)
+        if size < needed:
+            raise ValueError(f"dataset {path.parent}: LMDB {path.name} is truncated ({size} "
+                             f"bytes, its pages need {needed}); {REBUILD}")
+        entries = stat["entries"]
         if entries != self.count:
             raise ValueError(f"dataset {path.parent}: LMDB {path.name} holds {entries} entries "
                              f"but the manifest says {self.count}; {REBUILD}")
@@ -470,11 +505,33 @@ class SplitReader:
         with self._images.begin() as images, self._poses.begin() as poses:
             for index in indices:
                 key = sample_key(int(index))
-                image, pose = images.get(key), poses.get(key)
-                if image is None or pose is None:
-                    raise KeyError(f"dataset: key {key.decode()} missing from the {self.split} "
-                                   f"LMDBs; {REBUILD}")
-                yield (int(index), decode_image(image), *decode_pose(pose))
+                yield (int(index), self._value(images, "images", key, self._decode_image),
+                       *self._value(poses, "poses", key, decode_pose))
+
+    def _decode_image(self, record):
+        """decode_image, and an image of another size than the crops refused (the loaders
+        cut their input windows from crop_size x crop_size images)."""
+        image = decode_image(record)
+        if self.crop_size is not None and image.shape[:2] != (self.crop_size, self.crop_size):
+            raise ValueError(f"an image of {image.shape[1]} x {image.shape[0]} pixels in a "
+                             f"dataset of {self.crop_size} x {self.crop_size} crops")
+        return image
+
+    def _value(self, transaction, kind, key, decode):
+        """decode(the record of key in the split's `kind` LMDB); KeyError when it is missing,
+        ValueError naming the LMDB and the key when it is unreadable (corrupt pages or a
+        corrupt record), rather than LMDB's or protobuf's words alone."""
+        name = f"{self.split}_{kind}"
+        try:
+            value = transaction.get(key)
+            if value is not None:
+                return decode(value)
+        except (lmdb.Error, DecodeError, ValueError) as error:
+            raise ValueError(f"dataset {self.directory}: record {key.decode()} of LMDB {name} "
+                             f"is unreadable ({type(error).__name__}: {error}); "
+                             f"{REBUILD}") from None
+        raise KeyError(f"dataset {self.directory}: key {key.decode()} missing from LMDB {name}; "
+                       f"{REBUILD}")
 
     def close(self):
         """Release the LMDBs (idempotent)."""
@@ -535,8 +592,9 @@ class Dataset:
         return np.asarray(self.manifest["mean_pose_mm"], dtype=np.float64)
 
     def open(self, split):
-        """A SplitReader of the split (its LMDBs checked against the manifest's count)."""
-        return SplitReader(self.directory, split, self.count(split))
+        """A SplitReader of the split (its LMDBs checked against the manifest's count, its
+        images against its crop size)."""
+        return SplitReader(self.directory, split, self.count(split), self.crop_size)
 
     def index(self, split):
         """The index rows of the split ({"key", *INDEX_COLUMNS}), in key order."""
@@ -545,7 +603,7 @@ class Dataset:
         try:
             with open(path, newline="") as handle:
                 rows = list(csv.DictReader(handle))
-        except OSError as error:
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
             raise ValueError(f"dataset {self.directory}: cannot read {path.name} ({error}); "
                              f"{REBUILD}") from None
         if len(rows) != count or (rows and set(rows[0]) != {"key", *INDEX_COLUMNS}):

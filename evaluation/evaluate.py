@@ -20,6 +20,7 @@ or every 64th of each recording) and the cameras (all, or one by its id).
 import csv
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -90,7 +91,11 @@ def check_weights(deploy, weights):
         raise EvaluationError(f"{weights} is not a caffemodel") from None
     stored = {layer.name: [tuple(b.shape.dim) for b in layer.blobs] for layer in model.layer}
     net = caffe.Net(str(deploy), caffe.TEST)
-    problems = []
+    # a blob of fewer (or more) values than its shape holds: Caffe would abort on it too
+    problems = [f"layer {layer.name}: blob {i} holds {len(b.double_data) or len(b.data)} values "
+                f"for shape {tuple(b.shape.dim)}" for layer in model.layer
+                for i, b in enumerate(layer.blobs)
+                if (len(b.double_data) or len(b.data)) != math.prod(b.shape.dim)]
     for name, blobs in net.params.items():
         wanted = [tuple(b.data.shape) for b in blobs]
         if name not in stored:
@@ -102,10 +107,17 @@ def check_weights(deploy, weights):
 
 
 def deploy_net(deploy, weights):
-    """The deploy net with the weights, checked first."""
+    """The deploy net with the weights, checked first (their shapes before Caffe reads them,
+    their values after: NaN or inf weights would give NaN poses, not an error)."""
     import caffe
     check_weights(deploy, weights)
-    return caffe.Net(str(deploy), str(weights), caffe.TEST)
+    net = caffe.Net(str(deploy), str(weights), caffe.TEST)
+    bad = [name for name, blobs in net.params.items()
+           if not all(np.isfinite(blob.data).all() for blob in blobs)]
+    if bad:
+        raise EvaluationError(f"{weights} holds NaN or inf weights (layers {', '.join(bad[:4])}): "
+                              "a diverged run's snapshot? Choose an earlier one (--weights)")
+    return net
 
 
 def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=False):

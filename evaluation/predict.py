@@ -10,14 +10,35 @@ from pathlib import Path
 import cv2
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
 from evaluation.evaluate import deploy_net
 from evaluation.figures import draw_skeleton_3d, save_figure
 from evaluation.metrics import recover_scale, root_align
 
 
+def read_crop(path):
+    """The image file at path as a BGR uint8 (H, W, 3) crop (grey or with alpha: as BGR);
+    ValueError naming the file when it is not an image, or is cut short or corrupt. Pillow
+    decodes it first, strictly: OpenCV alone decodes what a cut-short JPEG holds, fills the
+    rest with grey and says nothing but a warning on stderr."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as error:   # noqa: BLE001 - Pillow raises many kinds on malformed files
+        raise ValueError(f"{path} is not a readable image ({type(error).__name__}: "
+                         f"{error})") from None
+    crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if crop is None:
+        raise ValueError(f"OpenCV cannot read an image from {path}")
+    return crop
+
+
 def network_input(image, mean_bgr, crop_size, input_size):
     """(1, 3, S, S) float32: resized to the crop size, centre input window, mean subtracted."""
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"a crop must be a BGR image (H, W, 3), got shape {image.shape}")
     image = cv2.resize(image, (crop_size, crop_size), interpolation=cv2.INTER_AREA)
     offset = (crop_size - input_size) // 2
     window = image[offset:offset + input_size, offset:offset + input_size].astype(np.float32)

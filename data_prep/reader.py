@@ -33,6 +33,9 @@ from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, DAMAGED, JOINTS_17_F
 N_JOINTS_RAW = 32
 # Files besides D2_Positions that a sequence needs; D3_Positions (world) is not needed.
 REQUIRED_FILES = {"video": "video", "d3_mono": "mono 3D pose file", "mask": "mask file"}
+# Pose values beyond this (100 m, or 100,000 pixels) fit no studio and no frame: a damaged
+# file, refused rather than cropped around or stored.
+MAX_ABS_POSE_VALUE = 1e5
 # How many bad frame indices an error message lists before summarising.
 MAX_FRAMES_LISTED = 10
 # Masks may be this many pixels taller or wider than their video frames: MPEG-4 encoders keep
@@ -291,13 +294,17 @@ def _read_pose_variable(path, width):
 def read_pose_cdf(path, n_coords):
     """Poses (N, 17, n_coords) of a Human3.6M pose CDF (variable Pose, shape (1, N, 32 *
     n_coords)); SequenceError naming the file if it is unreadable, has no Pose, has the wrong
-    shape or holds NaN/inf."""
+    shape or holds NaN/inf or values beyond MAX_ABS_POSE_VALUE."""
     frames = _read_pose_variable(path, N_JOINTS_RAW * n_coords)
     poses = frames.reshape(-1, N_JOINTS_RAW, n_coords)
     bad = np.flatnonzero(~np.isfinite(poses).all(axis=(1, 2)))
     if len(bad):
         raise SequenceError(f"Pose of {path} has NaN or inf values in frames "
                             f"{_frames_listed(bad.tolist())}")
+    bad = np.flatnonzero((np.abs(poses) > MAX_ABS_POSE_VALUE).any(axis=(1, 2)))
+    if len(bad):
+        raise SequenceError(f"Pose of {path} has values beyond {MAX_ABS_POSE_VALUE:g} (mm or "
+                            f"pixels) in frames {_frames_listed(bad.tolist())}")
     return poses[:, JOINTS_17_FROM_32]
 
 

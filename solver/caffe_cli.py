@@ -15,6 +15,8 @@ _VALUE = r"(-?nan|-?inf|[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)"
 TRAIN_DISPLAY = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE + r"\s*$")
 # the same anywhere in a text (train_losses)
 TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE)
+# glog's FATAL lines: "F1126 20:05:31.614074 14628 file.cpp:238] message"
+FATAL = re.compile(r"F\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] ")
 # The solver's stop at a non-finite loss (setup/patches/debian/04-solver-stop-at-nonfinite-loss).
 DIVERGED = re.compile(r"Non-finite loss \(([^)]*)\) at iteration (\d+)")
 # "Iteration 10, Testing net (#0)"
@@ -116,9 +118,8 @@ def run_caffe(args, log_path, cwd=None, progress=None):
                 process.kill()
                 process.wait()
     if code != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-8:]
         raise CaffeError(f"caffe {args[0]} failed (exit {code}); log: {log_path}\n" +
-                         "\n".join("  | " + line for line in tail))
+                         failure_excerpt(log_path.read_text(errors="replace")))
 
 
 def diverged_at(log_text):
@@ -126,6 +127,15 @@ def diverged_at(log_text):
     or None."""
     match = DIVERGED.search(log_text)
     return (int(match.group(2)), match.group(1)) if match else None
+
+
+def failure_excerpt(log_text, lines=8):
+    """The end of a failed Caffe's log, indented, led by its glog FATAL line ("F... Check
+    failed: ..."), the reason, which the stack trace after it pushes out of the tail."""
+    text = log_text.splitlines()
+    fatal = [line for line in text if FATAL.match(line)][:1]
+    tail = [line for line in text[-lines:] if line not in fatal]
+    return "\n".join("  | " + line for line in fatal + tail)
 
 
 def train_losses(log_text):

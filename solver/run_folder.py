@@ -26,7 +26,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from config import LMDB_KEYS, PAPER, apply_overrides
+from config import LMDB_KEYS, PAPER, ConfigError, apply_overrides
 from data_prep.dataset import Dataset
 from prototxt.pose_net import VARIANTS, gpu_batch, write_net
 from solver.pose_solver import make_solver
@@ -70,23 +70,45 @@ class RunFolder:
         return self.path / "snapshots"
 
     def description(self):
-        """config.json as a dict; RunError when the folder holds no run."""
+        """config.json as a dict of the keys run_description writes, "config" an object and
+        "dataset" a path; RunError naming the file otherwise (no run, or a damaged file)."""
         try:
-            return json.loads(self.config_path.read_text())
+            description = json.loads(self.config_path.read_text())
         except FileNotFoundError:
             raise RunError(f"{self.path} is not a run folder (no config.json): prepare it with "
                            "`make solver` or train with tools/train.py") from None
-        except (OSError, json.JSONDecodeError) as error:
-            raise RunError(f"{self.config_path} is unreadable ({error}); prepare the run "
-                           "again with --force") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise self._damaged(f"is unreadable ({error})") from None
+        if not isinstance(description, dict):
+            raise self._damaged(f"holds a {type(description).__name__}, not an object")
+        missing = sorted(DESCRIPTION_KEYS - set(description))
+        if missing:
+            raise self._damaged(f"lacks {', '.join(missing)}")
+        if not isinstance(description["config"], dict):
+            raise self._damaged("has a \"config\" that is not an object of key: value")
+        if not isinstance(description["dataset"], str):
+            raise self._damaged("has a \"dataset\" that is not a path")
+        return description
+
+    def _damaged(self, problem):
+        return RunError(f"{self.config_path} {problem}; prepare the run again with --force")
 
     def config(self):
-        """The run's Config."""
-        return apply_overrides(PAPER, self.description()["config"])
+        """The run's Config; RunError naming config.json for a value that is not one."""
+        try:
+            return apply_overrides(PAPER, self.description()["config"])
+        except ConfigError as error:
+            raise self._damaged(str(error).removeprefix("config: ")) from None
 
     def dataset(self):
-        """The Dataset the run trains on."""
-        return Dataset(self.description()["dataset"])
+        """The Dataset the run trains on; RunError naming config.json, which names it, when it
+        cannot be used (moved, removed or damaged)."""
+        try:
+            return Dataset(self.description()["dataset"])
+        except RunError:
+            raise
+        except ValueError as error:
+            raise RunError(f"{error}\n  (the dataset of the run in {self.config_path})") from None
 
     def variant(self):
         return self.description()["variant"]
@@ -163,9 +185,11 @@ def complete_snapshot(path):
         state.ParseFromString(Path(path).read_bytes())
     except Exception:
         return False
-    # Caffe writes both files beside each other (the snapshot prefix): look there
-    return state.HasField("iter") and complete_model(Path(path).parent /
-                                                     Path(state.learned_net).name)
+    # Caffe writes both files beside each other (the snapshot prefix): look there; and its
+    # Restore aborts on a history (momentum) blob of fewer values than its shape
+    return (state.HasField("iter") and all(len(blob.data) == _blob_size(blob)
+                                           for blob in state.history)
+            and complete_model(Path(path).parent / Path(state.learned_net).name))
 
 
 @contextlib.contextmanager
@@ -195,6 +219,10 @@ def _write(path, text):
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+# The keys of a run's config.json (run_description).
+DESCRIPTION_KEYS = {"variant", "dataset", "train_size", "test_size", "gpus", "config"}
 
 
 def run_description(cfg, variant, dataset, gpus):

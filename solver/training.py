@@ -36,7 +36,8 @@ import threading
 import time
 from pathlib import Path
 
-from solver.caffe_cli import CaffeError, diverged_at, run_caffe, train_losses
+from solver.caffe_cli import (CaffeError, diverged_at, failure_excerpt, run_caffe,
+                              train_losses)
 from solver.devices import check_gpus, describe
 from solver.progress import TrainingProgress, follow_log
 from solver.run_folder import locked, prepare_run
@@ -211,9 +212,8 @@ def wait_for(workers, log_path, progress=None):
                 if worker.poll() is None:
                     worker.send_signal(signal.SIGTERM)
             log = rank_log(log_path, rank)
-            tail = Path(log).read_text(errors="replace").splitlines()[-8:]
             raise CaffeError(f"training rank {rank} failed (exit {codes[rank]}); log: {log}\n"
-                             + "\n".join("  | " + line for line in tail))
+                             + failure_excerpt(Path(log).read_text(errors="replace")))
         if all(code == 0 for code in codes):
             return
         time.sleep(POLL_SECONDS)

@@ -11,11 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
-
 from data_prep.h36m import JOINTS_17
 from evaluation.evaluate import EvaluationError
-from evaluation.predict import draw_prediction, predict_pose
+from evaluation.predict import draw_prediction, predict_pose, read_crop
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
 from solver.run_folder import RunError, RunFolder, default_run
@@ -31,9 +29,10 @@ def main(argv=None):
     parser.add_argument("--gpu", type=int, metavar="N",
                         help="run the net on GPU N (needs the GPU build; default: the CPU)")
     args = parser.parse_args(argv)
-    image = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if image is None:
-        parser.error(f"cannot read an image from {args.image}")
+    try:
+        image = read_crop(args.image)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
     quiet_caffe_log()
     try:
         use_device(args.gpu)

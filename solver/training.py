@@ -61,6 +61,9 @@ def train_run(folder, gpus=(), quiet=False):
     max_iter, showing progress from Caffe's log (unless quiet) and appending the log to
     logs/train.log (and logs/train.rank<r>.log of the other ranks)."""
     solver, cfg = folder.solver(), folder.config()
+    part = folder.log_path.with_name("train.part.log")
+    # of a run killed before it could (even after its last snapshot, which ends the run)
+    _keep_part_logs(part, folder.log_path, gpus)
     state = folder.latest_state()
     if state and state[0] >= solver.max_iter:
         print(f"train: {folder.path} already finished at iteration {state[0]}")
@@ -68,8 +71,6 @@ def train_run(folder, gpus=(), quiet=False):
     print(f"train: {folder.variant()} to iteration {solver.max_iter} on {describe(gpus)}"
           + (f", resuming from {state[0]}" if state else "") + f"; log {folder.log_path}",
           flush=True)
-    part = folder.log_path.with_name("train.part.log")
-    _keep_part_logs(part, folder.log_path, gpus)   # of a run killed before it could
     progress = TrainingProgress(solver.max_iter, cfg.batch_size,
                                 start_iteration=state[0] if state else 0, quiet=quiet)
     try:

@@ -224,3 +224,19 @@ def _assert_usable_after_kill(run):
             assert complete_model(folder.latest_weights())
         except Exception as error:   # none complete yet: a clear RunError, not a partial one
             assert "no complete caffemodel" in str(error)
+
+
+@pytest.mark.slow
+def test_a_kill_after_the_last_snapshot_keeps_its_log(lmdb_dir, tmp_path):
+    """Killed after Caffe's last snapshot but before the part log was appended (found by the
+    kill test above): the rerun, which finds the run finished, still appends it."""
+    from tools.train import main as train_main
+    run = tmp_path / "run"
+    arguments = ["--lmdb", str(lmdb_dir), "--run", str(run), "--quiet", "--set", *TINY]
+    assert train_main(arguments) == 0
+    folder = RunFolder(run)
+    log = folder.log_path.read_text()
+    folder.log_path.rename(folder.log_path.with_name("train.part.log"))   # what the kill left
+    assert train_main(arguments) == 0
+    assert folder.log_path.read_text() == log
+    assert not folder.log_path.with_name("train.part.log").exists()

@@ -92,8 +92,10 @@ def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_p
     """Patch 03: a window of all NaN or all -inf has no value above -FLT_MAX, so BVLC gave it
     index -1 and backward added its gradient before the plane (the previous plane's last
     element, or before the buffer: "double free or corruption"). Now the window's first
-    element is taken and a NaN always wins: NaN reaches the output, every gradient stays in
-    its window. Two channels, four 2 x 2 windows each; with_mask: the index as a second top."""
+    element is taken before any larger one: an all-NaN window gives NaN, and every gradient
+    stays in its window (a NaN after a number is passed over, as before: checking every value
+    for NaN made the pooling 3x slower). Two channels, four 2 x 2 windows each; with_mask:
+    the index as a second top."""
     nan, inf = np.float32("nan"), np.float32("inf")
     plane = np.array([[nan, nan, -inf, -inf],
                       [nan, nan, -inf, -inf],
@@ -114,14 +116,14 @@ def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_p
     net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
     top, bottom_diff = forward_backward(net, x, np.ones((1, 2, 2, 2), np.float32), False)
     for channel in range(2):
-        assert np.isnan(top[0, channel, 0, 0]) and np.isnan(top[0, channel, 1, 0])
-        assert top[0, channel, 0, 1] == -inf and top[0, channel, 1, 1] == 5.0
-        # each window's gradient once, inside the window: NaN windows on a NaN, the -inf
-        # window on its first element, the finite one on its first maximum
+        assert np.isnan(top[0, channel, 0, 0])
+        assert top[0, channel, 0, 1] == -inf
+        assert top[0, channel, 1, 0] == 3.0 and top[0, channel, 1, 1] == 5.0
+        # each window's gradient once, on its first element (all NaN, all -inf) or its
+        # first maximum
         diff = bottom_diff[0, channel]
-        assert diff.sum() == 4 and diff[0, 2] == 1 and diff[2, 2] == 1
-        assert diff[:2, :2].sum() == 1 and np.isnan(plane[:2, :2][diff[:2, :2] == 1]).all()
-        assert diff[2:, :2].sum() == 1 and diff[2, 1] == 1
+        assert diff.sum() == 4
+        assert diff[0, 0] == diff[0, 2] == diff[3, 0] == diff[2, 2] == 1
     if with_mask:
         mask = net.blobs["mask"].data
         assert ((mask >= 0) & (mask < 16)).all()

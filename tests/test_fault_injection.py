@@ -31,12 +31,12 @@ from config import (EVALUATION_KEYS, LMDB_KEYS, Config, ConfigError, load_config
 from data_prep.dataset import Dataset
 from data_prep.h36m import sequence_paths
 from data_prep.make_lmdb import main as make_lmdb, process_sequence
-from data_prep.make_synth import main as make_synth
 from data_prep.reader import find_sequences
 from evaluation.predict import predict_pose, read_crop
 from solver.run_folder import RunError, RunFolder
 from tests import fault_variants as fv
 from tests.tiny_dataset import TINY, sample_image
+from tests.tiny_raw import lmdb_arguments, write_tiny_raw
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 8
@@ -91,11 +91,7 @@ for name, item in json.loads(sys.argv[1]):
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     """A tiny synthetic Human3.6M tree: S1 and S9, Walking (two recordings x 4 cameras)."""
-    root = tmp_path_factory.mktemp("raw") / "h36m"
-    assert make_synth(["--out", str(root), "--subjects", "S1", "S9", "--actions", "Walking",
-                       "--frames", str(FRAMES), "--scale", "0.2", "--workers", "1",
-                       "--quiet"]) == 0
-    return root
+    return write_tiny_raw(tmp_path_factory.mktemp("raw") / "h36m", FRAMES)
 
 
 @pytest.fixture(scope="module")
@@ -260,9 +256,7 @@ def damage_raw_file(root, subject, stem, camera, kind, fault):
 
 
 def build(root, out, *extra):
-    return make_lmdb(["--root", str(root), "--out", str(out), "--train-subjects", "S1",
-                      "--test-subjects", "S9", "--actions", "Walking", "--workers", "1",
-                      "--quiet", *extra])
+    return make_lmdb(lmdb_arguments(root, out, *extra))
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from data_prep.make_synth import main as make_synth
 from solver.caffe_cli import train_losses
 from solver.run_folder import RunFolder, complete_model, complete_snapshot
 from tests.tiny_dataset import TINY
+from tests.tiny_raw import lmdb_arguments, write_tiny_raw
 
 REPO = Path(__file__).resolve().parents[1]
 # A snapshot every iteration, so that kills fall into snapshot writes often.
@@ -90,16 +90,12 @@ def timed(command):
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw") / "h36m"
-    assert make_synth(["--out", str(root), "--subjects", "S1", "S9", "--actions", "Walking",
-                       "--frames", "8", "--scale", "0.2", "--workers", "1", "--quiet"]) == 0
-    return root
+    return write_tiny_raw(tmp_path_factory.mktemp("raw") / "h36m", frames=8)
 
 
 def make_lmdb(raw, out, *extra):
-    return [sys.executable, "-m", "data_prep.make_lmdb", "--root", str(raw), "--out", str(out),
-            "--train-subjects", "S1", "--test-subjects", "S9", "--actions", "Walking",
-            "--workers", "2", "--quiet", *extra]
+    return [sys.executable, "-m", "data_prep.make_lmdb",
+            *lmdb_arguments(raw, out, *extra, workers=2)]
 
 
 def folder_contents(folder):

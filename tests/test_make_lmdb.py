@@ -28,6 +28,7 @@ from data_prep.make_lmdb import (MAX_LINES_PRINTED, CropWorkers, build as build_
 from data_prep.make_synth import main as make_synth
 from tests.dying_task import square_or_die
 from tests.h36m_facts import video_frames
+from tests.tiny_raw import lmdb_arguments, write_tiny_raw
 from data_prep.reader import count_masks, read_pose_cdf
 from data_prep.synth.writers import VideoWriter
 
@@ -36,16 +37,11 @@ FRAMES = 4
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
-    root = tmp_path_factory.mktemp("raw") / "h36m"
-    assert make_synth(["--out", str(root), "--subjects", "S1", "S9", "--actions", "Walking",
-                       "--frames", str(FRAMES), "--scale", "0.2", "--workers", "1", "--quiet"]) == 0
-    return root
+    return write_tiny_raw(tmp_path_factory.mktemp("raw") / "h36m", FRAMES)
 
 
 def build(raw, out, *extra):
-    return make_lmdb(["--root", str(raw), "--out", str(out), "--train-subjects", "S1",
-                      "--test-subjects", "S9", "--actions", "Walking", "--workers", "1",
-                      "--quiet", *extra])
+    return make_lmdb(lmdb_arguments(raw, out, *extra))
 
 
 @pytest.fixture(scope="module")

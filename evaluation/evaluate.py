@@ -20,7 +20,6 @@ or every 64th of each recording) and the cameras (all, or one by its id).
 import csv
 import dataclasses
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from data_prep.h36m import ACTIONS
 from evaluation.metrics import (PAPER_TABLE1, format_table1, mpjpe, p_mpjpe, recover_scale,
                                 summarize)
 from layers.h36m_data import BatchLoader
+from solver.run_folder import short_blobs
 from solver.progress import terminal_size
 
 
@@ -91,11 +91,8 @@ def check_weights(deploy, weights):
         raise EvaluationError(f"{weights} is not a caffemodel") from None
     stored = {layer.name: [tuple(b.shape.dim) for b in layer.blobs] for layer in model.layer}
     net = caffe.Net(str(deploy), caffe.TEST)
-    # a blob of fewer (or more) values than its shape holds: Caffe would abort on it too
-    problems = [f"layer {layer.name}: blob {i} holds {len(b.double_data) or len(b.data)} values "
-                f"for shape {tuple(b.shape.dim)}" for layer in model.layer
-                for i, b in enumerate(layer.blobs)
-                if (len(b.double_data) or len(b.data)) != math.prod(b.shape.dim)]
+    problems = [f"layer {layer}: blob {index} holds {held} values, its shape {needed}"
+                for layer, index, held, needed in short_blobs(model)]
     for name, blobs in net.params.items():
         wanted = [tuple(b.data.shape) for b in blobs]
         if name not in stored:

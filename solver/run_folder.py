@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -166,15 +167,23 @@ def complete_model(path):
         model.ParseFromString(Path(path).read_bytes())
     except Exception:   # protobuf's DecodeError, or a file gone meanwhile
         return False
-    return bool(model.layer) and all(len(blob.data) == _blob_size(blob)
-                                     for layer in model.layer for blob in layer.blobs)
+    return bool(model.layer) and not short_blobs(model)
 
 
-def _blob_size(blob):
-    size = 1
-    for dim in blob.shape.dim:
-        size *= dim
-    return size
+def short_blobs(model):
+    """(layer name, blob index, values held, values its shape needs) of every blob of a
+    NetParameter whose values do not fill its shape (Caffe aborts on such a blob)."""
+    return [(layer.name, index, _values(blob), math.prod(blob.shape.dim))
+            for layer in model.layer for index, blob in enumerate(layer.blobs)
+            if not _whole(blob)]
+
+
+def _values(blob):
+    return len(blob.data) or len(blob.double_data)
+
+
+def _whole(blob):
+    return _values(blob) == math.prod(blob.shape.dim)
 
 
 def complete_snapshot(path):
@@ -187,8 +196,7 @@ def complete_snapshot(path):
         return False
     # Caffe writes both files beside each other (the snapshot prefix): look there; and its
     # Restore aborts on a history (momentum) blob of fewer values than its shape
-    return (state.HasField("iter") and all(len(blob.data) == _blob_size(blob)
-                                           for blob in state.history)
+    return (state.HasField("iter") and all(_whole(blob) for blob in state.history)
             and complete_model(Path(path).parent / Path(state.learned_net).name))
 
 

@@ -80,7 +80,8 @@ def train_run(folder, gpus=(), quiet=False):
         diverged = _diverged(part)
         if diverged is None:
             raise
-        raise Diverged(folder, *diverged) from error
+        iteration, loss = diverged
+        raise Diverged(folder, iteration, loss, folder.set_aside_from(iteration)) from error
     finally:
         _keep_part_logs(part, folder.log_path, gpus)
     curve = train_losses(folder.log_path.read_text())
@@ -90,12 +91,11 @@ def train_run(folder, gpus=(), quiet=False):
 
 
 class Diverged(CaffeError):
-    """Training stopped at a non-finite loss (Caffe's solver, patch 04). The snapshots of
-    that iteration and later, whose weights gave it, are moved aside; the newest one left is
-    the last good state."""
+    """Training stopped at a non-finite loss (Caffe's solver, patch 04); `moved`: the
+    snapshots of that iteration and later, whose weights gave it, set aside by train_run. The
+    newest one left is the last good state."""
 
-    def __init__(self, folder, iteration, loss):
-        moved = folder.set_aside_from(iteration)
+    def __init__(self, folder, iteration, loss, moved):
         state = folder.latest_state()
         kept = (f"the last good snapshot, of iteration {state[0]}, is kept ({state[1]})"
                 if state else "no snapshot was made before it")

@@ -61,7 +61,7 @@ CHANGES = {"07 convolutions through oneDNN": ("Convolution",),
            "06+08 BatchNorm direct loops on OpenMP": ("BatchNorm",),
            "08 Scale fused per channel on OpenMP": ("Scale",),
            "05+08 ReLU vectorized on OpenMP": ("ReLU",),
-           "05+08 max pooling branch-free on OpenMP": ("Pooling",)}
+           "05+08+10 max pooling by rows on OpenMP": ("Pooling",)}
 GEMM_SIZE = 4096
 
 

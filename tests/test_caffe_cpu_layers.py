@@ -1,5 +1,5 @@
 """The Caffe build's CPU layers that the project's patches rewrite (setup/patches/debian/
-03 and 05 to 08: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner products through
+03, 05 to 08 and 10: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner products through
 oneDNN) against numpy reference computations: forward outputs, gradients (which Caffe adds to
 the parameters' diffs) and BatchNorm's running statistics, in place and not, within float
 tolerance; and the convolutions of oneDNN against Caffe's own im2col + GEMM (engine: CAFFE)
@@ -43,17 +43,29 @@ def forward_backward(net, x, top_diff, in_place):
     return out, net.blobs["data"].diff.copy()
 
 
-def reference_max_pool(x, kernel, stride):
-    """Caffe's max pooling (no padding, ceil rounding, the first maximum in row-major window
-    order) and its argmax; returns (top, flat input index per output)."""
+def pooled_size(size, kernel, stride, pad):
+    """Caffe's output size: ceil rounding, and the last window must start inside the image
+    (not in its padding)."""
+    pooled = -(-(size + 2 * pad - kernel) // stride) + 1
+    if pad and (pooled - 1) * stride >= size + pad:
+        pooled -= 1
+    return pooled
+
+
+def reference_max_pool(x, kernel, stride, pad=(0, 0)):
+    """Caffe's max pooling (ceil rounding, the window cut to the image, the first maximum in
+    row-major window order) and its argmax; kernel, stride, pad: (h, w) or one number.
+    Returns (top, flat input index per output)."""
+    (kh, kw), (sh, sw), (padh, padw) = (v if isinstance(v, tuple) else (v, v)
+                                        for v in (kernel, stride, pad))
     n, c, h, w = x.shape
-    ph, pw = -(-(h - kernel) // stride) + 1, -(-(w - kernel) // stride) + 1
+    ph, pw = pooled_size(h, kh, sh, padh), pooled_size(w, kw, sw, padw)
     top = np.empty((n, c, ph, pw), x.dtype)
     index = np.empty((n, c, ph, pw), np.int64)
     for i in range(ph):
         for j in range(pw):
-            h0, w0 = i * stride, j * stride
-            window = x[:, :, h0:min(h0 + kernel, h), w0:min(w0 + kernel, w)]
+            h0, w0 = max(i * sh - padh, 0), max(j * sw - padw, 0)
+            window = x[:, :, h0:min(i * sh - padh + kh, h), w0:min(j * sw - padw + kw, w)]
             flat = window.reshape(n, c, -1)
             best = flat.argmax(axis=2)             # numpy returns the first maximum too
             top[:, :, i, j] = np.take_along_axis(flat, best[..., None], axis=2)[..., 0]
@@ -62,16 +74,47 @@ def reference_max_pool(x, kernel, stride):
     return top, index
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 11, 11), (1, 2, 12, 9)])
-def test_max_pooling_forward_and_backward(tmp_path, shape):
+# (shape, kernel, stride, pad): the paper's 3x3 stride 2 and others with padding, stride 1
+# and 3, non-square windows and a window as large as the image; ReLU-like inputs (half of
+# them 0) check that ties keep the first maximum.
+POOLINGS = [((2, 3, 11, 11), 3, 2, 0), ((1, 2, 12, 9), 3, 2, 0), ((2, 2, 13, 17), 3, 2, 1),
+            ((1, 3, 10, 7), 2, 3, 1), ((1, 2, 9, 8), 3, 1, 1), ((2, 1, 7, 12), (2, 3), (1, 2), 0),
+            ((1, 2, 6, 5), (6, 5), 1, 0), ((1, 1, 3, 40), (3, 4), (1, 4), (1, 2))]
+
+
+@pytest.mark.parametrize("relu_like", [False, True])
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("shape, kernel, stride, pad", POOLINGS)
+def test_max_pooling_forward_and_backward(tmp_path, shape, kernel, stride, pad, with_mask,
+                                          relu_like):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
-    net = one_layer_net(tmp_path, shape, lambda b: L.Pooling(
-        b, pool=P.Pooling.MAX, kernel_size=3, stride=2), in_place=False)
-    top_ref, index = reference_max_pool(x, 3, 2)
+    if relu_like:
+        x = np.maximum(x, 0)
+    geometry = {}
+    for key, value in (("kernel", kernel), ("stride", stride), ("pad", pad)):
+        if isinstance(value, tuple):
+            geometry.update({f"{key}_h": value[0], f"{key}_w": value[1]})
+        else:
+            geometry[f"{key}_size" if key == "kernel" else key] = value
+    spec = caffe.NetSpec()
+    spec.data = L.Input(shape=dict(dim=list(shape)))
+    pooled = L.Pooling(spec.data, pool=P.Pooling.MAX, ntop=2 if with_mask else 1, **geometry)
+    if with_mask:
+        spec.out, spec.mask = pooled
+    else:
+        spec.out = pooled
+    proto = spec.to_proto()
+    proto.force_backward = True
+    (tmp_path / "net.prototxt").write_text(str(proto))
+    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
+    top_ref, index = reference_max_pool(x, kernel, stride, pad)
     top_diff = rng.standard_normal(top_ref.shape).astype(np.float32)
+    net.blobs["data"].diff[...] = np.nan       # every element must be written by backward
     top, bottom_diff = forward_backward(net, x, top_diff, in_place=False)
     np.testing.assert_array_equal(top, top_ref)
+    if with_mask:
+        np.testing.assert_array_equal(net.blobs["mask"].data, index)
     expected = np.zeros_like(x).reshape(shape[0], shape[1], -1)
     for n in range(shape[0]):
         for c in range(shape[1]):
@@ -94,8 +137,9 @@ def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_p
     element, or before the buffer: "double free or corruption"). Now the window's first
     element is taken before any larger one: an all-NaN window gives NaN, and every gradient
     stays in its window (a NaN after a number is passed over, as before: checking every value
-    for NaN made the pooling 3x slower). Two channels, four 2 x 2 windows each; with_mask:
-    the index as a second top."""
+    for NaN made the pooling 3x slower; since patch 10, which pools by rows, so is a later row
+    of a window that starts with NaN). Two channels, four 2 x 2 windows each; with_mask: the
+    index as a second top."""
     nan, inf = np.float32("nan"), np.float32("inf")
     plane = np.array([[nan, nan, -inf, -inf],
                       [nan, nan, -inf, -inf],

@@ -74,6 +74,23 @@ def reference_max_pool(x, kernel, stride, pad=(0, 0)):
     return top, index
 
 
+def max_pool_net(tmp_path, shape, with_mask, **geometry):
+    """A net of an Input blob of `shape` and one MAX Pooling layer with `geometry` (Caffe's
+    pooling_param fields), top "out" and, with_mask, its index as a second top "mask";
+    forced to run backward into the input."""
+    spec = caffe.NetSpec()
+    spec.data = L.Input(shape=dict(dim=list(shape)))
+    pooled = L.Pooling(spec.data, pool=P.Pooling.MAX, ntop=2 if with_mask else 1, **geometry)
+    if with_mask:
+        spec.out, spec.mask = pooled
+    else:
+        spec.out = pooled
+    proto = spec.to_proto()
+    proto.force_backward = True
+    (tmp_path / "net.prototxt").write_text(str(proto))
+    return caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
+
+
 # (shape, kernel, stride, pad): the paper's 3x3 stride 2 and others with padding, stride 1
 # and 3, non-square windows and a window as large as the image; ReLU-like inputs (half of
 # them 0) check that ties keep the first maximum.
@@ -97,17 +114,7 @@ def test_max_pooling_forward_and_backward(tmp_path, shape, kernel, stride, pad, 
             geometry.update({f"{key}_h": value[0], f"{key}_w": value[1]})
         else:
             geometry[f"{key}_size" if key == "kernel" else key] = value
-    spec = caffe.NetSpec()
-    spec.data = L.Input(shape=dict(dim=list(shape)))
-    pooled = L.Pooling(spec.data, pool=P.Pooling.MAX, ntop=2 if with_mask else 1, **geometry)
-    if with_mask:
-        spec.out, spec.mask = pooled
-    else:
-        spec.out = pooled
-    proto = spec.to_proto()
-    proto.force_backward = True
-    (tmp_path / "net.prototxt").write_text(str(proto))
-    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
+    net = max_pool_net(tmp_path, shape, with_mask, **geometry)
     top_ref, index = reference_max_pool(x, kernel, stride, pad)
     top_diff = rng.standard_normal(top_ref.shape).astype(np.float32)
     net.blobs["data"].diff[...] = np.nan       # every element must be written by backward
@@ -146,18 +153,7 @@ def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_p
                       [1.0, nan, 5.0, 2.0],
                       [3.0, 2.0, 4.0, 5.0]], np.float32)
     x = np.stack([plane, plane])[None]                 # (1, 2, 4, 4)
-    spec = caffe.NetSpec()
-    spec.data = L.Input(shape=dict(dim=list(x.shape)))
-    pooled = L.Pooling(spec.data, pool=P.Pooling.MAX, kernel_size=2, stride=2,
-                       ntop=2 if with_mask else 1)
-    if with_mask:
-        spec.out, spec.mask = pooled
-    else:
-        spec.out = pooled
-    proto = spec.to_proto()
-    proto.force_backward = True
-    (tmp_path / "net.prototxt").write_text(str(proto))
-    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
+    net = max_pool_net(tmp_path, x.shape, with_mask, kernel_size=2, stride=2)
     top, bottom_diff = forward_backward(net, x, np.ones((1, 2, 2, 2), np.float32), False)
     for channel in range(2):
         assert np.isnan(top[0, channel, 0, 0])

@@ -10,6 +10,8 @@
              TF32 allowed (cuDNN's default on Ampere and later) is reported beside it.
   gradients  the Python layers' gradient checks (tests/test_soft_labels.py, test_pose_3d.py,
              test_gradcheck.py) with their nets made in GPU mode (pytest --caffe-gpu).
+  kernels    the GPU kernel of CUDA patch 07 (max pooling with its index as a second top)
+             against the numpy reference of tests/test_caffe_cpu_layers.py, in GPU mode.
   demo       the demo schedule trained on the GPU (tools/train.py --gpus), evaluated on it
              (tools/evaluate.py --gpu): training time and MPJPE beside the mean pose.
   speed      for each Table 2 variant at batch 128: Caffe's solver step (forward, backward,
@@ -19,10 +21,11 @@
              both sides, matrix products on neither).
   data       the data layer's images/s at batch 128 with the paper's augmentation: worker
              processes (the training default) and threads, beside the images/s of the step.
-Exit status 0 when agreement, gradients and demo pass; the speed and data goals (Caffe within
-1.5x of PyTorch; data at least the step's rate; demo training under a minute) are reported as
-met or missed. Without a GPU it says so and exits 1. The parts that must run in a process of
-their own (agreement, the Caffe step timing) are tools/gpu_check.py --part processes.
+Exit status 0 when agreement, gradients, kernels and demo pass; the speed and data goals
+(Caffe within 1.5x of PyTorch; data at least the step's rate; demo training under a minute)
+are reported as met or missed. Without a GPU it says so and exits 1. The parts that must run
+in a process of their own (agreement, the Caffe step timing) are tools/gpu_check.py --part
+processes.
 """
 import json
 import os
@@ -136,14 +139,28 @@ def agreement_in_process(gpu, batch, tf32):
 
 # ---------------------------------------------------------------- gradients, demo
 
-def gradient_checks(gpu):
-    tests = ["tests/test_soft_labels.py", "tests/test_pose_3d.py", "tests/test_gradcheck.py"]
+def tests_in_gpu_mode(gpu, tests, keyword=None):
+    """{"passed", "summary", "output"} of the project's tests `tests` (selected by pytest's
+    -k `keyword` if given) with their nets made in GPU mode on GPU `gpu`."""
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          f"--caffe-gpu={gpu}", *tests], capture_output=True, text=True,
-                         cwd=REPO)
+                          f"--caffe-gpu={gpu}", *tests, *(["-k", keyword] if keyword else [])],
+                         capture_output=True, text=True, cwd=REPO)
     summary = (out.stdout.strip().splitlines() or [""])[-1]
     return {"passed": out.returncode == 0, "summary": summary,
             "output": out.stdout[-3000:] if out.returncode else ""}
+
+
+def gradient_checks(gpu):
+    """The Python layers' gradient checks in GPU mode."""
+    return tests_in_gpu_mode(gpu, ["tests/test_soft_labels.py", "tests/test_pose_3d.py",
+                                   "tests/test_gradcheck.py"])
+
+
+def kernel_checks(gpu):
+    """The GPU kernel the project patches (CUDA patch 07: max pooling with its index as a
+    second top) against the numpy reference of the CPU tests; the single-top cases run
+    cuDNN's pooling in GPU mode and are skipped there."""
+    return tests_in_gpu_mode(gpu, ["tests/test_caffe_cpu_layers.py"], keyword="max_pooling")
 
 
 def demo_on_gpu(gpu, lmdb, out):
@@ -308,10 +325,11 @@ def check(args):
     report_line("agreement", "PASS" if ok else "FAIL", f"tolerance {AGREEMENT_TOLERANCE}")
     failures += [] if ok else ["agreement"]
 
-    grads = gradient_checks(args.gpu)
-    report["gradients"] = grads
-    report_line("gradients", "PASS" if grads["passed"] else "FAIL", grads["summary"])
-    failures += [] if grads["passed"] else ["gradients"]
+    for name, part in (("gradients", gradient_checks), ("kernels", kernel_checks)):
+        result = part(args.gpu)
+        report[name] = result
+        report_line(name, "PASS" if result["passed"] else "FAIL", result["summary"])
+        failures += [] if result["passed"] else [name]
 
     if args.lmdb.exists():
         demo = demo_on_gpu(args.gpu, args.lmdb, args.out)

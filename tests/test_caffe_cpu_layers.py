@@ -74,6 +74,14 @@ def reference_max_pool(x, kernel, stride, pad=(0, 0)):
     return top, index
 
 
+def only_caffe_pooling(request, with_mask):
+    """Skip a single-top case in GPU mode (pytest --caffe-gpu, as make gpu-check runs these
+    tests): there it runs cuDNN's pooling, whose ties and NaN are its own, while a Pooling
+    layer with the index as a second top runs Caffe's kernel (CUDA patch 07)."""
+    if not with_mask and request.config.getoption("--caffe-gpu") is not None:
+        pytest.skip("GPU mode: a single top runs cuDNN's pooling, not Caffe's kernel")
+
+
 def max_pool_net(tmp_path, shape, with_mask, **geometry):
     """A net of an Input blob of `shape` and one MAX Pooling layer with `geometry` (Caffe's
     pooling_param fields), top "out" and, with_mask, its index as a second top "mask";
@@ -102,8 +110,9 @@ POOLINGS = [((2, 3, 11, 11), 3, 2, 0), ((1, 2, 12, 9), 3, 2, 0), ((2, 2, 13, 17)
 @pytest.mark.parametrize("relu_like", [False, True])
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("shape, kernel, stride, pad", POOLINGS)
-def test_max_pooling_forward_and_backward(tmp_path, shape, kernel, stride, pad, with_mask,
-                                          relu_like):
+def test_max_pooling_forward_and_backward(tmp_path, request, shape, kernel, stride, pad,
+                                          with_mask, relu_like):
+    only_caffe_pooling(request, with_mask)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     if relu_like:
@@ -129,16 +138,18 @@ def test_max_pooling_forward_and_backward(tmp_path, shape, kernel, stride, pad, 
     np.testing.assert_allclose(bottom_diff, expected.reshape(shape), rtol=1e-6, atol=1e-6)
 
 
-def test_max_pooling_keeps_the_first_of_equal_maxima(tmp_path):
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_max_pooling_keeps_the_first_of_equal_maxima(tmp_path, request, with_mask):
+    only_caffe_pooling(request, with_mask)
     x = np.zeros((1, 1, 3, 3), np.float32)      # one window, all equal: the first one wins
-    net = one_layer_net(tmp_path, x.shape, lambda b: L.Pooling(
-        b, pool=P.Pooling.MAX, kernel_size=3, stride=2), in_place=False)
+    net = max_pool_net(tmp_path, x.shape, with_mask, kernel_size=3, stride=2)
     _, bottom_diff = forward_backward(net, x, np.ones((1, 1, 1, 1), np.float32), False)
     assert bottom_diff.ravel().tolist() == [1] + [0] * 8
 
 
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_path, with_mask):
+def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_path, request,
+                                                                          with_mask):
     """Patch 03: a window of all NaN or all -inf has no value above -FLT_MAX, so BVLC gave it
     index -1 and backward added its gradient before the plane (the previous plane's last
     element, or before the buffer: "double free or corruption"). Now the window's first
@@ -147,6 +158,7 @@ def test_max_pooling_of_nan_and_minus_infinity_windows_stays_in_its_planes(tmp_p
     for NaN made the pooling 3x slower; since patch 10, which pools by rows, so is a later row
     of a window that starts with NaN). Two channels, four 2 x 2 windows each; with_mask: the
     index as a second top."""
+    only_caffe_pooling(request, with_mask)
     nan, inf = np.float32("nan"), np.float32("inf")
     plane = np.array([[nan, nan, -inf, -inf],
                       [nan, nan, -inf, -inf],

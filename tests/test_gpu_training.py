@@ -292,6 +292,8 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
         part, max_gradient=3e-2 if tf32 else 4e-4))
     monkeypatch.setattr(gpu_check, "gradient_checks",
                         lambda gpu: {"passed": True, "summary": "29 passed"})
+    monkeypatch.setattr(gpu_check, "kernel_checks",
+                        lambda gpu: {"passed": True, "summary": "19 passed, 17 skipped"})
     monkeypatch.setattr(gpu_check, "demo_on_gpu", lambda gpu, lmdb, out: {
         "passed": True, "train_seconds": 41.0, "mpjpe_mm": 99.0, "mean_pose_mpjpe_mm": 197.0,
         "frames": 5760, "goal_met": True})
@@ -306,6 +308,7 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     assert gpu_check.check(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "GPUCHECK agreement PASS tolerance 0.001" in lines
+    assert "GPUCHECK kernels PASS 19 passed, 17 skipped" in lines
     assert any(line.startswith("GPUCHECK speed full caffe_ms 50.0 torch_ms 40.0 ratio 1.25")
                and line.endswith("goal met") for line in lines)
     assert any("processes_img_s 9000" in line and "goal met" in line for line in lines)
@@ -318,3 +321,8 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
         part, max_blob=5e-3))
     assert gpu_check.check(args) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "GPUCHECK FAIL agreement"
+    # so does a failing kernel check, named in the last line
+    monkeypatch.setattr(gpu_check, "kernel_checks",
+                        lambda gpu: {"passed": False, "summary": "1 failed, 18 passed"})
+    assert gpu_check.check(args) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "GPUCHECK FAIL agreement kernels"

@@ -88,9 +88,15 @@ def warp_square(image, x0, y0, side, transform, crop_size):
     return cv2.cvtColor(crop, cv2.COLOR_BGRA2BGR)
 
 
-def person_crop(image, mask, joints_2d, crop_size, margin):
-    """(crop uint8 (S, S, 3), joints in crop pixels (J, 2), transform) of one frame."""
-    x0, y0, side = square_around(mask_box(mask), margin)
+def box_crop(image, box, joints_2d, crop_size, margin):
+    """(crop uint8 (S, S, 3), joints in crop pixels (J, 2), transform) of one frame, around the
+    person's box (x_min, y_min, x_max, y_max) as mask_box gives it."""
+    x0, y0, side = square_around(box, margin)
     transform = crop_transform(x0, y0, side, crop_size)
     crop = warp_square(image, x0, y0, side, transform, crop_size)
     return crop, map_points(joints_2d, transform), transform
+
+
+def person_crop(image, mask, joints_2d, crop_size, margin):
+    """box_crop around the box of a (H, W) mask's person; EmptyMask if it has none."""
+    return box_crop(image, mask_box(mask), joints_2d, crop_size, margin)

@@ -40,11 +40,11 @@ from tqdm import tqdm
 
 from child_processes import die_with_parent
 from config import ConfigError, LMDB_KEYS, add_config_arguments, load_config, stage_overrides
-from data_prep.crops import EmptyMask, person_crop
+from data_prep.crops import box_crop
 from data_prep.cli import add_build_options, reject_unknown
 from data_prep.dataset import DatasetWriter, Sample, encode_samples
 from data_prep.h36m import ACTIONS, DAMAGED, TEST_SUBJECTS, TRAIN_SUBJECTS
-from data_prep.reader import SequenceError, find_sequences, iter_frames, load_sequence
+from data_prep.reader import SequenceError, find_sequences, iter_person_boxes, load_sequence
 
 DEFAULT_ROOT = Path("data/synth-h36m")
 # Entries of a list (skips, half-posed or dropped sequences) that the summary prints; the
@@ -57,12 +57,11 @@ DAMAGED_NAMES = ", ".join(f"{subject} {stem}" for subject, stem in sorted(DAMAGE
 def sequence_samples(sequence, data, stride, crop_size, margin, counts):
     """The Samples of every stride-th frame of a loaded sequence; frames whose mask shows no
     person are counted in counts["empty_masks"] and left out."""
-    for frame, image, mask, joints_2d, joints_3d in iter_frames(data, stride):
-        try:
-            crop, mapped, _ = person_crop(image, mask, joints_2d, crop_size, margin)
-        except EmptyMask:
+    for frame, image, box, joints_2d, joints_3d in iter_person_boxes(data, stride):
+        if box is None:
             counts["empty_masks"] += 1
             continue
+        crop, mapped, _ = box_crop(image, box, joints_2d, crop_size, margin)
         row = dict(subject=sequence.subject, action=sequence.action, stem=sequence.stem,
                    camera=sequence.camera, frame=frame)
         yield Sample(crop, mapped, joints_3d, row)

@@ -5,7 +5,8 @@ the canonical action names of h36m.ACTIONS and reports what it cannot use as `Sk
 failing. Loading (`load_sequence`) reads the 2D and 3D poses of one sequence and camera, checks
 them and the video and mask files, and settles on the number of usable frames. `iter_frames`
 then decodes the video frame by frame, sequentially, and reads the masks in one pass over
-their file (`_MaskReader`).
+their file (`_MaskReader`); `iter_person_boxes`, which the LMDB build uses, gives each mask's
+person box instead, read without building the mask.
 
 Known quirks handled (../shared/REFERENCE.md sections 2 and 5): subaction names vary per
 subject and not only as "X" / "X 1" (S5's Discussion is "Discussion 2" and "Discussion 3"; every
@@ -16,6 +17,7 @@ used and the truncation reported with its sizes (`SequenceData.truncation`). Fou
 recordings have poses for only about half of their video (`SequenceData.half_posed`); their
 poses hold for the frames they cover. The two recordings of an action stay two sequences.
 """
+import contextlib
 import dataclasses
 import mmap
 import re
@@ -27,6 +29,7 @@ import cv2
 import h5py
 import numpy as np
 
+from data_prep.crops import mask_box
 from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, DAMAGED, JOINTS_17_FROM_32, SUBJECTS,
                             MOST_VIDEO_EXTRA_FRAMES, sequence_paths)
 
@@ -417,18 +420,67 @@ class _MaskReader:
     def read(self, index):
         """Mask (H, W) bool of frame `index` (the file stores it transposed: MATLAB is
         column-major); SequenceError naming the file if it cannot be read."""
+        return self._reading(index, self._stored_mask).T
+
+    def box(self, index, size, frame_name):
+        """mask_box of frame `index`'s mask fitted to its frame of `size` (H, W) as _fit_mask
+        fits it, or None when no foreground pixel lies in the frame; SequenceError as read,
+        and as _fit_mask when the sizes differ (the frame named `frame_name`). The same box
+        as mask_box(_fit_mask(read(index), ...)), without building the mask: only its chunks
+        with foreground are inflated, and their rows and columns give the box (a real frame's
+        mask is a megabyte, the person in it a few of its chunks)."""
+        return self._reading(index, lambda dataset: self._stored_box(index, dataset, size,
+                                                                     frame_name))
+
+    def _reading(self, index, how):
+        """how(the HDF5 dataset of mask `index`), its errors turned into SequenceErrors that
+        name the file and the mask."""
         try:
-            dataset = h5py.h5r.dereference(self.references[index], self.file.id)
-            stored = self._read_chunks(dataset)
-            if stored is None:
-                stored = self._binary(self.file[self.references[index]][:])
+            return how(h5py.h5r.dereference(self.references[index], self.file.id))
+        except SequenceError:
+            raise
         except _NotBinary as error:
             raise SequenceError(f"mask {index} of {self.path} has values other than 0 and 1 "
                                 f"({error}): not a Human3.6M foreground mask") from None
         except Exception as error:   # noqa: BLE001 - h5py raises many kinds on bad files
             raise SequenceError(f"cannot read mask {index} of {self.path} "
                                 f"({type(error).__name__}: {error})") from error
-        return stored.T
+
+    def _stored_mask(self, dataset):
+        """The stored (W, H) mask as bool, from its chunks where it can (_foreground_chunks),
+        else through h5py."""
+        found = self._foreground_chunks(dataset)
+        if found is None:
+            return self._binary(h5py.Dataset(dataset)[:])
+        stored = np.zeros(dataset.shape, dtype=bool)
+        for (y, x), values in found:
+            # edge chunks are stored whole, padded beyond the dataset's extent
+            rows, columns = values.shape
+            stored[y:y + rows, x:x + columns] = \
+                values[:dataset.shape[0] - y, :dataset.shape[1] - x] != 0
+        return stored
+
+    def _stored_box(self, index, dataset, size, frame_name):
+        """box(index, size, frame_name) of the mask's HDF5 dataset."""
+        _check_mask_size(dataset.shape[::-1], size, f"mask {index} of {self.path}", frame_name)
+        found = self._foreground_chunks(dataset)
+        if found is None:
+            mask = _fit_mask(self._stored_mask(dataset).T, size, "", "")
+            return mask_box(mask) if mask.any() else None
+        # the frame's pixels in stored coordinates (row x, column y): a mask larger than its
+        # frame has its extra rows and columns cut off, as _fit_mask cuts them
+        limits = (min(dataset.shape[0], size[1]), min(dataset.shape[1], size[0]))
+        first, last = list(limits), [-1, -1]
+        for (y, x), values in found:
+            inside = values[:max(0, limits[0] - y), :max(0, limits[1] - x)]
+            rows = np.flatnonzero(inside.any(axis=1))
+            if rows.size:
+                columns = np.flatnonzero(inside.any(axis=0))
+                first = [min(first[0], y + rows[0]), min(first[1], x + columns[0])]
+                last = [max(last[0], y + rows[-1]), max(last[1], x + columns[-1])]
+        if last[0] < 0:
+            return None
+        return float(first[0]), float(first[1]), float(last[0]), float(last[1])
 
     @staticmethod
     def _binary(values):
@@ -442,26 +494,23 @@ class _MaskReader:
             raise _NotBinary(f"{values.dtype} {outside.flat[0]}")
         return values.astype(bool)
 
-    def _read_chunks(self, dataset):
-        """The stored (W, H) mask as bool from its compressed chunks, or None when it is not
-        stored as deflated byte chunks that cover it."""
+    def _foreground_chunks(self, dataset):
+        """[((row, column) offset, (rows, columns) uint8 values)] of the chunks of a stored
+        mask that hold foreground (edge chunks whole, padded beyond the extent), or None when
+        the mask is not stored as deflated byte chunks that cover it."""
         chunk_shape = _deflated_byte_chunks(dataset)
         if chunk_shape is None:
             return None
         chunks = []
         dataset.chunk_iter(chunks.append)
-        shape = dataset.shape
-        if len(chunks) != _chunk_count(shape, chunk_shape):
+        if len(chunks) != _chunk_count(dataset.shape, chunk_shape):
             return None     # unallocated chunks hold the fill value: h5py knows it
-        stored = np.zeros(shape, dtype=bool)
+        found = []
         for info in chunks:
             values = self._chunk_values(dataset, info, chunk_shape)
             if values is not None:
-                y, x = info.chunk_offset
-                # edge chunks are stored whole, padded beyond the dataset's extent
-                stored[y:y + chunk_shape[0], x:x + chunk_shape[1]] = \
-                    values[:shape[0] - y, :shape[1] - x] != 0
-        return stored
+                found.append((info.chunk_offset, values))
+        return found
 
     def _chunk_values(self, dataset, info, chunk_shape):
         """A chunk's (rows, columns) uint8 values, or None when it is all background."""
@@ -472,11 +521,12 @@ class _MaskReader:
         # bit 0 of the filter mask set: the deflate filter was skipped for this chunk
         data = raw if info.filter_mask & 1 else zlib.decompress(raw)
         values = np.frombuffer(data, dtype=np.uint8).reshape(chunk_shape)
-        if not values.any():
+        largest = values.max()
+        if largest == 0:
             self.background.add(key)
             return None
-        if values.max() > 1:
-            raise _NotBinary(f"uint8 {values.max()}")
+        if largest > 1:
+            raise _NotBinary(f"uint8 {largest}")
         return values
 
     def _chunk_bytes(self, dataset, info):
@@ -511,45 +561,75 @@ def _chunk_count(shape, chunk_shape):
     return int(np.prod([-(-size // chunk) for size, chunk in zip(shape, chunk_shape)]))
 
 
+def _check_mask_size(shape, size, mask_name, frame_name):
+    """SequenceError when a mask of `shape` (H, W) and its frame of `size` differ by more than
+    MAX_MASK_SIZE_MISMATCH pixels."""
+    if max(abs(m - s) for m, s in zip(shape, size)) > MAX_MASK_SIZE_MISMATCH:
+        raise SequenceError(f"{mask_name} is {tuple(shape)}, but {frame_name} is {size}")
+
+
 def _fit_mask(mask, size, mask_name, frame_name):
     """The mask cropped or padded (with False, at the bottom and right) to the frame size (H, W)
     when they differ by at most MAX_MASK_SIZE_MISMATCH pixels; SequenceError otherwise."""
     if mask.shape == size:
         return mask
-    if max(abs(m - s) for m, s in zip(mask.shape, size)) > MAX_MASK_SIZE_MISMATCH:
-        raise SequenceError(f"{mask_name} is {mask.shape}, but {frame_name} is {size}")
+    _check_mask_size(mask.shape, size, mask_name, frame_name)
     fitted = np.zeros(size, dtype=bool)
     rows, columns = min(mask.shape[0], size[0]), min(mask.shape[1], size[1])
     fitted[:rows, :columns] = mask[:rows, :columns]
     return fitted
 
 
-def iter_frames(data, stride=1):
-    """Yield (frame_index, image BGR uint8 (H, W, 3), mask bool (H, W), joints_2d (17, 2),
-    joints_3d (17, 3)) for frames 0, stride, 2 * stride, ... < data.n_frames. The video is
-    decoded sequentially (skipped frames are grabbed, not decoded: seeking in mp4 is slow and
-    not frame-exact); SequenceError naming the file if a frame cannot be read."""
+def _decoded_frames(data, stride):
+    """(frame index, image BGR uint8 (H, W, 3)) of frames 0, stride, 2 * stride, ... <
+    data.n_frames, decoded sequentially (skipped frames are grabbed, not decoded: seeking in
+    mp4 is slow and not frame-exact); SequenceError naming the file if a frame cannot be
+    read."""
     if stride < 1:
         raise ValueError(f"stride must be at least 1, got {stride}")
-    sequence = data.sequence
-    video_path, mask_path = sequence.paths["video"], sequence.paths["mask"]
+    sequence, video_path = data.sequence, data.sequence.paths["video"]
     capture = cv2.VideoCapture(str(video_path))
     if not capture.isOpened():
         raise _video_error(sequence, f"OpenCV cannot open video {video_path}")
     try:
-        with h5py.File(mask_path, "r") as masks_file, _MaskReader(masks_file, mask_path) as masks:
-            for index in range(data.n_frames):
-                if index % stride:
-                    if not capture.grab():
-                        raise _video_error(sequence,
-                                           f"cannot read frame {index} of video {video_path}")
-                    continue
-                ok, image = capture.read()
-                if not ok or image is None:
+        for index in range(data.n_frames):
+            if index % stride:
+                if not capture.grab():
                     raise _video_error(sequence,
-                                       f"cannot decode frame {index} of video {video_path}")
-                mask = _fit_mask(masks.read(index), image.shape[:2],
-                                 f"mask {index} of {mask_path}", f"frame {index} of {video_path}")
-                yield index, image, mask, data.poses_2d[index], data.poses_3d[index]
+                                       f"cannot read frame {index} of video {video_path}")
+                continue
+            ok, image = capture.read()
+            if not ok or image is None:
+                raise _video_error(sequence, f"cannot decode frame {index} of video {video_path}")
+            yield index, image
     finally:
         capture.release()
+
+
+def _frames_with_masks(data, stride, mask_of):
+    """(index, image, mask_of(masks, index, image, mask name, frame name), joints_2d,
+    joints_3d) of every stride-th frame, the masks read in one pass (_MaskReader)."""
+    video_path, mask_path = data.sequence.paths["video"], data.sequence.paths["mask"]
+    with contextlib.closing(_decoded_frames(data, stride)) as frames, \
+            h5py.File(mask_path, "r") as masks_file, _MaskReader(masks_file, mask_path) as masks:
+        for index, image in frames:
+            yield (index, image, mask_of(masks, index, image, f"mask {index} of {mask_path}",
+                                         f"frame {index} of {video_path}"),
+                   data.poses_2d[index], data.poses_3d[index])
+
+
+def iter_frames(data, stride=1):
+    """Yield (frame_index, image BGR uint8 (H, W, 3), mask bool (H, W), joints_2d (17, 2),
+    joints_3d (17, 3)) for frames 0, stride, 2 * stride, ... < data.n_frames; SequenceError
+    naming the file if a frame or its mask cannot be read."""
+    yield from _frames_with_masks(data, stride, lambda masks, index, image, mask_name,
+                                  frame_name: _fit_mask(masks.read(index), image.shape[:2],
+                                                        mask_name, frame_name))
+
+
+def iter_person_boxes(data, stride=1):
+    """As iter_frames, with the box of the person in each frame (x_min, y_min, x_max, y_max),
+    crops.mask_box of its mask, or None for a mask without foreground, in place of the mask:
+    what a crop needs, read without building the mask (_MaskReader.box)."""
+    yield from _frames_with_masks(data, stride, lambda masks, index, image, _,
+                                  frame_name: masks.box(index, image.shape[:2], frame_name))

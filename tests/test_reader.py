@@ -12,8 +12,9 @@ from cdflib.cdfwrite import CDF
 from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, JOINTS_17_FROM_32, STEMS, SUBJECTS,
                             sequence_paths)
 import data_prep.reader as reader_module
+from data_prep.crops import mask_box
 from data_prep.reader import (Sequence, SequenceError, _MaskReader, canonical_action,
-                              find_sequences, iter_frames, load_sequence)
+                              find_sequences, iter_frames, iter_person_boxes, load_sequence)
 from data_prep.synth.writers import VideoWriter, write_mask_mat, write_pose_cdf
 
 CAMERA = "54138969"
@@ -423,10 +424,34 @@ def test_masks_a_row_taller_than_the_video_are_cropped(tmp_path):
     write_mask_mat(paths["mask"], taller)
     frames = list(iter_frames(load_sequence(only_sequence(tmp_path))))
     assert all(np.array_equal(mask, fixture_masks(3)[i]) for i, _, mask, _, _ in frames)
+    assert person_boxes(tmp_path) == [mask_box(mask) for mask in fixture_masks(3)]
 
     write_mask_mat(paths["mask"], np.zeros((3, HEIGHT * 2, WIDTH), dtype=bool))
-    with pytest.raises(SequenceError, match="mask 0 of"):
-        list(iter_frames(load_sequence(only_sequence(tmp_path))))
+    for frames_of in (iter_frames, iter_person_boxes):
+        with pytest.raises(SequenceError, match="mask 0 of .* is .*, but frame 0 of"):
+            list(frames_of(load_sequence(only_sequence(tmp_path))))
+
+
+def person_boxes(root):
+    """The boxes iter_person_boxes gives for the only sequence under root."""
+    return [box for _, _, box, _, _ in iter_person_boxes(load_sequence(only_sequence(root)))]
+
+
+@pytest.mark.parametrize("rows, columns", [(1, 0), (2, 2), (0, 1), (-2, 0), (0, -2), (-1, 2)],
+                         ids=["taller", "both", "wider", "shorter", "narrower", "mixed"])
+def test_person_boxes_of_masks_fitted_to_their_frames(tmp_path, rows, columns):
+    # a mask up to two pixels larger or smaller than its frame is cut or padded; its extra
+    # rows and columns hold the only foreground of some frames, which then have no box
+    paths = write_sequence(tmp_path, "S5", "Directions 1", n_frames=9)
+    masks = np.zeros((9, HEIGHT + rows, WIDTH + columns), dtype=bool)
+    masks[:, :min(HEIGHT, HEIGHT + rows), :min(WIDTH, WIDTH + columns)] = blob_masks(9)[
+        :, :HEIGHT + rows, :WIDTH + columns]
+    masks[0, -1, :] = masks[0, :, -1] = True
+    write_mask_mat(paths["mask"], masks, chunks=(7, 5), compression="gzip")
+    fitted = [mask for _, _, mask, _, _ in iter_frames(load_sequence(only_sequence(tmp_path)))]
+    assert person_boxes(tmp_path) == [mask_box(mask) if mask.any() else None
+                                      for mask in fitted]
+    assert (person_boxes(tmp_path)[0] is None) == (rows > 0 and columns > 0)
 
 
 # ---- the chunked mask reader: the masks h5py reads, however they are stored
@@ -478,6 +503,8 @@ def test_iter_frames_reads_the_masks_h5py_reads(tmp_path, storage, sliced):
         np.testing.assert_array_equal(mask, expected)
         np.testing.assert_array_equal(mask, masks[index])
     assert chunked_masks(paths["mask"])[1].addresses_checked == sliced
+    # the boxes read without building the masks: those of the masks, none for frame 0
+    assert person_boxes(tmp_path) == [None] + [mask_box(mask) for mask in masks[1:]]
 
 
 def test_unfiltered_chunks_and_unallocated_chunks(tmp_path):
@@ -536,6 +563,7 @@ def test_a_corrupt_mask_chunk_names_the_file_and_frame(tmp_path):
     write_mask_mat(paths["mask"], blob_masks(3), chunks=(16, 16), compression="gzip")
     with h5py.File(paths["mask"], "r+") as f:
         f[f["Masks"][2, 0]].id.write_direct_chunk((0, 0), b"not deflate data")
-    with pytest.raises(SequenceError, match="cannot read mask 2 of") as error:
-        list(iter_frames(load_sequence(only_sequence(tmp_path))))
-    assert str(paths["mask"]) in str(error.value)
+    for frames_of in (iter_frames, iter_person_boxes):
+        with pytest.raises(SequenceError, match="cannot read mask 2 of") as error:
+            list(frames_of(load_sequence(only_sequence(tmp_path))))
+        assert str(paths["mask"]) in str(error.value)

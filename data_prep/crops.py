@@ -97,6 +97,17 @@ def box_crop(image, box, joints_2d, crop_size, margin):
     return crop, map_points(joints_2d, transform), transform
 
 
+def joints_outside_box(joints_2d, box, tolerance):
+    """How many of the (J, 2) joints lie outside the box (x_min, y_min, x_max, y_max) grown on
+    every side by `tolerance` times its longer side (in pixels, counting both end pixels)."""
+    x_min, y_min, x_max, y_max = box
+    grow = tolerance * max(x_max - x_min + 1, y_max - y_min + 1)
+    x, y = np.asarray(joints_2d, dtype=np.float64).T
+    inside = ((x >= x_min - grow) & (x <= x_max + grow)
+              & (y >= y_min - grow) & (y <= y_max + grow))
+    return int(inside.size - inside.sum())
+
+
 def person_crop(image, mask, joints_2d, crop_size, margin):
     """box_crop around the box of a (H, W) mask's person; EmptyMask if it has none."""
     return box_crop(image, mask_box(mask), joints_2d, crop_size, margin)

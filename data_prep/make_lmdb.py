@@ -9,7 +9,8 @@ format of data_prep/dataset.py (image and pose LMDBs, the index, manifest.json) 
 each split's manifest section also reports its sequences, stride, subjects, frames without a
 person and:
   skipped          "<sequence>: <reason>" of each sequence left out for a missing or unreadable
-                   file (S11 Directions, camera 54138969, is a known fault of many copies)
+                   file (S11 Directions, camera 54138969, is a known fault of many copies), or
+                   for masks that disagree with its 2D poses (OFF_FRAMES)
   truncated        {"sequence", "poses", "video", "masks", "kept"} (frame counts) of each
                    sequence whose files disagree: every real video is longer than its poses
   half_posed       the same for the truncated sequences whose poses cover only about half of
@@ -40,7 +41,7 @@ from tqdm import tqdm
 
 from child_processes import die_with_parent
 from config import ConfigError, LMDB_KEYS, add_config_arguments, load_config, stage_overrides
-from data_prep.crops import box_crop
+from data_prep.crops import box_crop, joints_outside_box
 from data_prep.cli import add_build_options, reject_unknown
 from data_prep.dataset import DatasetWriter, Sample, encode_samples
 from data_prep.h36m import ACTIONS, DAMAGED, TEST_SUBJECTS, TRAIN_SUBJECTS
@@ -52,15 +53,26 @@ DEFAULT_ROOT = Path("data/synth-h36m")
 MAX_LINES_PRINTED = 10
 FILE_KINDS = ("video", "poses", "masks")
 DAMAGED_NAMES = ", ".join(f"{subject} {stem}" for subject, stem in sorted(DAMAGED))
+# Masks and poses that disagree: a frame is off when more than OFF_JOINTS of its 2D joints
+# lie outside its mask's person box grown by BOX_TOLERANCE of the box's longer side on each
+# side (a correct mask holds the whole person: on the synthetic trees no joint lies outside),
+# and a sequence is skipped when more than OFF_FRAMES of its frames are off: a mask file
+# stored untransposed (which a square frame's shape cannot tell) or of another recording.
+BOX_TOLERANCE = 0.1
+OFF_JOINTS = 0.25
+OFF_FRAMES = 0.5
 
 
 def sequence_samples(sequence, data, stride, crop_size, margin, counts):
     """The Samples of every stride-th frame of a loaded sequence; frames whose mask shows no
-    person are counted in counts["empty_masks"] and left out."""
+    person are counted in counts["empty_masks"] and left out, those whose 2D joints lie
+    outside the mask's person box (OFF_JOINTS) counted in counts["off"]."""
     for frame, image, box, joints_2d, joints_3d in iter_person_boxes(data, stride):
         if box is None:
             counts["empty_masks"] += 1
             continue
+        counts["off"] += (joints_outside_box(joints_2d, box, BOX_TOLERANCE)
+                          > OFF_JOINTS * len(joints_2d))
         crop, mapped, _ = box_crop(image, box, joints_2d, crop_size, margin)
         row = dict(subject=sequence.subject, action=sequence.action, stem=sequence.stem,
                    camera=sequence.camera, frame=frame)
@@ -77,11 +89,18 @@ def process_sequence(task):
     h5py raise MemoryError, OverflowError, TypeError ... on malformed files) is reported with
     its type."""
     sequence, stride, crop_size, margin, quality = task
-    counts = {"empty_masks": 0}
+    counts = {"empty_masks": 0, "off": 0}
     try:
         data = load_sequence(sequence)
         encoded = encode_samples(sequence_samples(sequence, data, stride, crop_size, margin,
                                                   counts), quality)
+        cropped = len(encoded.entries)
+        if counts["off"] > OFF_FRAMES * cropped:
+            raise SequenceError(
+                f"its masks and 2D poses disagree: in {counts['off']} of its {cropped} frames "
+                f"more than {OFF_JOINTS:.0%} of the 2D joints lie outside the mask's person "
+                f"(a mask file stored untransposed, or of another recording?): "
+                f"{sequence.paths['mask']}, {sequence.paths['d2']}")
     except SequenceError as err:
         return skipped_sequence(sequence, str(err), quality)
     except Exception as err:   # noqa: BLE001 - one bad file must not end the whole build

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.crops import (EmptyMask, crop_transform, map_points, mask_box, person_crop,
-                             square_around, warp_square)
+from data_prep.crops import (EmptyMask, crop_transform, joints_outside_box, map_points, mask_box,
+                             person_crop, square_around, warp_square)
 
 
 def test_mask_box_and_square():
@@ -16,6 +16,17 @@ def test_mask_box_and_square():
     assert (x0 + (side - 1) / 2, y0 + (side - 1) / 2) == pytest.approx((44.5, 19.5))
     with pytest.raises(EmptyMask):
         mask_box(np.zeros((4, 4), bool))
+
+
+def test_joints_outside_the_grown_box():
+    # box x 10-19, y 20-59: its longer side 40 px, grown by 10 % of it (4 px) on every side
+    box = (10.0, 20.0, 19.0, 59.0)
+    inside = [(6, 20), (23, 63), (15, 16), (6, 63)]
+    outside = [(5.9, 30), (23.1, 30), (15, 15.9), (15, 63.1)]
+    assert joints_outside_box(inside, box, 0.1) == 0
+    assert joints_outside_box(outside, box, 0.1) == 4
+    assert joints_outside_box(inside + outside, box, 0.1) == 4
+    assert joints_outside_box([(6, 20)], box, 0.0) == 1       # no tolerance: the box itself
 
 
 @pytest.mark.parametrize("joint", [(61, 37), (45, 22), (70, 55)])

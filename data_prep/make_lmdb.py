@@ -7,7 +7,8 @@
 Per split (train: S1 S5 S6 S7 S8, test: S9 S11 by default) it writes a dataset folder in the
 format of data_prep/dataset.py (image and pose LMDBs, the index, manifest.json) into --out;
 each split's manifest section also reports its sequences, stride, subjects, frames without a
-person and:
+person, frames kept whose 2D joints lie outside the mask's person (OFF_JOINTS, in sequences
+not skipped for it) and:
   skipped          "<sequence>: <reason>" of each sequence left out for a missing or unreadable
                    file (S11 Directions, camera 54138969, is a known fault of many copies), or
                    for masks that disagree with its 2D poses (OFF_FRAMES)
@@ -82,7 +83,8 @@ def sequence_samples(sequence, data, stride, crop_size, margin, counts):
 def process_sequence(task):
     """Crop and encode every stride-th frame of one sequence (runs in a worker process).
 
-    Returns a dict: "encoded" (EncodedSamples), "empty_masks", "skip" (a message, or None),
+    Returns a dict: "encoded" (EncodedSamples), "empty_masks", "off" (frames kept whose 2D
+    joints lie outside the mask's person, OFF_JOINTS), "skip" (a message, or None),
     "truncated" (SequenceData.truncation(): frame counts, or None) and "half_posed". Whatever
     goes wrong with the sequence's files, the sequence is skipped with the reason, never the
     build: the reader names the file for what it knows, and any other exception (cdflib and
@@ -108,13 +110,13 @@ def process_sequence(task):
                                 f"({', '.join(str(p) for p in sequence.paths.values())}): {err}",
                                 quality)
     return {"skip": None, "truncated": data.truncation(), "half_posed": data.half_posed,
-            "empty_masks": counts["empty_masks"], "encoded": encoded}
+            "empty_masks": counts["empty_masks"], "off": counts["off"], "encoded": encoded}
 
 
 def skipped_sequence(sequence, reason, quality):
     """process_sequence's result for a sequence left out for `reason`."""
     return {"skip": f"{sequence.name}: {reason}", "truncated": None, "half_posed": False,
-            "empty_masks": 0, "encoded": encode_samples([], quality)}
+            "empty_masks": 0, "off": 0, "encoded": encode_samples([], quality)}
 
 
 def write_split(writer, split, sequences, stride, cfg, pool, quiet):
@@ -123,7 +125,7 @@ def write_split(writer, split, sequences, stride, cfg, pool, quiet):
     split_writer = writer.split(split)
     tasks = [(s, stride, cfg.crop_size, cfg.crop_margin, cfg.jpeg_quality) for s in sequences]
     report = {"sequences": 0, "stride": stride, "skipped": [], "truncated": [],
-              "half_posed": [], "frames_without_person": 0}
+              "half_posed": [], "frames_without_person": 0, "frames_joints_outside_mask": 0}
     results = pool.results(process_sequence, tasks, lambda task, reason: skipped_sequence(
         task[0], reason, cfg.jpeg_quality))
     for result in tqdm(results, total=len(tasks), desc=f"lmdb {split}", unit="seq",
@@ -137,6 +139,7 @@ def write_split(writer, split, sequences, stride, cfg, pool, quiet):
             report["half_posed"].append(result["truncated"])
         report["sequences"] += 1
         report["frames_without_person"] += result["empty_masks"]
+        report["frames_joints_outside_mask"] += result["off"]
         split_writer.write(result["encoded"])
     return report
 

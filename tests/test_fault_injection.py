@@ -233,6 +233,7 @@ def test_poses_that_the_masks_disagree_with(raw, intact, tmp_path, moved, skippe
         assert not result["encoded"].entries
     else:
         assert result["skip"] is None and len(result["encoded"].entries) == FRAMES
+        assert result["off"] == moved     # counted in frames_joints_outside_mask
     assert tree_digest(raw) == intact[2]
 
 

@@ -205,7 +205,8 @@ def test_the_worker_processes_do_not_import_caffe():
 LONGER = ("S1", "Greeting 1", "55011271")     # a video 2 frames longer than its poses
 HALF_POSED = ("S9", "Greeting", "54138969")   # a video twice as long as its poses
 REPORT_KEYS = {"count", "sequences", "stride", "skipped", "truncated", "half_posed",
-               "frames_without_person", "subjects", "dropped_damaged", "ignored"}
+               "frames_without_person", "frames_joints_outside_mask", "subjects",
+               "dropped_damaged", "ignored"}
 
 
 def rewrite_video(path, n_frames):
@@ -290,6 +291,8 @@ def test_truncations_are_reported_with_their_frame_counts(faulty, kept_damaged):
     _, manifest, _ = kept_damaged
     train, test = manifest["splits"]["train"], manifest["splits"]["test"]
     assert set(train) == set(test) == REPORT_KEYS
+    # the synthetic masks hold their persons whole: no joint outside them, in any frame
+    assert train["frames_joints_outside_mask"] == test["frames_joints_outside_mask"] == 0
     expected = truncation_entry(faulty, LONGER, pose_count(faulty, LONGER) + 2)
     assert expected in train["truncated"]
     assert expected not in train["half_posed"]

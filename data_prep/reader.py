@@ -453,34 +453,36 @@ class _MaskReader:
         if found is None:
             return self._binary(h5py.Dataset(dataset)[:])
         stored = np.zeros(dataset.shape, dtype=bool)
-        for (y, x), values in found:
+        for (row, column), values in found:
             # edge chunks are stored whole, padded beyond the dataset's extent
             rows, columns = values.shape
-            stored[y:y + rows, x:x + columns] = \
-                values[:dataset.shape[0] - y, :dataset.shape[1] - x] != 0
+            stored[row:row + rows, column:column + columns] = \
+                values[:dataset.shape[0] - row, :dataset.shape[1] - column] != 0
         return stored
 
     def _stored_box(self, index, dataset, size, frame_name):
         """box(index, size, frame_name) of the mask's HDF5 dataset."""
-        _check_mask_size(dataset.shape[::-1], size, f"mask {index} of {self.path}", frame_name)
+        mask_name = f"mask {index} of {self.path}"
+        _check_mask_size(dataset.shape[::-1], size, mask_name, frame_name)
         found = self._foreground_chunks(dataset)
         if found is None:
-            mask = _fit_mask(self._stored_mask(dataset).T, size, "", "")
+            mask = _fit_mask(self._stored_mask(dataset).T, size, mask_name, frame_name)
             return mask_box(mask) if mask.any() else None
-        # the frame's pixels in stored coordinates (row x, column y): a mask larger than its
-        # frame has its extra rows and columns cut off, as _fit_mask cuts them
+        # stored rows are the frame's columns (x), stored columns its rows (y); a mask larger
+        # than its frame has its extra rows and columns cut off, as _fit_mask cuts them
         limits = (min(dataset.shape[0], size[1]), min(dataset.shape[1], size[0]))
         first, last = list(limits), [-1, -1]
-        for (y, x), values in found:
-            inside = values[:max(0, limits[0] - y), :max(0, limits[1] - x)]
+        for (row, column), values in found:
+            inside = values[:max(0, limits[0] - row), :max(0, limits[1] - column)]
             rows = np.flatnonzero(inside.any(axis=1))
             if rows.size:
                 columns = np.flatnonzero(inside.any(axis=0))
-                first = [min(first[0], y + rows[0]), min(first[1], x + columns[0])]
-                last = [max(last[0], y + rows[-1]), max(last[1], x + columns[-1])]
+                first = [min(first[0], row + rows[0]), min(first[1], column + columns[0])]
+                last = [max(last[0], row + rows[-1]), max(last[1], column + columns[-1])]
         if last[0] < 0:
             return None
-        return float(first[0]), float(first[1]), float(last[0]), float(last[1])
+        x_min, y_min, x_max, y_max = first + last
+        return float(x_min), float(y_min), float(x_max), float(y_max)
 
     @staticmethod
     def _binary(values):

@@ -506,8 +506,10 @@ def format_report(report):
                  + ", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items()))
     if "data" in report:
         data = report["data"]
+        full = (f" (at the real frame size {data['full_size']['build_vs_decode']:.2f})"
+                if "full_size" in data else "")
         lines.append(f"DATA LMDB build {data['lmdb_build_frames_per_s']:.0f} frames/s = "
-                     f"{data['build_vs_decode']:.2f} of decoding; loader "
+                     f"{data['build_vs_decode']:.2f} of decoding{full}; loader "
                      f"{data['loader_images_per_s']:.0f} images/s")
     return "\n".join(lines)
 

@@ -167,6 +167,13 @@ def test_report_lines():
         line for line in lines if "convolutions through oneDNN" in line)
     assert any(line.startswith("DEPLOY caffe         80.0 images/s (batch 16") for line in lines)
     assert lines[-1] == "MEMORY peak of the batch-128 step: after 3000 MiB, before 2800 MiB"
+    # make bench-data's figures, when its report is there: the build on both trees
+    report = sample_report()
+    report["data"] = {"lmdb_build_frames_per_s": 640.0, "build_vs_decode": 0.23,
+                      "loader_images_per_s": 1900.0, "full_size": {"build_vs_decode": 0.46}}
+    assert format_report(report).splitlines()[-1] == (
+        "DATA LMDB build 640 frames/s = 0.23 of decoding (at the real frame size 0.46); "
+        "loader 1900 images/s")
 
 
 def test_run_writes_the_report_and_prints_its_table(tmp_path, monkeypatch, capsys):

@@ -422,6 +422,11 @@ class _MaskReader:
         column-major); SequenceError naming the file if it cannot be read."""
         return self._reading(index, self._stored_mask).T
 
+    def fitted(self, index, size, frame_name):
+        """read(index) fitted to its frame of `size` (H, W) by _fit_mask (the frame named
+        `frame_name` in its error)."""
+        return _fit_mask(self.read(index), size, self._name(index), frame_name)
+
     def box(self, index, size, frame_name):
         """mask_box of frame `index`'s mask fitted to its frame of `size` (H, W) as _fit_mask
         fits it, or None when no foreground pixel lies in the frame; SequenceError as read,
@@ -431,6 +436,9 @@ class _MaskReader:
         mask is a megabyte, the person in it a few of its chunks)."""
         return self._reading(index, lambda dataset: self._stored_box(index, dataset, size,
                                                                      frame_name))
+
+    def _name(self, index):
+        return f"mask {index} of {self.path}"
 
     def _reading(self, index, how):
         """how(the HDF5 dataset of mask `index`), its errors turned into SequenceErrors that
@@ -462,11 +470,10 @@ class _MaskReader:
 
     def _stored_box(self, index, dataset, size, frame_name):
         """box(index, size, frame_name) of the mask's HDF5 dataset."""
-        mask_name = f"mask {index} of {self.path}"
-        _check_mask_size(dataset.shape[::-1], size, mask_name, frame_name)
+        _check_mask_size(dataset.shape[::-1], size, self._name(index), frame_name)
         found = self._foreground_chunks(dataset)
         if found is None:
-            mask = _fit_mask(self._stored_mask(dataset).T, size, mask_name, frame_name)
+            mask = _fit_mask(self._stored_mask(dataset).T, size, self._name(index), frame_name)
             return mask_box(mask) if mask.any() else None
         # stored rows are the frame's columns (x), stored columns its rows (y); a mask larger
         # than its frame has its extra rows and columns cut off, as _fit_mask cuts them
@@ -609,13 +616,13 @@ def _decoded_frames(data, stride):
 
 
 def _frames_with_masks(data, stride, mask_of):
-    """(index, image, mask_of(masks, index, image, mask name, frame name), joints_2d,
-    joints_3d) of every stride-th frame, the masks read in one pass (_MaskReader)."""
+    """(index, image, mask_of(the _MaskReader, index, frame size, frame name), joints_2d,
+    joints_3d) of every stride-th frame, the masks read in one pass."""
     video_path, mask_path = data.sequence.paths["video"], data.sequence.paths["mask"]
     with contextlib.closing(_decoded_frames(data, stride)) as frames, \
             h5py.File(mask_path, "r") as masks_file, _MaskReader(masks_file, mask_path) as masks:
         for index, image in frames:
-            yield (index, image, mask_of(masks, index, image, f"mask {index} of {mask_path}",
+            yield (index, image, mask_of(masks, index, image.shape[:2],
                                          f"frame {index} of {video_path}"),
                    data.poses_2d[index], data.poses_3d[index])
 
@@ -624,14 +631,11 @@ def iter_frames(data, stride=1):
     """Yield (frame_index, image BGR uint8 (H, W, 3), mask bool (H, W), joints_2d (17, 2),
     joints_3d (17, 3)) for frames 0, stride, 2 * stride, ... < data.n_frames; SequenceError
     naming the file if a frame or its mask cannot be read."""
-    yield from _frames_with_masks(data, stride, lambda masks, index, image, mask_name,
-                                  frame_name: _fit_mask(masks.read(index), image.shape[:2],
-                                                        mask_name, frame_name))
+    yield from _frames_with_masks(data, stride, _MaskReader.fitted)
 
 
 def iter_person_boxes(data, stride=1):
     """As iter_frames, with the box of the person in each frame (x_min, y_min, x_max, y_max),
     crops.mask_box of its mask, or None for a mask without foreground, in place of the mask:
     what a crop needs, read without building the mask (_MaskReader.box)."""
-    yield from _frames_with_masks(data, stride, lambda masks, index, image, _,
-                                  frame_name: masks.box(index, image.shape[:2], frame_name))
+    yield from _frames_with_masks(data, stride, _MaskReader.box)

@@ -34,6 +34,7 @@ records; .index(split) the index rows.
 """
 import csv
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -558,6 +559,14 @@ class Dataset:
     def __init__(self, directory):
         self.directory = Path(directory)
         self.manifest = load_manifest(self.directory)
+
+    @property
+    def fingerprint(self):
+        """sha256 (hex) of the manifest as canonical JSON: the same wherever the folder is
+        moved, another once the dataset is rebuilt with other contents (its counts, reports or
+        statistics). A run folder records it to know its dataset again."""
+        canonical = json.dumps(self.manifest, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def count(self, split):
         self._check_split(split)

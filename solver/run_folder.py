@@ -12,7 +12,10 @@
 prepare_run writes (or checks) the folder; `make solver` also points solver/h36m.prototxt at
 its solver (link_solver), so that `caffe train -solver solver/h36m.prototxt` trains this run
 and `python tools/evaluate.py` finds it (default_run). Paths inside the files are absolute:
-`caffe train` may run from anywhere.
+`caffe train` may run from anywhere. A run moved (or copied to another machine) still knows
+its dataset: config.json also records the dataset's path relative to the run folder and its
+manifest's fingerprint, and preparing the run again (`make solver`, tools/train.py) rewrites
+the paths for the folder's new place, the newest .solverstate's included.
 """
 import contextlib
 import dataclasses
@@ -37,6 +40,8 @@ SOLVER_LINK = Path("solver/h36m.prototxt")
 SNAPSHOT_PREFIX = "snapshots/iter"      # Caffe adds _iter_<N>.caffemodel / .solverstate
 # config.json keys that may differ on a rerun: the devices (the train net is rewritten for them)
 RERUN_MAY_CHANGE = {"gpus"}
+# and where the dataset lies, when its fingerprint shows it is the same one (moved)
+DATASET_PLACE = {"dataset", "dataset_relative"}
 
 
 class RunError(ValueError):
@@ -46,6 +51,9 @@ class RunError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class RunFolder:
     path: Path
+    # the run's dataset found elsewhere than config.json says (tools' --lmdb): it must be the
+    # same dataset, moved (its fingerprint is checked)
+    dataset_dir: Path | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))   # a str is welcome too
@@ -89,6 +97,9 @@ class RunFolder:
             raise self._damaged("has a \"config\" that is not an object of key: value")
         if not isinstance(description["dataset"], str):
             raise self._damaged("has a \"dataset\" that is not a path")
+        for key in DATASET_RECORD:
+            if key in description and not isinstance(description[key], str):
+                raise self._damaged(f"has a \"{key}\" that is not a string")
         return description
 
     def _damaged(self, problem):
@@ -102,14 +113,33 @@ class RunFolder:
             raise self._damaged(str(error).removeprefix("config: ")) from None
 
     def dataset(self):
-        """The Dataset the run trains on; RunError naming config.json, which names it, when it
-        cannot be used (moved, removed or damaged)."""
-        try:
-            return Dataset(self.description()["dataset"])
-        except RunError:
-            raise
-        except ValueError as error:
-            raise RunError(f"{error}\n  (the dataset of the run in {self.config_path})") from None
+        """The Dataset the run trains on: at dataset_dir when given, else where config.json
+        names it, else at the path it records relative to the run folder (a run moved with its
+        dataset, as a copied repository moves them). Each place's dataset must have the
+        fingerprint config.json records. RunError naming config.json when none will do
+        (moved elsewhere, removed, damaged or rebuilt otherwise), with the fix."""
+        description = self.description()
+        if self.dataset_dir is not None:
+            places = [Path(self.dataset_dir)]
+        else:
+            places = [Path(description["dataset"])]
+            if isinstance(description.get("dataset_relative"), str):
+                places.append(self.path / description["dataset_relative"])
+        recorded, problems = description.get("dataset_fingerprint"), []
+        for place in dict.fromkeys(Path(os.path.abspath(p)) for p in places):
+            try:
+                dataset = Dataset(place)
+            except ValueError as error:
+                problems.append(str(error))
+                continue
+            if recorded is None or dataset.fingerprint == recorded:
+                return dataset
+            problems.append(f"dataset {place} is not the one the run was prepared for (its "
+                            "manifest differs: rebuilt since, or another dataset)")
+        fix = ("give the dataset's folder with --lmdb" if self.dataset_dir is None else
+               "give the folder of the dataset the run was prepared for")
+        raise RunError("; ".join(problems) + f"\n  (the dataset of the run in "
+                       f"{self.config_path}; moved? {fix})")
 
     def variant(self):
         return self.description()["variant"]
@@ -149,6 +179,21 @@ class RunFolder:
                     (self.snapshots / "diverged").mkdir(exist_ok=True)
                     moved.append(path.rename(self.snapshots / "diverged" / path.name))
         return moved
+
+    def point_state_at_its_model(self):
+        """Make the newest complete .solverstate name the caffemodel beside it, if it names
+        another path: Caffe's resume reads the weights from the path the state names, which
+        after a move is the old place (gone, or another run's). Rewritten whole."""
+        latest = self.latest_state()
+        if latest is None:
+            return
+        path = latest[1]
+        state = caffe_pb2.SolverState()
+        state.ParseFromString(path.read_bytes())
+        beside = str(path.parent.resolve() / Path(state.learned_net).name)
+        if state.learned_net != beside:
+            state.learned_net = beside
+            _write(path, state.SerializeToString())
 
     def latest_weights(self):
         """The newest complete .caffemodel; RunError when there is none."""
@@ -222,27 +267,38 @@ def locked(run):
         yield
 
 
-def _write(path, text):
-    """Write a file whole: a temporary file renamed over it."""
+def _write(path, content):
+    """Write a file whole (str or bytes): a temporary file renamed over it."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content)
     tmp.replace(path)
 
 
-# The keys of a run's config.json (run_description).
+# The keys every run's config.json has (run_description), and those that runs prepared before
+# the dataset's relative path and fingerprint were recorded lack.
 DESCRIPTION_KEYS = {"variant", "dataset", "train_size", "test_size", "gpus", "config"}
+DATASET_RECORD = ("dataset_relative", "dataset_fingerprint")
 
 
-def run_description(cfg, variant, dataset, gpus):
-    return {"variant": variant, "dataset": str(dataset.directory.resolve()),
+def run_description(cfg, variant, dataset, gpus, run):
+    """config.json's content for a run in folder `run` (absolute)."""
+    place = dataset.directory.resolve()
+    return {"variant": variant, "dataset": str(place),
+            "dataset_relative": os.path.relpath(place, run),
+            "dataset_fingerprint": dataset.fingerprint,
             "train_size": dataset.count("train"), "test_size": dataset.count("test"),
             "gpus": list(gpus), "config": cfg.to_dict()}
 
 
 def _differences(old, new):
-    """The keys (config keys by name) in which two descriptions differ."""
-    keys = [k for k in set(old) | set(new) if k not in RERUN_MAY_CHANGE | {"config"}
-            and old.get(k) != new.get(k)]
+    """The keys (config keys by name) in which two descriptions differ; the dataset's place
+    only where the old one has no fingerprint to tell whether it is the same dataset."""
+    may_change = RERUN_MAY_CHANGE | {"config"}
+    may_change |= DATASET_PLACE if "dataset_fingerprint" in old else set(DATASET_RECORD)
+    keys = [k for k in set(old) | set(new) if k not in may_change and old.get(k) != new.get(k)]
     old_cfg, new_cfg = old.get("config", {}), json.loads(json.dumps(new["config"]))
     keys += [f"config.{k}" for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k)]
     return sorted(keys)
@@ -263,15 +319,16 @@ def check_dataset_settings(cfg, dataset):
 def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
     """Write the run folder's nets, solver and config.json for training `variant` on the
     dataset; returns its RunFolder. An existing run of the same configuration is kept (its
-    snapshots and logs; the train net is rewritten for `gpus`); one of another configuration
-    is refused, or with force removed first."""
+    snapshots and logs; the train net is rewritten for `gpus`), its paths written for where
+    the run and the dataset lie now (the same dataset moved: an equal fingerprint); one of
+    another configuration is refused, or with force removed first."""
     if variant not in VARIANTS:
         raise RunError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     dataset = Dataset(dataset_dir)
     check_dataset_settings(cfg, dataset)
     gpu_batch(cfg, max(1, len(gpus)))   # refuses a batch that does not split, before writing
     folder = RunFolder(Path(run).resolve())
-    description = run_description(cfg, variant, dataset, gpus)
+    description = run_description(cfg, variant, dataset, gpus, folder.path)
     if folder.config_path.exists():
         differences = _differences(folder.description(), description)
         if differences and not force:
@@ -294,6 +351,7 @@ def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
                          test_size=dataset.count("test"))
     _write(folder.solver_path, str(solver))
     _write(folder.config_path, json.dumps(description, indent=2) + "\n")
+    folder.point_state_at_its_model()
     return folder
 
 
@@ -315,6 +373,13 @@ def default_run(link=SOLVER_LINK):
         raise RunError(f"no run given and no {link}: name a run folder (--run), or prepare "
                        "one with `make solver` (or `make lmdb`, which writes it the first time)")
     return RunFolder(link.resolve().parent)
+
+
+def find_run(run=None, dataset_dir=None):
+    """The RunFolder a tool acts on: `run`, or default_run() when it is None; its dataset at
+    dataset_dir when given (RunFolder.dataset_dir)."""
+    folder = RunFolder(run) if run is not None else default_run()
+    return dataclasses.replace(folder, dataset_dir=dataset_dir)
 
 
 def prepare_solver(run, cfg, variant, dataset_dir, gpus=(), link=SOLVER_LINK, force=False):

@@ -104,6 +104,20 @@ def test_commit_replaces_an_older_folder_whole(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_the_fingerprint_follows_the_manifest_not_the_folder_or_its_formatting(tiny, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny, moved)
+    assert Dataset(moved).fingerprint == Dataset(tiny).fingerprint
+    manifest = json.loads((moved / "manifest.json").read_text())
+    # the same content written with other key order and spacing
+    (moved / "manifest.json").write_text(json.dumps(dict(reversed(manifest.items()))))
+    assert Dataset(moved).fingerprint == Dataset(tiny).fingerprint
+    manifest["mean_bgr"][0] += 0.5
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    assert Dataset(moved).fingerprint != Dataset(tiny).fingerprint
+    assert len(Dataset(moved).fingerprint) == 64
+
+
 # ---------------------------------------------------------------- a second dataset reader
 
 def test_exchange_swaps_two_folders(tmp_path):

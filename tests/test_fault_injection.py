@@ -730,8 +730,17 @@ def run_config_variants(description):
     data = (json.dumps(description, indent=2) + "\n").encode()
     variants = {fault: fv.damaged_bytes(fault, data, fv.JSON_HEADER_BYTES)
                 for fault in fv.BYTE_FAULTS if fault != "truncated_before_last_byte"}
+    # the dataset is found by "dataset", else by "dataset_relative": a damaged "dataset" must
+    # be named where there is no relative path to fall back on
+    alone = {key: value for key, value in description.items() if key != "dataset_relative"}
     variants.update({name: text.encode() for name, text
-                     in fv.json_faults(description, ["config", "dataset"]).items()})
+                     in fv.json_faults(alone, ["config", "dataset"]).items()})
+    # the optional keys (older runs lack them) hold strings, and another fingerprint is another
+    # dataset; a relative path to nothing is passed over for "dataset"
+    for name, text in fv.json_faults(description, ["dataset_fingerprint",
+                                                   "dataset_relative"]).items():
+        if not name.startswith("missing_") and name != "dataset_relative_string":
+            variants[name] = text.encode()
     for key in ("batch_size", "base_lr", "root_joints", "loader_processes"):
         for kind, value in (("string", "x"), ("null", None), ("nan", math.nan),
                             ("infinity", math.inf), ("list", [1.5])):

@@ -2,6 +2,7 @@
 (results, subsets beside the full results, clear errors) on the tiny dataset and a narrow
 network."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -162,7 +163,6 @@ def test_a_snapshot_cut_short_is_passed_over_and_a_killed_runs_log_kept(lmdb_dir
     """A kill while Caffe writes the last snapshot leaves its caffemodel cut short: evaluation
     and resume take the snapshot before it, and the rerun trains to the end again; the log a
     killed run left in train.part.log is appended, not overwritten."""
-    import shutil
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     last = run / "snapshots" / "iter_iter_10.caffemodel"
@@ -178,3 +178,75 @@ def test_a_snapshot_cut_short_is_passed_over_and_a_killed_runs_log_kept(lmdb_dir
     assert folder.latest_weights().name == "iter_iter_10.caffemodel"
     (run / "snapshots" / "iter_iter_5.solverstate").write_bytes(b"\x08")   # cut short
     assert folder.latest_state()[0] == 10
+
+
+def learned_net(state):
+    from caffe.proto import caffe_pb2
+    message = caffe_pb2.SolverState()
+    message.ParseFromString(state.read_bytes())
+    return message.learned_net
+
+
+def test_a_run_moved_with_its_dataset_evaluates_and_resumes_where_it_lies_now(lmdb_dir,
+                                                                               tmp_path):
+    """A run and its dataset side by side (runs/, data/lmdb/ of a repository), trained, cut
+    after iteration 5, and the whole tree moved: the old place is gone, as on another machine.
+    Caffe's .solverstate names its caffemodel by the old absolute path."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(lmdb_dir, old / "data" / "lmdb")
+    assert run_train(old / "runs" / "tiny", old / "data" / "lmdb") == 0
+    for path in (old / "runs" / "tiny" / "snapshots").glob("iter_iter_10.*"):
+        path.unlink()
+    state = old / "runs" / "tiny" / "snapshots" / "iter_iter_5.solverstate"
+    assert learned_net(state) == str(state.with_suffix(".caffemodel").resolve())
+    old.rename(new)
+    run, data = new / "runs" / "tiny", (new / "data" / "lmdb").resolve()
+
+    # evaluation finds the dataset by its path relative to the run
+    assert evaluate_main(["--run", str(run), "--limit", "4", "--quiet"]) == 0
+    assert json.loads((run / "eval-first4" / "results.json").read_text())["lmdb"] == str(data)
+    # the rerun resumes from iteration 5 with the weights beside the state, to the end
+    assert run_train(run, data) == 0
+    assert "Resuming from" in (run / "logs" / "train.log").read_text()
+    assert iterations(run)[-1] == 10
+    moved_state = run / "snapshots" / "iter_iter_5.solverstate"
+    assert learned_net(moved_state) == str(moved_state.with_suffix(".caffemodel").resolve())
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == str(data) and config["dataset_relative"] == "../../data/lmdb"
+    assert "/old/" not in (run / "solver.prototxt").read_text()
+
+
+def test_a_run_whose_dataset_moved_elsewhere_is_given_it_and_refuses_another(lmdb_dir,
+                                                                             trained,
+                                                                             tmp_path, capsys):
+    run, elsewhere, rebuilt = tmp_path / "run", tmp_path / "moved-lmdb", tmp_path / "rebuilt"
+    shutil.copytree(trained, run)
+    shutil.copytree(lmdb_dir, elsewhere)
+    shutil.copytree(lmdb_dir, rebuilt)
+    manifest = json.loads((rebuilt / "manifest.json").read_text())
+    manifest["splits"]["train"]["stride"] = 2    # as a rebuild with other settings reports
+    (rebuilt / "manifest.json").write_text(json.dumps(manifest))
+    config = json.loads((run / "config.json").read_text())
+    config.update(dataset=str(tmp_path / "gone"), dataset_relative="../gone")
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+
+    assert evaluate_main(["--run", str(run), "--limit", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"dataset {tmp_path / 'gone'}: no manifest.json" in err
+    assert f"the dataset of the run in {run / 'config.json'}; moved? give the dataset's " \
+        "folder with --lmdb" in err
+    assert evaluate_main(["--run", str(run), "--limit", "2", "--quiet",
+                          "--lmdb", str(elsewhere)]) == 0
+    assert evaluate_main(["--run", str(run), "--limit", "2", "--quiet",
+                          "--lmdb", str(rebuilt)]) == 1
+    assert f"dataset {rebuilt} is not the one the run was prepared for" in \
+        capsys.readouterr().err
+
+    # training: the same dataset moved is taken (the finished run left as it is, config.json
+    # naming the new place); a rebuilt one is another configuration
+    assert run_train(run, elsewhere) == 0
+    assert "already finished at iteration 10" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["dataset"] == str(elsewhere.resolve())
+    assert run_train(run, rebuilt) == 1
+    assert "another configuration (differs in dataset_fingerprint)" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 """Evaluate a trained run on its test split: MPJPE per action in the layout of Table 1.
 
     python tools/evaluate.py [--run RUN] [--subset all|every-5th|every-64th] [--camera ID]
-        [--joints 17|16] [--weights FILE] [--limit N] [--gpu N] [--quiet]
+        [--joints 17|16] [--weights FILE] [--lmdb DIR] [--limit N] [--gpu N] [--quiet]
 
 Without --run it evaluates the run that solver/h36m.prototxt belongs to (what `caffe train
 -solver solver/h36m.prototxt` trained). Metrics and protocols: evaluation/evaluate.py; the
@@ -21,7 +21,7 @@ from evaluation.evaluate import (SUBSETS, EvaluationError, Protocol, evaluate_ru
                                  results_folder, results_text, write_results)
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
-from solver.run_folder import RunError, RunFolder, default_run
+from solver.run_folder import RunError, find_run
 
 
 def main(argv=None):
@@ -29,6 +29,9 @@ def main(argv=None):
     parser.add_argument("--run", type=Path,
                         help="run folder (default: the run of solver/h36m.prototxt)")
     parser.add_argument("--weights", type=Path, help="caffemodel (default: the run's latest)")
+    parser.add_argument("--lmdb", type=Path, metavar="DIR",
+                        help="the run's dataset where it lies now, if it was moved elsewhere "
+                             "than the run's config.json says (checked to be the same dataset)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--batch", type=int, default=16, help="images per forward pass")
     parser.add_argument("--subset", default="all", choices=list(SUBSETS),
@@ -55,7 +58,7 @@ def main(argv=None):
     quiet_caffe_log()
     try:
         use_device(args.gpu)   # first: a bad --gpu is the message, whatever else is missing
-        folder = RunFolder(args.run) if args.run else default_run()
+        folder = find_run(args.run, args.lmdb)
         overrides = stage_overrides("evaluate", EVALUATION_KEYS, args.set)
         if args.joints:
             overrides.append(f"evaluation_joints={args.joints}")

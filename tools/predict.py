@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The 3D pose of a person crop with a trained run, printed and drawn.
 
-    python tools/predict.py IMAGE [--run RUN] [--weights FILE] [--out pose.png] [--gpu N]
+    python tools/predict.py IMAGE [--run RUN] [--weights FILE] [--lmdb DIR] [--out pose.png]
+        [--gpu N]
 
 IMAGE is a person crop as in the LMDBs (any size: it is resized to the crop size and its
 centre input window is used, as at test time); evaluation/predict.py says what the numbers
@@ -16,7 +17,7 @@ from evaluation.evaluate import EvaluationError
 from evaluation.predict import draw_prediction, predict_pose, read_crop
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
-from solver.run_folder import RunError, RunFolder, default_run
+from solver.run_folder import RunError, find_run
 
 
 def main(argv=None):
@@ -25,6 +26,9 @@ def main(argv=None):
     parser.add_argument("--run", type=Path,
                         help="run folder (default: the run of solver/h36m.prototxt)")
     parser.add_argument("--weights", type=Path, help="caffemodel (default: the run's latest)")
+    parser.add_argument("--lmdb", type=Path, metavar="DIR",
+                        help="the run's dataset where it lies now, if it was moved elsewhere "
+                             "than the run's config.json says (checked to be the same dataset)")
     parser.add_argument("--out", type=Path, help="PNG of the crop and the 3D skeleton")
     parser.add_argument("--gpu", type=int, metavar="N",
                         help="run the net on GPU N (needs the GPU build; default: the CPU)")
@@ -36,7 +40,7 @@ def main(argv=None):
     quiet_caffe_log()
     try:
         use_device(args.gpu)
-        folder = RunFolder(args.run) if args.run else default_run()
+        folder = find_run(args.run, args.lmdb)
         pose = predict_pose(image, folder, args.weights)
     except (DeviceError, EvaluationError, RunError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -124,10 +124,34 @@ def _keep_part_logs(part, log, gpus):
     """Append the logs of the `caffe train` that wrote `part` (each rank's) to the run's
     logs, and remove them: a resume never overwrites what a killed run logged."""
     for rank in range(max(1, len(gpus), _rank_logs(part))):
-        if rank_log(part, rank).exists():
-            with open(rank_log(log, rank), "a") as out:
-                out.write(rank_log(part, rank).read_text())
-            rank_log(part, rank).unlink()
+        append_once(rank_log(part, rank), rank_log(log, rank))
+
+
+def append_once(part, log):
+    """Append the file `part` to `log` and remove it, so that a kill at any instant leaves
+    the part's lines in the log once after the next call: the log's length before the
+    append is written beside it first (<log>.appending), and a call that finds that note
+    with the part still there cuts the log back to it and appends again; with the part
+    gone, the append had finished."""
+    part, log = Path(part), Path(log)
+    note = log.with_name(log.name + ".appending")
+    if note.exists():
+        if part.exists() and log.exists():
+            with open(log, "r+b") as out:
+                out.truncate(int(note.read_text()))   # the note is written whole (renamed)
+        note.unlink()
+    if not part.exists():
+        return
+    length = log.stat().st_size if log.exists() else 0
+    tmp = note.with_name(note.name + ".tmp")
+    tmp.write_text(str(length))
+    tmp.replace(note)
+    with open(log, "ab") as out:
+        out.write(part.read_bytes())
+        out.flush()
+        os.fsync(out.fileno())
+    part.unlink()
+    note.unlink()
 
 
 def _rank_logs(part):

@@ -236,3 +236,26 @@ def test_a_kill_after_the_last_snapshot_keeps_its_log(lmdb_dir, tmp_path):
     assert train_main(arguments) == 0
     assert folder.log_path.read_text() == log
     assert not folder.log_path.with_name("train.part.log").exists()
+
+
+@pytest.mark.parametrize("appended, part_removed", [(None, False), (0, False), (7, False),
+                                                     (19, False), (19, True)])
+def test_a_part_log_is_appended_once_whatever_a_kill_left(tmp_path, appended, part_removed):
+    """The states a kill inside append_once can leave: nothing done yet (appended None, no
+    note), or the note written and 0, 7 or all 19 of the part's bytes appended, the part
+    still there or (only after all of it was appended) removed. The next call leaves the
+    log with the part's lines once."""
+    from solver.training import append_once
+    log, part = tmp_path / "train.log", tmp_path / "train.part.log"
+    before, lines = b"iteration 0\n", b"iteration 5\nkilled\n"
+    log.write_bytes(before + (lines[:appended] if appended is not None else b""))
+    part.write_bytes(lines)
+    if appended is not None:
+        (tmp_path / "train.log.appending").write_text(str(len(before)))
+    if part_removed:
+        part.unlink()
+    append_once(part, log)
+    assert log.read_bytes() == before + lines
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["train.log"]
+    append_once(part, log)       # nothing left to do
+    assert log.read_bytes() == before + lines

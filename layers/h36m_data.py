@@ -627,8 +627,10 @@ class H36MData(caffe.Layer):
         if len(bottom) != 0 or len(top) != 3:
             raise ValueError(f"H36MData takes no bottoms and 3 tops (data, joints_2D, "
                              f"joints_3D), got {len(bottom)} and {len(top)}")
-        # several GPUs: each rank's TRAIN layer takes its share of the stream
-        shard = (caffe.solver_rank(), caffe.solver_count())
+        # several GPUs: each rank's TRAIN layer takes its share of the stream (the PyPI
+        # fork's pycaffe knows no ranks: it trains on one device)
+        shard = ((caffe.solver_rank(), caffe.solver_count()) if hasattr(caffe, "solver_rank")
+                 else (0, 1))
         self.loader = BatchLoader(**layer_params(self.param_str, self.phase == caffe.TRAIN,
                                                  shard))
         self.indices = np.empty(self.loader.maker.batch_size, dtype=np.int64)

@@ -88,7 +88,8 @@ def quiet_caffe_log():
     terminal of this process; errors still show. For a command's main, never at import.
     Once per process: glog aborts when initialised twice, so later calls do nothing."""
     import caffe
-    caffe.init_log(2, True)   # to stderr only: no log files in /tmp
+    if hasattr(caffe, "init_log"):   # the PyPI fork's pycaffe has none: its lines stay
+        caffe.init_log(2, True)   # to stderr only: no log files in /tmp
 
 
 def caffe_binary():

@@ -257,14 +257,16 @@ def worker(solver_path, rank, gpus, uid, snapshot):
     """One rank: set the device and the solver count and rank, build the solver, join NCCL
     (several GPUs), then train to max_iter; rank 0 through Solve (tests, final snapshot)."""
     import caffe
-    caffe.init_log(0, True)
+    if hasattr(caffe, "init_log"):   # the PyPI fork's pycaffe logs to stderr without it
+        caffe.init_log(0, True)
     if gpus:
         caffe.set_device(gpus[rank])
         caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
-    caffe.set_solver_count(max(1, len(gpus)))
-    caffe.set_solver_rank(rank)
+    if hasattr(caffe, "set_solver_rank"):   # the PyPI fork has no ranks (nor a GPU build)
+        caffe.set_solver_count(max(1, len(gpus)))
+        caffe.set_solver_rank(rank)
     if len(gpus) > 1:
         caffe.set_multiprocess(True)
     solver = caffe.get_solver(str(solver_path))

@@ -29,9 +29,14 @@ def kill_instants(duration, points):
 
 
 def children(pid):
-    """The pids of a process's children (its worker processes)."""
+    """The pids of a process's children (its worker processes); none for a process that
+    has ended, even while its tasks are listed."""
     found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
         try:
             found += [int(c) for c in (task / "children").read_text().split()]
         except OSError:

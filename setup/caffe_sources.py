@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -52,11 +53,12 @@ def run(cmd, *, log, what, hint=None, env=None, cwd=None, progress=None):
     """Run `cmd` with its output appended to `log`; on failure raise SetupError naming the log.
 
     progress: a regex; matching output lines are echoed so long steps show they are moving
-    (a compiler's "[ 42%]" lines are echoed only when the percentage changes).
+    (a compiler's "[ 42%]" lines are echoed only when the percentage changes, with the time
+    so far and the time left at that pace).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(progress) if progress else None
-    shown = None
+    shown, started = None, time.monotonic()
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(map(str, cmd))}\n")
         out.flush()
@@ -73,12 +75,24 @@ def run(cmd, *, log, what, hint=None, env=None, cwd=None, progress=None):
                 key = percent.group(1) if percent else line
                 if key != shown:
                     shown = key
-                    print(f"    {percent.group(0) + ' built' if percent else line.rstrip()}",
-                          flush=True)
+                    text = (built_line(int(key), time.monotonic() - started) if percent
+                            else line.rstrip())
+                    print(f"    {text}", flush=True)
         code = proc.wait()
     if code != 0:
         raise SetupError(f"{what} failed (exit {code}).\n  log: {log}\n"
                          f"{indent(excerpt(log))}" + (f"\n  fix: {hint}" if hint else ""))
+
+
+def built_line(percent, elapsed):
+    """"[ 42%] built in 2m05s, about 2m53s left": the time left assumes the pace so far
+    (CMake counts targets, not time: an estimate, given from 5 %)."""
+    def clock(seconds):
+        return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+    line = f"[{percent:3d}%] built in {clock(elapsed)}"
+    if 5 <= percent < 100:
+        line += f", about {clock(elapsed * (100 - percent) / percent)} left"
+    return line
 
 
 def excerpt(log, limit=8):

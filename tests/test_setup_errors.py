@@ -7,7 +7,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "setup"))
 import caffe_setup  # noqa: E402
-from caffe_sources import BuildContext, DebianSource, FetchError, SetupError, run  # noqa: E402
+from caffe_sources import (BuildContext, DebianSource, FetchError, SetupError,  # noqa: E402
+                           built_line, run)
 
 
 def fake_dsc(folder, name, digest):
@@ -60,6 +61,18 @@ def test_failed_command_shows_first_error_lines_and_log(tmp_path):
     assert "io.cpp:60: error: no matching function" in message
     assert "compiling\n" not in message
     assert str(tmp_path / "build.log") in message
+
+
+def test_build_progress_shows_the_time_so_far_and_left(tmp_path, capsys):
+    assert built_line(25, 60) == "[ 25%] built in 1m00s, about 3m00s left"
+    assert built_line(40, 125.9) == "[ 40%] built in 2m05s, about 3m08s left"
+    assert built_line(3, 10) == "[  3%] built in 0m10s"        # too early to tell
+    assert built_line(100, 725) == "[100%] built in 12m05s"
+    script = "print('[  1%] a'); print('[  1%] b'); print('other'); print('[100%] c')"
+    run([sys.executable, "-c", script], log=tmp_path / "log", what="w", progress=r"^\[")
+    shown = capsys.readouterr().out.splitlines()
+    assert [line.split(" built")[0] for line in shown] == ["    [  1%]", "    [100%]"]
+    assert shown[1].startswith("    [100%] built in 0m0") and "left" not in shown[1]
 
 
 def test_cache_key_follows_numpy_and_python():

@@ -308,7 +308,9 @@ def ensure_caffe(choice, ctx, cache, logs, rebuild, debian_mirror=None, speed=Tr
                 if position + 1 == len(order):
                     raise
                 log(f"caffe: {err}")
-                log(f"caffe: falling back to the next source: {SOURCES[order[position + 1]].describe}")
+                fallback = SOURCES[order[position + 1]]
+                log(f"caffe: falling back to the next source: {fallback.describe}; "
+                    f"{fallback.limits}")
     raise AssertionError("unreachable")
 
 

@@ -75,6 +75,27 @@ def test_build_progress_shows_the_time_so_far_and_left(tmp_path, capsys):
     assert shown[1].startswith("    [100%] built in 0m0") and "left" not in shown[1]
 
 
+def test_auto_falls_back_to_the_fork_saying_what_it_lacks(tmp_path, monkeypatch, capsys):
+    built = []
+
+    def build(source, ctx, entry, identity, logs):
+        if source.name == "debian":
+            raise FetchError("could not download Debian's bullseye source index")
+        built.append(entry.name)
+
+    monkeypatch.setattr(caffe_setup, "build_into_cache", build)
+    ctx = BuildContext(python=Path("/venv/bin/python"), python_version="3.11.7",
+                       python_library="/py/lib/libpython3.11.so", python_include="/py/include",
+                       numpy_include="/np/include", numpy_version="2.4.6", jobs=2)
+    entry = caffe_setup.ensure_caffe("auto", ctx, tmp_path / "cache", tmp_path / "logs",
+                                     rebuild=False)
+    assert built == [entry.name] and entry.name.startswith("pypi-")
+    out = capsys.readouterr().out
+    assert "could not download Debian's bullseye source index" in out
+    assert "falling back to the next source: PyPI sdist brocolli-caffe==9.0.2" in out
+    assert "not the speed patches" in out and "one device only" in out
+
+
 def test_cache_key_follows_numpy_and_python():
     def ctx(numpy_version, python_version="3.11.7"):
         return BuildContext(python=Path("/venv/bin/python"), python_version=python_version,

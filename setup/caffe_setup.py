@@ -218,10 +218,12 @@ def cache_lock(cache):
 
 
 def build_into_cache(source, ctx, entry, identity, logs):
-    """Fetch, patch, build and install `source` into `entry`, atomically."""
+    """Fetch, patch, build and install `source` into `entry`, atomically. Called under
+    cache_lock: builds run one at a time, so any Caffe build's staging folder found here
+    (a gigabyte or more) was left by an interrupted run, of this configuration or another."""
     cache = entry.parent
-    for stale in cache.glob(f".staging-{entry.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run
+    for stale in [path for name in SOURCES for path in cache.glob(f".staging-{name}-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{entry.name}-", dir=cache))
     started = time.monotonic()
     try:

@@ -96,6 +96,24 @@ def test_auto_falls_back_to_the_fork_saying_what_it_lacks(tmp_path, monkeypatch,
     assert "not the speed patches" in out and "one device only" in out
 
 
+def test_a_build_removes_the_staging_folders_interrupted_builds_left(tmp_path):
+    cache = tmp_path / "cache"
+    stale = [cache / ".staging-pypi-0123-abcd" / "build", cache / ".staging-debian-gpu-4567-ef"]
+    kept = [cache / ".staging-cuda-libs-13-xy", cache / "debian-89ab"]
+    for folder in stale + kept:
+        folder.mkdir(parents=True)
+
+    class Unreachable(DebianSource):
+        def fetch(self, downloads, workdir, logs):
+            raise FetchError("no network")
+
+    with pytest.raises(FetchError):
+        caffe_setup.build_into_cache(Unreachable(), None, cache / "debian-cdef", {},
+                                     tmp_path / "logs")
+    assert sorted(p.name for p in cache.iterdir()) == [".staging-cuda-libs-13-xy",
+                                                       "debian-89ab"]
+
+
 def test_cache_key_follows_numpy_and_python():
     def ctx(numpy_version, python_version="3.11.7"):
         return BuildContext(python=Path("/venv/bin/python"), python_version=python_version,

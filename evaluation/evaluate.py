@@ -117,6 +117,17 @@ def deploy_net(deploy, weights):
     return net
 
 
+def check_poses(poses, weights):
+    """EvaluationError naming the weights when any network pose (N, 17, 3) is not finite:
+    finite weights can still overflow (those of a diverged run's last snapshot, which the
+    NaN check of deploy_net passes), and NaN poses would give NaN results, not an error."""
+    bad = int((~np.isfinite(np.asarray(poses)).reshape(len(poses), -1).all(axis=1)).sum())
+    if bad:
+        raise EvaluationError(f"{weights} gives non-finite poses for {bad} of {len(poses)} "
+                              "frames (weights that overflow: a diverged run's snapshot?); "
+                              "choose an earlier one (--weights)")
+
+
 def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=False):
     """(network poses (N, 17, 3), true poses (N, 17, 3) mm, sample indices (N,)) of the given
     samples of a split, with a progress bar over the frames."""
@@ -167,6 +178,7 @@ def evaluate_run(folder, weights=None, split="test", batch_size=16, limit=None, 
     net = deploy_net(folder.deploy_path, weights)
     raw, truth, indices = predict_split(net, dataset, split, samples, batch_size,
                                         cfg.input_size, quiet)
+    check_poses(raw, weights)
     predictions = recover_scale(raw, dataset.bone_lengths_mm, cfg.torso_bones)
     actions = np.array([index[i]["action"] for i in indices])
     baseline = np.broadcast_to(dataset.mean_pose_mm, truth.shape)

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from evaluation.evaluate import deploy_net
+from evaluation.evaluate import check_poses, deploy_net
 from evaluation.figures import draw_skeleton_3d, save_figure
 from evaluation.metrics import recover_scale, root_align
 
@@ -48,10 +48,12 @@ def network_input(image, mean_bgr, crop_size, input_size):
 def predict_pose(image, folder, weights=None):
     """The root-aligned 3D pose (17, 3) in mm of a BGR crop with a run's (latest) weights."""
     cfg, dataset = folder.config(), folder.dataset()
-    net = deploy_net(folder.deploy_path, weights or folder.latest_weights())
+    weights = weights or folder.latest_weights()
+    net = deploy_net(folder.deploy_path, weights)
     net.blobs["data"].data[...] = network_input(image, dataset.mean_bgr, dataset.crop_size,
                                                 cfg.input_size)
     pose = net.forward()["pose_3D"][0]
+    check_poses(pose[None], weights)
     return root_align(recover_scale(pose[None], dataset.bone_lengths_mm, cfg.torso_bones))[0]
 
 

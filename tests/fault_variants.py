@@ -338,12 +338,13 @@ def lmdb_record_fault(record, fault, seed=SEED):
 # ---------------------------------------------------------------- caffemodels
 
 CAFFEMODEL_FAULTS = ("blob_data_short", "blob_shape_wrong", "layer_missing", "no_layers",
-                     "nan_weights", "inf_weights")
+                     "nan_weights", "inf_weights", "overflowing_weights")
+OVERFLOW_SCALE = 1e36   # finite float32 weights whose products overflow
 
 
 def caffemodel_fault(data, fault):
     """The bytes of a valid caffemodel damaged by one of CAFFEMODEL_FAULTS: well-formed
-    protobuf whose weights do not fit the net or are not finite."""
+    protobuf whose weights do not fit the net, are not finite, or overflow the net."""
     from caffe.proto import caffe_pb2
     model = caffe_pb2.NetParameter.FromString(data)
     layers = [layer for layer in model.layer if layer.blobs]
@@ -358,6 +359,9 @@ def caffemodel_fault(data, fault):
         del model.layer[:]
     elif fault in ("nan_weights", "inf_weights"):
         blob.data[0] = math.nan if fault == "nan_weights" else math.inf
+    elif fault == "overflowing_weights":    # the first layer's: every later one overflows
+        first = layers[0].blobs[0]
+        first.data[:] = [value * OVERFLOW_SCALE for value in first.data]
     else:
         raise ValueError(f"unknown caffemodel fault {fault!r}; known: {CAFFEMODEL_FAULTS}")
     return model.SerializeToString()

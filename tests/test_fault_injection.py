@@ -615,6 +615,8 @@ def test_damaged_weights_given_to_evaluation_are_refused_naming_them(evaluations
     assert "crashed" not in result, result
     assert result["code"] == 1, result
     assert f"error: {base / fault}.caffemodel " in result["stderr"], result["stderr"]
+    if fault == "overflowing_weights":   # finite: refused for the poses they give
+        assert "gives non-finite poses for 10 of 10 frames" in result["stderr"]
     assert not (base / fault).exists()   # no results written
 
 
@@ -624,6 +626,16 @@ def test_evaluation_passes_over_a_damaged_newest_caffemodel(evaluations):
     assert results["default"]["code"] == 0, results["default"]
     written = json.loads((base / "default" / "results.json").read_text())
     assert Path(written["weights"]).name == "iter_iter_5.caffemodel"
+
+
+def test_non_finite_poses_are_refused_naming_the_weights_and_how_many():
+    from evaluation.evaluate import EvaluationError, check_poses
+    poses = np.zeros((3, 17, 3))
+    check_poses(poses, "w.caffemodel")
+    poses[1, 4, 2], poses[2, 0, 0] = np.inf, np.nan
+    with pytest.raises(EvaluationError, match=r"^w.caffemodel gives non-finite poses for 2 "
+                                              r"of 3 frames"):
+        check_poses(poses, "w.caffemodel")
 
 
 # ---------------------------------------------------------------- configuration

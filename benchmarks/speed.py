@@ -56,7 +56,7 @@ TORCH_WHEELS = sorted(Path("/opt/wheels").glob("torch-*+cpu-cp311-*.whl"))
 FORWARD_BACKWARD = re.compile(r"Average Forward-Backward: ([0-9.]+) ms")
 LAYER_TIME = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([0-9.]+) ms")
 # the layer kinds each kept speed change rewrote (setup/patches/debian/NN-*.patch)
-CHANGES = {"07 convolutions through oneDNN": ("Convolution",),
+CHANGES = {"07+11 convolutions through oneDNN (Winograd for 3x3)": ("Convolution",),
            "07 inner products on oneDNN's sgemm": ("InnerProduct",),
            "06+08 BatchNorm direct loops on OpenMP": ("BatchNorm",),
            "08 Scale fused per channel on OpenMP": ("Scale",),

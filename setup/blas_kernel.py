@@ -71,6 +71,10 @@ print(json.dumps({"core": core, "correct": bool(worst < 1.0), "error_vs_toleranc
 """
 
 
+# the AVX-512 subset that OpenBLAS's SkylakeX core and oneDNN's avx512_core kernels need
+AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
+
+
 def cpu_features(cpuinfo="/proc/cpuinfo"):
     """(vendor, set of flags) of the first processor."""
     vendor, flags = "", set()
@@ -86,7 +90,7 @@ def cpu_features(cpuinfo="/proc/cpuinfo"):
 def better_cores(vendor, flags):
     """OpenBLAS core names worth trying on this processor, the most specific first."""
     cores = []
-    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+    if AVX512_CORE <= flags:
         cores.append("SkylakeX")
     if vendor == "AuthenticAMD" and {"avx2", "fma"} <= flags:
         cores.append("Zen")

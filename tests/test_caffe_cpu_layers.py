@@ -4,6 +4,12 @@ through oneDNN) against numpy reference computations: forward outputs, gradients
 adds to the parameters' diffs) and BatchNorm's running statistics, in place and not, within
 float tolerance; and the convolutions of oneDNN against Caffe's own im2col + GEMM (engine: CAFFE)
 in the same build. Whatever build `make setup` wired is the one tested."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,6 +19,9 @@ from caffe.proto import caffe_pb2
 
 from benchmarks.gpu_check import forward_backward as train_pass, relative_error
 from solver.devices import build_info
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "setup"))
+import blas_kernel  # noqa: E402
 
 EPS = 1e-5   # Caffe's BatchNorm default
 # the patch that rewrote ReLU and Scale (setup/patches/debian/); the PyPI fork has BVLC's
@@ -361,6 +370,7 @@ CONVOLUTIONS = [   # (input shape, outputs, kernel, stride, pad, dilation, group
     ((3, 8, 11, 11), 8, 1, 1, 0, 1, 1, True),      # 1x1
     ((2, 6, 12, 12), 6, 3, 1, 2, 2, 3, True),      # dilation and groups
     ((4, 48, 27, 27), 128, 5, 2, 0, 1, 1, False),  # conv2's shape at a small batch
+    ((16, 16, 9, 11), 32, 3, 1, 1, 1, 1, True),    # Winograd on AVX-512 (patch 11)
 ]
 
 
@@ -407,6 +417,54 @@ def test_convolution_follows_a_change_of_batch_size(tmp_path):
         net.forward()
         y_ref, _ = reference_convolution(x, w, net.params["out"][1].data, 1, 1, 1, 1)
         np.testing.assert_allclose(net.blobs["out"].data, y_ref, rtol=1e-4, atol=1e-4)
+
+
+# One convolution's forward and backward passes, run by ONEDNN_VERBOSE's child process.
+ONEDNN_PASSES = """
+import sys
+import caffe
+from caffe import layers as L
+spec = caffe.NetSpec()
+spec.data = L.Input(shape=dict(dim=[16, 16, 9, 11]))
+spec.out = L.Convolution(spec.data, num_output=32, kernel_size=3, pad=1)
+proto = spec.to_proto()
+proto.force_backward = True
+open(sys.argv[1], "w").write(str(proto))
+net = caffe.Net(sys.argv[1], caffe.TRAIN)
+net.forward()
+net.backward()
+"""
+
+
+def onednn_convolutions(tmp_path):
+    """{propagation kind: oneDNN implementation} of the convolution primitives that one
+    pass of ONEDNN_PASSES executes, from oneDNN's verbose log (set for that child only)."""
+    env = dict(os.environ, ONEDNN_VERBOSE="1", GLOG_minloglevel="2")
+    out = subprocess.run([sys.executable, "-c", ONEDNN_PASSES, str(tmp_path / "net.prototxt")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = {}
+    for line in out.stdout.splitlines():
+        fields = line.split(",")
+        # onednn_verbose,exec,cpu,convolution,<implementation>,<propagation>,...
+        if len(fields) > 5 and fields[1] == "exec" and fields[3] == "convolution":
+            found[fields[5]] = fields[4]
+    return found
+
+
+def test_convolution_runs_winograd_where_onednn_has_kernels_for_it(tmp_path):
+    """Patch 11 lets oneDNN choose its algorithm: a 3x3 stride-1 convolution at batch 16
+    runs its Winograd kernels in all three passes on an AVX-512 processor, and the direct
+    ones elsewhere (oneDNN 2.6 has Winograd for AVX-512 only)."""
+    needs_patch("11-cpu-onednn-winograd.patch", "oneDNN's direct convolutions only")
+    passes = onednn_convolutions(tmp_path)
+    assert set(passes) == {"forward_training", "backward_data", "backward_weights"}, passes
+    winograd = {kind for kind, implementation in passes.items() if "wino" in implementation}
+    _, flags = blas_kernel.cpu_features()
+    if blas_kernel.AVX512_CORE <= flags:
+        assert winograd == set(passes), passes
+    else:
+        assert not winograd, passes
 
 
 @pytest.mark.parametrize("shape,outputs,transpose", [((32, 64), 48, False),
@@ -460,11 +518,12 @@ def relative_errors(got, want):
     return {name: relative_error(got[name], want[name]) for name in want}
 
 
-@pytest.mark.parametrize("variant", ["full", "baseline"])
-def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, variant):
+@pytest.mark.parametrize("variant,batch", [("full", 4), ("baseline", 4), ("full", 16)])
+def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, variant, batch):
     """The whole training net (BatchNorm in batch mode, the Python loss layers) with its
     convolutions through oneDNN and through Caffe's im2col + GEMM, on the same weights and
-    batch: every blob and every parameter gradient agrees within float tolerance.
+    batch: every blob and every parameter gradient agrees within float tolerance. At batch
+    16 oneDNN runs conv3-conv5 by Winograd on AVX-512 (patch 11), at 4 directly.
 
     Some gradients of this net are ill-conditioned in float (ReLU and max-pooling decisions
     near ties): changing the images by one part in a million moves conv3's weight gradient by
@@ -472,7 +531,7 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
     times what that perturbation alone changes it by, measured here with im2col."""
     from config import PAPER
     from prototxt.pose_net import make_net
-    cfg = PAPER.replace(dropout_ratio=0.0, batch_size=4)   # no random masks to match
+    cfg = PAPER.replace(dropout_ratio=0.0, batch_size=batch)   # no random masks to match
     net_param = make_net(cfg, variant, "train", data="input").to_proto()
     paths = {}
     for engine in ("DEFAULT", "CAFFE"):
@@ -483,14 +542,15 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
     caffe.Net(str(paths["CAFFE"]), caffe.TRAIN).save(str(weights))
     rng = np.random.default_rng(8)
     size, joints = cfg.input_size, cfg.num_joints
-    inputs = {"data": rng.normal(0, 50, (4, 3, size, size)),
-              "joints_2D": rng.uniform(0, size, (4, joints, 2)),
-              "joints_3D": rng.normal(0, 300, (4, joints, 3))}
-    nudged = dict(inputs, data=inputs["data"] * (1 + 1e-6 * rng.standard_normal((4, 3, size,
-                                                                                  size))))
-    onednn, im2col, im2col_nudged = (net_pass(paths[engine], weights, batch) for engine, batch
-                                     in (("DEFAULT", inputs), ("CAFFE", inputs),
-                                         ("CAFFE", nudged)))
+    inputs = {"data": rng.normal(0, 50, (batch, 3, size, size)),
+              "joints_2D": rng.uniform(0, size, (batch, joints, 2)),
+              "joints_3D": rng.normal(0, 300, (batch, joints, 3))}
+    nudged = dict(inputs, data=inputs["data"] * (1 + 1e-6 * rng.standard_normal(
+        inputs["data"].shape)))
+    onednn, im2col, im2col_nudged = (net_pass(paths[engine], weights, images)
+                                     for engine, images in (("DEFAULT", inputs),
+                                                            ("CAFFE", inputs),
+                                                            ("CAFFE", nudged)))
     for part in (0, 1):   # blobs, then parameter gradients
         errors = relative_errors(onednn[part], im2col[part])
         noise = relative_errors(im2col_nudged[part], im2col[part])

@@ -32,6 +32,9 @@ ACTIONS_TAG := $(if $(strip $(ACTIONS)),-$(subst $(space),-,$(strip $(ACTIONS)))
 # The root's last folder name, spaces included (make's notdir splits words at spaces).
 H36M_NAME := $(subst |,$(space),$(notdir $(subst $(space),|,$(strip $(H36M_ROOT)))))
 LMDB_DIR ?= data/lmdb/$(H36M_NAME)$(ACTIONS_TAG)
+# `make evaluate` reads the run's own dataset unless LMDB_DIR is named (a moved dataset; the
+# tool checks it is the same one by its fingerprint)
+EVAL_LMDB = $(if $(filter command line environment,$(origin LMDB_DIR)),--lmdb "$(LMDB_DIR)")
 LMDB_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) of `make solver`, `make train`
 VARIANT ?= full
@@ -115,7 +118,7 @@ train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an int
 	  $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
 
 evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
-	$(VPY) tools/evaluate.py --run "$(RUN)" $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(QUIET_FLAG)
+	$(VPY) tools/evaluate.py --run "$(RUN)" $(EVAL_LMDB) $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(QUIET_FLAG)
 
 report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
 	$(VPY) tools/report.py --run "$(RUN)"

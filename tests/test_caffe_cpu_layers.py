@@ -1,10 +1,9 @@
 """The Caffe build's CPU layers that the project's patches rewrite (setup/patches/debian/
-03, 05 to 08 and 10: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner products
-through oneDNN) against numpy reference computations: forward outputs, gradients (which Caffe
-adds to the parameters' diffs) and BatchNorm's running statistics, in place and not, within
-float tolerance; and the convolutions of oneDNN against Caffe's own im2col + GEMM (engine: CAFFE)
-in the same build. Whatever build `make setup` wired is the one tested."""
-import json
+03, 05 to 08, 10 and 11: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner
+products through oneDNN) against numpy reference computations: forward outputs, gradients
+(which Caffe adds to the parameters' diffs) and BatchNorm's running statistics, in place and
+not, within float tolerance; and the convolutions of oneDNN against Caffe's own im2col + GEMM
+(engine: CAFFE) in the same build. Whatever build `make setup` wired is the one tested."""
 import os
 import subprocess
 import sys

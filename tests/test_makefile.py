@@ -36,7 +36,12 @@ def test_paths_with_spaces_reach_each_command_whole():
         commands = planned(target, H36M_ROOT=root, RUN=run)
         assert argument(commands, script, "--lmdb") == "data/lmdb/raw copy"
         assert argument(commands, script, "--run") == run
-    assert argument(planned("evaluate", RUN=run), "tools/evaluate.py", "--run") == run
+    evaluate = planned("evaluate", RUN=run)
+    assert argument(evaluate, "tools/evaluate.py", "--run") == run
+    assert not any("--lmdb" in words for words in evaluate), "the run's own dataset by default"
+    moved = "/mnt/lmdb copy/synth-h36m"
+    assert argument(planned("evaluate", RUN=run, LMDB_DIR=moved), "tools/evaluate.py",
+                    "--lmdb") == moved
     assert argument(planned("report", RUN=run), "tools/report.py", "--run") == run
     synth = planned("synth", SYNTH_ROOT="data/my synth", SYNTH_FLAGS="--force")
     assert argument(synth, "data_prep.make_synth", "--out") == "data/my synth"

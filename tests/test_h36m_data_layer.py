@@ -410,9 +410,11 @@ def test_to_planes_is_the_float_expression_bit_for_bit():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(CROP, CROP, 3), dtype=np.uint8)
     out = np.empty((3, INPUT, INPUT), dtype=np.float32)
-    for dy, dx in ((0, 0), (7, 25), (25, 3)):
+    offsets = [rng.normal(-110, 30, size=3), rng.normal(-110, 30, size=3),
+               rng.normal(-110, 30, size=3), [-255.9, 1e-7, 3.3e3], [0.1, -0.3, 1 / 3]]
+    for (dy, dx), offset in zip(((0, 0), (7, 25), (25, 3), (1, 1), (25, 25)), offsets):
         window = image[dy:dy + INPUT, dx:dx + INPUT]
-        offset = (rng.normal(-110, 30, size=3)).astype(np.float32)
+        offset = np.asarray(offset).astype(np.float32)
         to_planes(window, offset, out)
         expected = (window.astype(np.float32) + offset).transpose(2, 0, 1)
         assert out.tobytes() == np.ascontiguousarray(expected).tobytes()

@@ -6,8 +6,11 @@
   agreement  the full train net (dropout off, so that both compute one function) forward and
              backward on the CPU and on the GPU, same weights and batch (the paper's 128):
              every blob and every parameter gradient, as max |gpu - cpu| / max |cpu|. With TF32
-             off (NVIDIA_TF32_OVERRIDE=0) it must stay within AGREEMENT_TOLERANCE; the run with
-             TF32 allowed (cuDNN's default on Ampere and later) is reported beside it.
+             off (NVIDIA_TF32_OVERRIDE=0) each must stay within its tolerance: the larger of
+             AGREEMENT_TOLERANCE and NOISE_FACTOR times the CPU's own spread (how far its two
+             convolution engines, oneDNN and im2col, lie apart, or the images nudged by one
+             part in 1/NUDGE move it); the run with TF32 allowed (cuDNN's default on Ampere
+             and later) is reported beside it.
   gradients  the Python layers' gradient checks (tests/test_soft_labels.py, test_pose_3d.py,
              test_gradcheck.py) with their nets made in GPU mode (pytest --caffe-gpu).
   kernels    the GPU kernel of CUDA patch 07 (max pooling with its index as a second top)
@@ -42,6 +45,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 TOOL = REPO / "tools" / "gpu_check.py"   # its command line, run again for the --part processes
 AGREEMENT_TOLERANCE = 1e-3   # FP32 on both sides: different algorithms, same function
+# Some gradients of this net are ill-conditioned in float (ReLU and max-pooling decisions near
+# ties flip with the rounding): at batch 128 on one CPU, images scaled by 1 + 1e-6 N(0, 1)
+# move conv5's weight gradient by 4e-2, and the CPU's two convolution engines give conv4's
+# weight gradients 2e-2 apart. So each array may differ by up to NOISE_FACTOR times the
+# larger of those two spreads, measured in the same run.
+NUDGE = 1e-6
+NOISE_FACTOR = 3.0
 SPEED_GOAL = 1.5             # Caffe's step at most this many times PyTorch's
 DEMO_GOAL_SECONDS = 60.0
 
@@ -77,6 +87,34 @@ def fixed_inputs(cfg, batch):
             "joints_3D": rng.normal(0, 300, (batch, cfg.num_joints, 3)) + [0, 0, 4000]}
 
 
+def nudged(inputs, seed=1):
+    """`inputs` with the images scaled by 1 + NUDGE N(0, 1) per value."""
+    rng = np.random.default_rng(seed)
+    return dict(inputs, data=inputs["data"] * (1 + NUDGE * rng.standard_normal(
+        inputs["data"].shape)))
+
+
+def tolerance_ratios(errors, noise, floor=AGREEMENT_TOLERANCE):
+    """{name: error / its tolerance}, the tolerance being the larger of `floor` and
+    NOISE_FACTOR times the array's float noise (two dicts of relative errors, the same keys;
+    noise from a float spread such as nudged()'s); every ratio at most 1 passes."""
+    return {name: error / max(floor, NOISE_FACTOR * noise[name])
+            for name, error in errors.items()}
+
+
+def with_convolution_engine(net_param, engine):
+    """A copy of a NetParameter whose Convolution layers all use `engine` ("DEFAULT": oneDNN
+    on the CPU, cuDNN on the GPU; "CAFFE": Caffe's own im2col + GEMM)."""
+    from caffe import params as P
+    from caffe.proto import caffe_pb2
+    copy = caffe_pb2.NetParameter()
+    copy.CopyFrom(net_param)
+    for layer in copy.layer:
+        if layer.type == "Convolution":
+            layer.convolution_param.engine = getattr(P.Convolution, engine)
+    return copy
+
+
 def forward_backward(net, inputs):
     """({blob: data}, {param/k: diff}) of one forward and backward pass of a train net on
     `inputs` ({input blob: array}), the parameters' diffs cleared first."""
@@ -91,10 +129,14 @@ def forward_backward(net, inputs):
 
 
 def agreement(gpu, batch, variant="full"):
-    """{"blobs": {name: err}, "gradients": {name/k: err}, "max_blob", "max_gradient"} of one
+    """{"blobs": {name: err}, "gradients": {name/k: err}, "spread": {name: err}, "max_blob",
+    "max_gradient", "max_ratio" (of an error to its tolerance, tolerance_ratios), ...} of one
     forward and backward on the CPU against GPU `gpu` (None: the CPU again, which must agree
-    exactly). Run it in a process of its own: CUDA reads the TF32 setting once per process."""
+    exactly); the spread is the CPU's own (see NOISE_FACTOR). Run it in a process of its own:
+    CUDA reads the TF32 setting once per process."""
     import caffe
+    from google.protobuf import text_format
+    from caffe.proto import caffe_pb2
     from config import PAPER
     from prototxt.pose_net import write_net
     from solver.devices import use_device
@@ -102,24 +144,37 @@ def agreement(gpu, batch, variant="full"):
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
         net_path = write_net(folder / "train.prototxt", cfg, variant, "train", data="input")
+        im2col_path = folder / "train-im2col.prototxt"
+        net_param = text_format.Parse(net_path.read_text(), caffe_pb2.NetParameter())
+        im2col_path.write_text(str(with_convolution_engine(net_param, "CAFFE")))
+        weights = folder / "weights.caffemodel"
         inputs = fixed_inputs(cfg, batch)
-        run = lambda net: forward_backward(net, inputs)  # noqa: E731
 
         caffe.set_mode_cpu()
         caffe.set_random_seed(1)
         cpu_net = caffe.Net(str(net_path), caffe.TRAIN)
-        cpu_net.save(str(folder / "weights.caffemodel"))
-        cpu = run(cpu_net)
+        cpu_net.save(str(weights))
+        cpu = forward_backward(cpu_net, inputs)
+        # the CPU's spread, each pass in a net of its own (a pass moves BatchNorm's running
+        # statistics): its other convolution engine, and the nudged images
+        others = [forward_backward(caffe.Net(str(path), caffe.TRAIN, weights=str(weights)),
+                                   images)
+                  for path, images in ((im2col_path, inputs), (net_path, nudged(inputs)))]
         use_device(gpu)   # nets made in GPU mode use cuDNN's engines
-        gpu_net = caffe.Net(str(net_path), caffe.TRAIN, weights=str(folder / "weights.caffemodel"))
-        on_gpu = run(gpu_net)
+        on_gpu = forward_backward(caffe.Net(str(net_path), caffe.TRAIN, weights=str(weights)),
+                                  inputs)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     blobs = {name: relative_error(on_gpu[0][name], value) for name, value in cpu[0].items()}
     grads = {name: relative_error(on_gpu[1][name], value) for name, value in cpu[1].items()}
+    spread = {name: max(relative_error(other[part][name], value) for other in others)
+              for part in (0, 1) for name, value in cpu[part].items()}
+    ratios = tolerance_ratios({**blobs, **grads}, spread)
     return {"variant": variant, "batch": batch, "blobs": blobs, "gradients": grads,
-            "max_blob": max(blobs.values()), "max_gradient": max(grads.values()),
-            "worst_blob": max(blobs, key=blobs.get), "worst_gradient": max(grads, key=grads.get)}
+            "spread": spread, "max_blob": max(blobs.values()),
+            "max_gradient": max(grads.values()), "worst_blob": max(blobs, key=blobs.get),
+            "worst_gradient": max(grads, key=grads.get), "max_ratio": max(ratios.values()),
+            "worst_ratio": max(ratios, key=ratios.get)}
 
 
 def agreement_in_process(gpu, batch, tf32):
@@ -315,14 +370,16 @@ def check(args):
 
     exact = agreement_in_process(args.gpu, args.batch, tf32=False)
     loose = agreement_in_process(args.gpu, args.batch, tf32=True)
-    ok = max(exact["max_blob"], exact["max_gradient"]) <= AGREEMENT_TOLERANCE
+    ok = exact["max_ratio"] <= 1.0
     report["agreement"] = {"tf32_off": exact, "tf32_on": loose, "tolerance": AGREEMENT_TOLERANCE,
-                           "passed": ok}
+                           "noise_factor": NOISE_FACTOR, "nudge": NUDGE, "passed": ok}
     for name, part in (("tf32-off", exact), ("tf32-on", loose)):
         report_line("agreement", name, f"max_blob_rel {part['max_blob']:.2e}",
                     f"({part['worst_blob']})", f"max_grad_rel {part['max_gradient']:.2e}",
-                    f"({part['worst_gradient']})")
-    report_line("agreement", "PASS" if ok else "FAIL", f"tolerance {AGREEMENT_TOLERANCE}")
+                    f"({part['worst_gradient']})", f"max_of_tolerance {part['max_ratio']:.2f}",
+                    f"({part['worst_ratio']})")
+    report_line("agreement", "PASS" if ok else "FAIL", f"tolerance max({AGREEMENT_TOLERANCE}, "
+                f"{NOISE_FACTOR:g} x float noise)")
     failures += [] if ok else ["agreement"]
 
     for name, part in (("gradients", gradient_checks), ("kernels", kernel_checks)):

@@ -14,9 +14,9 @@ import pytest
 
 import caffe
 from caffe import layers as L, params as P
-from caffe.proto import caffe_pb2
 
-from benchmarks.gpu_check import forward_backward as train_pass, relative_error
+from benchmarks.gpu_check import (forward_backward as train_pass, relative_error,
+                                  tolerance_ratios, with_convolution_engine)
 from solver.devices import build_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "setup"))
@@ -496,16 +496,6 @@ def test_inner_product_forward_and_gradients(tmp_path, shape, outputs, transpose
                                atol=1e-4)
 
 
-def with_engine(net_param, engine):
-    """A copy of a NetParameter whose Convolution layers all use `engine`."""
-    copy = caffe_pb2.NetParameter()
-    copy.CopyFrom(net_param)
-    for layer in copy.layer:
-        if layer.type == "Convolution":
-            layer.convolution_param.engine = engine
-    return copy
-
-
 def net_pass(path, weights, inputs):
     """benchmarks/gpu_check.py's forward and backward pass of a train net made from files."""
     return train_pass(caffe.Net(str(path), caffe.TRAIN, weights=str(weights)), inputs)
@@ -527,7 +517,8 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
     Some gradients of this net are ill-conditioned in float (ReLU and max-pooling decisions
     near ties): changing the images by one part in a million moves conv3's weight gradient by
     about 2 % within one engine. So each array's tolerance is the larger of 2e-3 and three
-    times what that perturbation alone changes it by, measured here with im2col."""
+    times what that perturbation alone changes it by, measured here with im2col (the rule
+    `make gpu-check` holds the GPU to: benchmarks/gpu_check.py's tolerance_ratios)."""
     from config import PAPER
     from prototxt.pose_net import make_net
     cfg = PAPER.replace(dropout_ratio=0.0, batch_size=batch)   # no random masks to match
@@ -535,7 +526,7 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
     paths = {}
     for engine in ("DEFAULT", "CAFFE"):
         paths[engine] = tmp_path / f"{engine}.prototxt"
-        paths[engine].write_text(str(with_engine(net_param, getattr(P.Convolution, engine))))
+        paths[engine].write_text(str(with_convolution_engine(net_param, engine)))
     caffe.set_random_seed(1)
     weights = tmp_path / "weights.caffemodel"
     caffe.Net(str(paths["CAFFE"]), caffe.TRAIN).save(str(weights))
@@ -553,6 +544,6 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
     for part in (0, 1):   # blobs, then parameter gradients
         errors = relative_errors(onednn[part], im2col[part])
         noise = relative_errors(im2col_nudged[part], im2col[part])
-        for name, error in errors.items():
-            assert error <= max(2e-3, 3 * noise[name]), \
-                f"{name}: relative difference {error:.2e} (float noise {noise[name]:.2e})"
+        for name, ratio in tolerance_ratios(errors, noise, floor=2e-3).items():
+            assert ratio <= 1, (f"{name}: relative difference {errors[name]:.2e} (float "
+                                f"noise {noise[name]:.2e})")

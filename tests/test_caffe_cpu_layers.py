@@ -15,8 +15,8 @@ import pytest
 import caffe
 from caffe import layers as L, params as P
 
-from benchmarks.gpu_check import (forward_backward as train_pass, relative_error,
-                                  tolerance_ratios, with_convolution_engine)
+from benchmarks.gpu_check import (float_spread, forward_backward as train_pass, nudges,
+                                  relative_error, tolerance_ratios, with_convolution_engine)
 from solver.devices import build_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "setup"))
@@ -516,9 +516,10 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
 
     Some gradients of this net are ill-conditioned in float (ReLU and max-pooling decisions
     near ties): changing the images by one part in a million moves conv3's weight gradient by
-    about 2 % within one engine. So each array's tolerance is the larger of 2e-3 and three
-    times what that perturbation alone changes it by, measured here with im2col (the rule
-    `make gpu-check` holds the GPU to: benchmarks/gpu_check.py's tolerance_ratios)."""
+    up to 6 % within one engine. So each array's tolerance is the larger of 2e-3 and three
+    times the most that any of three such perturbations changes it by, measured here with
+    im2col (the rule `make gpu-check` holds the GPU to: benchmarks/gpu_check.py's NUDGE,
+    float_spread and tolerance_ratios)."""
     from config import PAPER
     from prototxt.pose_net import make_net
     cfg = PAPER.replace(dropout_ratio=0.0, batch_size=batch)   # no random masks to match
@@ -535,15 +536,12 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
     inputs = {"data": rng.normal(0, 50, (batch, 3, size, size)),
               "joints_2D": rng.uniform(0, size, (batch, joints, 2)),
               "joints_3D": rng.normal(0, 300, (batch, joints, 3))}
-    nudged = dict(inputs, data=inputs["data"] * (1 + 1e-6 * rng.standard_normal(
-        inputs["data"].shape)))
-    onednn, im2col, im2col_nudged = (net_pass(paths[engine], weights, images)
-                                     for engine, images in (("DEFAULT", inputs),
-                                                            ("CAFFE", inputs),
-                                                            ("CAFFE", nudged)))
+    onednn, im2col = (net_pass(paths[engine], weights, inputs) for engine in ("DEFAULT",
+                                                                              "CAFFE"))
+    im2col_nudged = [net_pass(paths["CAFFE"], weights, images) for images in nudges(inputs)]
     for part in (0, 1):   # blobs, then parameter gradients
         errors = relative_errors(onednn[part], im2col[part])
-        noise = relative_errors(im2col_nudged[part], im2col[part])
+        noise = float_spread(im2col[part], [other[part] for other in im2col_nudged])
         for name, ratio in tolerance_ratios(errors, noise, floor=2e-3).items():
             assert ratio <= 1, (f"{name}: relative difference {errors[name]:.2e} (float "
                                 f"noise {noise[name]:.2e})")

@@ -437,8 +437,10 @@ net.backward()
 
 def onednn_convolutions(tmp_path):
     """{propagation kind: oneDNN implementation} of the convolution primitives that one
-    pass of ONEDNN_PASSES executes, from oneDNN's verbose log (set for that child only)."""
-    env = dict(os.environ, ONEDNN_VERBOSE="1", GLOG_minloglevel="2")
+    pass of ONEDNN_PASSES executes, from oneDNN's verbose log (set for that child only). One
+    thread: oneDNN's choice weighs the threads against the cores of a socket, and with no more
+    threads than that it takes Winograd from batch 9 on (its mb > 8 rule)."""
+    env = dict(os.environ, ONEDNN_VERBOSE="1", GLOG_minloglevel="2", OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", ONEDNN_PASSES, str(tmp_path / "net.prototxt")],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -91,16 +91,12 @@ def fixed_inputs(cfg, batch):
             "joints_3D": rng.normal(0, 300, (batch, cfg.num_joints, 3)) + [0, 0, 4000]}
 
 
-def nudged(inputs, seed):
-    """`inputs` with the images scaled by 1 + NUDGE N(0, 1) per value."""
-    rng = np.random.default_rng(seed)
-    return dict(inputs, data=inputs["data"] * (1 + NUDGE * rng.standard_normal(
-        inputs["data"].shape)))
-
-
 def nudges(inputs):
-    """NUDGE_DRAWS differently nudged copies of `inputs`."""
-    return [nudged(inputs, seed) for seed in range(NUDGE_DRAWS)]
+    """NUDGE_DRAWS copies of `inputs`, each with the images scaled by 1 + NUDGE N(0, 1) per
+    value (draw k seeded with k)."""
+    images = inputs["data"]
+    return [dict(inputs, data=images * (1 + NUDGE * np.random.default_rng(seed).standard_normal(
+        images.shape))) for seed in range(NUDGE_DRAWS)]
 
 
 def float_spread(reference, others):

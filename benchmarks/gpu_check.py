@@ -140,39 +140,37 @@ def forward_backward(net, inputs):
              for k, blob in enumerate(blobs)})
 
 
-def agreement(gpu, batch, variant="full"):
+def agreement(gpu, batch, shared=None, variant="full"):
     """{"blobs": {name: err}, "gradients": {name/k: err}, "spread": {name: err}, "max_blob",
     "max_gradient", "max_ratio" (of an error to its tolerance, tolerance_ratios), ...} of one
     forward and backward on the CPU against GPU `gpu` (None: the CPU again, which must agree
     exactly); the spread is the CPU's own (see NOISE_FACTOR). Run it in a process of its own:
-    CUDA reads the TF32 setting once per process."""
+    CUDA reads the TF32 setting once per process. `shared` (a folder; None: one of its own)
+    holds what the runs of one check share: the weights and the CPU's spread, made by the
+    first run and read by the next (another TF32 setting does not change the CPU: its four
+    spread passes are the CPU side's largest part, seconds of the GPU machine's time)."""
     import caffe
-    from google.protobuf import text_format
-    from caffe.proto import caffe_pb2
     from config import PAPER
     from prototxt.pose_net import write_net
     from solver.devices import use_device
     cfg = PAPER.replace(dropout_ratio=0.0, batch_size=batch)
     folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    shared = folder if shared is None else Path(shared)
+    weights, spread_file = shared / "weights.caffemodel", shared / "cpu-spread.json"
     try:
         net_path = write_net(folder / "train.prototxt", cfg, variant, "train", data="input")
-        im2col_path = folder / "train-im2col.prototxt"
-        net_param = text_format.Parse(net_path.read_text(), caffe_pb2.NetParameter())
-        im2col_path.write_text(str(with_convolution_engine(net_param, "CAFFE")))
-        weights = folder / "weights.caffemodel"
         inputs = fixed_inputs(cfg, batch)
-
         caffe.set_mode_cpu()
-        caffe.set_random_seed(1)
-        cpu_net = caffe.Net(str(net_path), caffe.TRAIN)
-        cpu_net.save(str(weights))
-        cpu = forward_backward(cpu_net, inputs)
-        # the CPU's spread, each pass in a net of its own (a pass moves BatchNorm's running
-        # statistics): its other convolution engine, and the nudged images
-        others = [forward_backward(caffe.Net(str(path), caffe.TRAIN, weights=str(weights)),
-                                   images)
-                  for path, images in [(im2col_path, inputs)]
-                  + [(net_path, nudge) for nudge in nudges(inputs)]]
+        if not weights.exists():
+            caffe.set_random_seed(1)
+            caffe.Net(str(net_path), caffe.TRAIN).save(str(weights))
+        cpu = forward_backward(caffe.Net(str(net_path), caffe.TRAIN, weights=str(weights)),
+                               inputs)
+        if spread_file.exists():
+            spread = json.loads(spread_file.read_text())
+        else:
+            spread = cpu_spread(net_path, weights, inputs, cpu, folder)
+            spread_file.write_text(json.dumps(spread))
         use_device(gpu)   # nets made in GPU mode use cuDNN's engines
         on_gpu = forward_backward(caffe.Net(str(net_path), caffe.TRAIN, weights=str(weights)),
                                   inputs)
@@ -180,8 +178,6 @@ def agreement(gpu, batch, variant="full"):
         shutil.rmtree(folder, ignore_errors=True)
     blobs = {name: relative_error(on_gpu[0][name], value) for name, value in cpu[0].items()}
     grads = {name: relative_error(on_gpu[1][name], value) for name, value in cpu[1].items()}
-    spread = {**float_spread(cpu[0], [other[0] for other in others]),
-              **float_spread(cpu[1], [other[1] for other in others])}
     ratios = tolerance_ratios({**blobs, **grads}, spread)
     return {"variant": variant, "batch": batch, "blobs": blobs, "gradients": grads,
             "spread": spread, "max_blob": max(blobs.values()),
@@ -190,7 +186,24 @@ def agreement(gpu, batch, variant="full"):
             "worst_ratio": max(ratios, key=ratios.get)}
 
 
-def agreement_in_process(gpu, batch, tf32):
+def cpu_spread(net_path, weights, inputs, cpu, folder):
+    """float_spread of the CPU pass `cpu` (forward_backward of the net at net_path with the
+    weights on `inputs`) against its other convolution engine and the nudged images, each
+    pass in a net of its own (a pass moves BatchNorm's running statistics)."""
+    import caffe
+    from google.protobuf import text_format
+    from caffe.proto import caffe_pb2
+    im2col_path = folder / "train-im2col.prototxt"
+    net_param = text_format.Parse(Path(net_path).read_text(), caffe_pb2.NetParameter())
+    im2col_path.write_text(str(with_convolution_engine(net_param, "CAFFE")))
+    others = [forward_backward(caffe.Net(str(path), caffe.TRAIN, weights=str(weights)), images)
+              for path, images in [(im2col_path, inputs)]
+              + [(net_path, nudge) for nudge in nudges(inputs)]]
+    return {**float_spread(cpu[0], [other[0] for other in others]),
+            **float_spread(cpu[1], [other[1] for other in others])}
+
+
+def agreement_in_process(gpu, batch, tf32, shared):
     """agreement() in a child process with NVIDIA_TF32_OVERRIDE set for tf32=False."""
     env = dict(os.environ)
     if tf32:
@@ -198,8 +211,8 @@ def agreement_in_process(gpu, batch, tf32):
     else:
         env["NVIDIA_TF32_OVERRIDE"] = "0"
     out = subprocess.run([sys.executable, str(TOOL), "--part", "agreement",
-                          "--gpu", str(gpu), "--batch", str(batch)], capture_output=True,
-                         text=True, env=env, cwd=REPO)
+                          "--gpu", str(gpu), "--batch", str(batch), "--shared", str(shared)],
+                         capture_output=True, text=True, env=env, cwd=REPO)
     if out.returncode != 0:
         raise RuntimeError("agreement run failed:\n" + (out.stdout + out.stderr)[-1500:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -381,8 +394,12 @@ def check(args):
     report_line("machine", json.dumps(report["machine"]))
     failures = []
 
-    exact = agreement_in_process(args.gpu, args.batch, tf32=False)
-    loose = agreement_in_process(args.gpu, args.batch, tf32=True)
+    shared = Path(tempfile.mkdtemp(prefix="gpu-check-agreement-"))
+    try:
+        exact = agreement_in_process(args.gpu, args.batch, False, shared)
+        loose = agreement_in_process(args.gpu, args.batch, True, shared)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     ok = exact["max_ratio"] <= 1.0
     report["agreement"] = {"tf32_off": exact, "tf32_on": loose, "tolerance": AGREEMENT_TOLERANCE,
                            "noise_factor": NOISE_FACTOR, "nudge": NUDGE, "passed": ok}
@@ -457,7 +474,7 @@ def run(args):
         print(f"gpu-check: {reason}", file=sys.stderr)
         return 1
     if args.part == "agreement":
-        print(json.dumps(agreement(args.gpu, args.batch)))
+        print(json.dumps(agreement(args.gpu, args.batch, args.shared)))
         return 0
     if args.part == "caffe-steps":
         print(json.dumps(caffe_gpu_steps(args.variant, args.gpu, args.batch, args.iterations)))

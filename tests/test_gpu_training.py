@@ -279,6 +279,20 @@ def test_gpu_check_agreement_plumbing_on_the_cpu():
     assert max(spread[name] for name in result["gradients"]) > 10 * spread["fc2_2D"]
 
 
+def test_gpu_check_agreement_runs_share_the_weights_and_the_cpu_spread(tmp_path, monkeypatch):
+    """The second run of one check (the other TF32 setting) takes the first's weights and
+    CPU spread instead of measuring the spread again, and so reports the same tolerances."""
+    from benchmarks import gpu_check
+    first = gpu_check.agreement(None, batch=2, shared=tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cpu-spread.json",
+                                                                "weights.caffemodel"]
+
+    def measured_again(*args):
+        raise AssertionError("the CPU spread was measured again")
+    monkeypatch.setattr(gpu_check, "cpu_spread", measured_again)
+    assert gpu_check.agreement(None, batch=2, shared=tmp_path) == first
+
+
 def test_tolerance_ratios_take_the_larger_of_the_floor_and_the_noise():
     from benchmarks.gpu_check import NOISE_FACTOR, tolerance_ratios
     errors = {"a": 5e-4, "b": 5e-3, "c": 5e-2}
@@ -304,7 +318,7 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     part = {"max_blob": 2e-5, "max_gradient": 4e-2, "worst_blob": "fc2_2D",
             "worst_gradient": "conv5/0", "max_ratio": 0.6, "worst_ratio": "conv5/0"}
     monkeypatch.setattr(gpu_check, "machine", lambda: {"gpus": ["NVIDIA H100, 580, 81559 MiB"]})
-    monkeypatch.setattr(gpu_check, "agreement_in_process", lambda gpu, batch, tf32: dict(
+    monkeypatch.setattr(gpu_check, "agreement_in_process", lambda gpu, batch, tf32, shared: dict(
         part, max_gradient=3e-1 if tf32 else 4e-2))
     monkeypatch.setattr(gpu_check, "gradient_checks",
                         lambda gpu: {"passed": True, "summary": "29 passed"})
@@ -335,7 +349,7 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     assert report["agreement"]["passed"] and report["agreement"]["tf32_on"]["max_gradient"] == 3e-1
     assert report["data"]["step_images_per_s"] == 2560.0
     # a disagreement beyond the tolerance fails the check
-    monkeypatch.setattr(gpu_check, "agreement_in_process", lambda gpu, batch, tf32: dict(
+    monkeypatch.setattr(gpu_check, "agreement_in_process", lambda gpu, batch, tf32, shared: dict(
         part, max_ratio=1.5))
     assert gpu_check.check(args) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "GPUCHECK FAIL agreement"

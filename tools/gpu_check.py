@@ -36,6 +36,7 @@ def main(argv=None):
     # the parts that run in a process of their own, started by the check itself
     parser.add_argument("--part", choices=["agreement", "caffe-steps"], help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="full", help=argparse.SUPPRESS)
+    parser.add_argument("--shared", type=Path, help=argparse.SUPPRESS)
     return gpu_check.run(parser.parse_args(argv))
 
 

@@ -420,6 +420,28 @@ def test_to_planes_is_the_float_expression_bit_for_bit():
         assert out.tobytes() == np.ascontiguousarray(expected).tobytes()
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 128])
+@pytest.mark.parametrize("threads", [1, 4])
+def test_batch_copier_copies_every_array(batch_size, threads, monkeypatch):
+    from layers import h36m_data
+    monkeypatch.setattr(h36m_data, "COPY_THREADS", threads)
+    rng = np.random.default_rng(batch_size)
+    source = h36m_data.Batch(rng.standard_normal((batch_size, 3, 7, 7)).astype(np.float32),
+                             rng.standard_normal((batch_size, 17, 2)).astype(np.float32),
+                             rng.standard_normal((batch_size, 17, 3)).astype(np.float32),
+                             rng.integers(0, 1000, batch_size))
+    copier = h36m_data._BatchCopier("test")
+    try:
+        for _ in range(2):
+            out = h36m_data.Batch(*(np.full_like(array, -1) for array in (
+                source.images, source.joints_2d, source.joints_3d, source.indices)))
+            assert copier(source, out) is out
+            for name in ("images", "joints_2d", "joints_3d", "indices"):
+                assert getattr(out, name).tobytes() == getattr(source, name).tobytes()
+    finally:
+        copier.close()
+
+
 def reference_batch(directory, maker, sources, batch_index):
     """Batch `batch_index` of a TRAIN loader's maker, the augmentation written out plainly:
     per image, in the batch's random stream, the crop offsets, then the colour shift by the

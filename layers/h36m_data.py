@@ -34,8 +34,8 @@ Processes ("processes": true). `workers` processes, started fresh (spawn, never 
 process that holds a GPU context), each open the LMDBs themselves and build whole batches
 straight into one of P = max(prefetch, workers) slots of a shared memory file (in /dev/shm
 when it has room, else the temporary folder); the consumer copies slot k mod P into the
-layer's tops (on a few threads: _BatchCopier) and hands the slot the batch P positions later. No GIL is shared, so they scale with the
-cores a GPU needs to be fed. A worker ends with its loader, or when its parent is gone. As
+layer's tops (on a few threads: _BatchCopier) and hands the slot the batch P positions
+later. No GIL is shared, so they scale with the cores a GPU needs to be fed. A worker ends with its loader, or when its parent is gone. As
 with any process started by spawn, a script that makes such a loader must keep its top level
 under `if __name__ == "__main__":` (the workers import the main module).
 

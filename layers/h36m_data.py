@@ -21,23 +21,24 @@ layer of rank r takes batches r, r + N, r + 2N, ... of that stream: in every N c
 steps the ranks see N consecutive batches, so an epoch shows every image once across the GPUs.
 One GPU or the CPU (N = 1) takes every batch; TEST layers (rank 0 only) are never sharded.
 
-Threads (the layer's default; the training nets that config.py describes use processes,
-see loader_processes there). BatchLoader starts `workers` daemon threads; worker w builds the loader's
-batches w, w + workers, w + 2 workers, ... and puts them in its own bounded queue (about
-prefetch / workers deep). The consumer takes batch k from queue k mod workers, which keeps
-batch order without any sorting. JPEG decoding and numpy release the GIL, so the workers run
-in parallel with the network, until the per-image Python work (Datum parsing, cropping) that
-holds the GIL limits them. The threads hold no reference to the loader, so close() (or
-garbage collection, or interpreter exit) stops them.
+Threads (the layer's default; the training nets that config.py describes use processes, see
+loader_processes there). BatchLoader starts `workers` daemon threads; worker w builds the
+loader's batches w, w + workers, w + 2 workers, ... and puts them in its own bounded queue
+(about prefetch / workers deep). The consumer takes batch k from queue k mod workers, which
+keeps batch order without any sorting. JPEG decoding and numpy release the GIL, so the
+workers run in parallel with the network, until the per-image Python work (Datum parsing,
+cropping) that holds the GIL limits them. The threads hold no reference to the loader, so
+close() (or garbage collection, or interpreter exit) stops them.
 
 Processes ("processes": true). `workers` processes, started fresh (spawn, never a fork of a
 process that holds a GPU context), each open the LMDBs themselves and build whole batches
 straight into one of P = max(prefetch, workers) slots of a shared memory file (in /dev/shm
 when it has room, else the temporary folder); the consumer copies slot k mod P into the
 layer's tops (on a few threads: _BatchCopier) and hands the slot the batch P positions
-later. No GIL is shared, so they scale with the cores a GPU needs to be fed. A worker ends with its loader, or when its parent is gone. As
-with any process started by spawn, a script that makes such a loader must keep its top level
-under `if __name__ == "__main__":` (the workers import the main module).
+later. No GIL is shared, so they scale with the cores a GPU needs to be fed. A worker ends
+with its loader, or when its parent is gone. As with any process started by spawn, a script
+that makes such a loader must keep its top level under `if __name__ == "__main__":` (the
+workers import the main module).
 
 Layer `H36MData` (python_param { module: "layers.h36m_data" layer: "H36MData" }):
   no bottoms

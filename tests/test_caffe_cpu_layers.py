@@ -1,9 +1,10 @@
-"""The Caffe build's CPU layers that the project's patches rewrite (setup/patches/debian/
+"""The Caffe build's CPU layers that the project's patches rewrite (setup/patches/debian:
 03, 05 to 08, 10 and 11: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner
-products through oneDNN) against numpy reference computations: forward outputs, gradients
-(which Caffe adds to the parameters' diffs) and BatchNorm's running statistics, in place and
-not, within float tolerance; and the convolutions of oneDNN against Caffe's own im2col + GEMM
-(engine: CAFFE) in the same build. Whatever build `make setup` wired is the one tested."""
+products through oneDNN; 12: the SGD update) against numpy reference computations: forward
+outputs, gradients (which Caffe adds to the parameters' diffs) and BatchNorm's running
+statistics, in place and not, within float tolerance; and the convolutions of oneDNN against
+Caffe's own im2col + GEMM (engine: CAFFE) in the same build. Whatever build `make setup`
+wired is the one tested."""
 import os
 import subprocess
 import sys
@@ -547,3 +548,54 @@ def test_paper_net_same_outputs_and_gradients_with_onednn_and_im2col(tmp_path, v
         for name, ratio in tolerance_ratios(errors, noise, floor=2e-3).items():
             assert ratio <= 1, (f"{name}: relative difference {errors[name]:.2e} (float "
                                 f"noise {noise[name]:.2e})")
+
+
+def sgd_solver(tmp_path, regularization, iter_size):
+    """An SGD solver (momentum 0.9, weight decay 0.01) over a net of two inner products: "big"
+    (60,000 weights, so that patch 12 splits it over its threads; lr_mult 1 and 0.5, decay_mult
+    1 and 0) and "small" (lr_mult 2, decay_mult 3)."""
+    spec = caffe.NetSpec()
+    spec.data = L.Input(shape=dict(dim=[2, 300]))
+    spec.big = L.InnerProduct(spec.data, num_output=200, param=[
+        dict(lr_mult=1, decay_mult=1), dict(lr_mult=0.5, decay_mult=0)])
+    spec.small = L.InnerProduct(spec.big, num_output=3,
+                                param=[dict(lr_mult=2, decay_mult=3)] * 2)
+    (tmp_path / "net.prototxt").write_text(str(spec.to_proto()))
+    solver_path = tmp_path / "solver.prototxt"
+    solver_path.write_text(f'train_net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.1\n'
+                           f'lr_policy: "fixed"\nmomentum: 0.9\nweight_decay: 0.01\n'
+                           f'regularization_type: "{regularization}"\niter_size: {iter_size}\n'
+                           f'max_iter: 10\ndisplay: 0\n')
+    return caffe.SGDSolver(str(solver_path))
+
+
+@pytest.mark.parametrize("regularization, iter_size", [("L2", 1), ("L1", 1), ("L2", 2)])
+def test_sgd_update_follows_its_formula(tmp_path, regularization, iter_size):
+    """Caffe's SGD step (patch 12 fuses it on the CPU for L2 and one iteration per step; the
+    others take BVLC's separate steps): per parameter, g = diff / iter_size + decay x
+    decay_mult x (data for L2, sign(data) for L1), h = lr x lr_mult x g + 0.9 h, data -= h,
+    and the diff holds h afterwards; twice, so that the momentum counts."""
+    if not hasattr(caffe.SGDSolver, "apply_update"):
+        pytest.skip("this pycaffe has no SGDSolver.apply_update (the PyPI fork)")
+    solver = sgd_solver(tmp_path, regularization, iter_size)
+    rng = np.random.default_rng(12)
+    multipliers = {("big", 0): (1, 1), ("big", 1): (0.5, 0), ("small", 0): (2, 3),
+                   ("small", 1): (2, 3)}
+    history = {key: 0.0 for key in multipliers}
+    for _ in range(2):
+        expected = {}
+        for (layer, k), (lr_mult, decay_mult) in multipliers.items():
+            blob = solver.net.params[layer][k]
+            blob.data[...] = rng.standard_normal(blob.data.shape).astype(np.float32)
+            blob.diff[...] = rng.standard_normal(blob.data.shape).astype(np.float32)
+            data, diff = blob.data.astype(np.float64), blob.diff.astype(np.float64)
+            decay = data if regularization == "L2" else np.sign(data)
+            gradient = diff / iter_size + 0.01 * decay_mult * decay
+            history[layer, k] = 0.1 * lr_mult * gradient + 0.9 * history[layer, k]
+            expected[layer, k] = data - history[layer, k]
+        solver.apply_update()
+        for key in multipliers:
+            blob = solver.net.params[key[0]][key[1]]
+            np.testing.assert_allclose(blob.data, expected[key], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(blob.diff, history[key], rtol=1e-5, atol=1e-6)
+            history[key] = blob.diff.astype(np.float64)   # the solver's own, for the next step

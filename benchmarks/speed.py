@@ -194,6 +194,8 @@ def caffe_server(args):
             break
         if words[0] == "train":
             answer = {"seconds": timed(lambda: solver.step(1), int(words[1]))}
+        elif words[0] == "update":   # the solver's update alone, on the last step's diffs
+            answer = {"seconds": timed(solver.apply_update, int(words[1]))}
         elif words[0] == "infer":
             batch, times = int(words[1]), int(words[2])
             if deploy_net is None:
@@ -414,6 +416,10 @@ def run_bench(args, log=progress):
                         + " GFLOP/s")
                 steps, medians = interleaved(servers, f"train {args.steps}", args.rounds)
                 row = {"step": summary(steps, medians)}
+                # the SGD update alone (patch 12), after the timed steps: it moves the weights
+                row["update"] = summary(*interleaved(
+                    [s for s in servers if s.name != "pytorch"], f"update {args.steps}",
+                    args.rounds))
                 if index == 0:
                     steps, medians = interleaved(
                         servers, f"infer {args.deploy_batch} {args.steps}", args.rounds)
@@ -497,6 +503,11 @@ def format_report(report):
             new = sum(after.get(k, 0.0) for k in kinds)
             lines.append(f"CHANGE {variant:<10} {change}: {'+'.join(kinds)} "
                          f"{old:.0f} -> {new:.0f} ms per step")
+        update = row.get("update", {})
+        if "caffe_before" in update:
+            lines.append(f"CHANGE {variant:<10} 12 SGD update in one pass on OpenMP: "
+                         f"apply_update {1000 * update['caffe_before']['median_seconds']:.0f} "
+                         f"-> {1000 * update['caffe']['median_seconds']:.0f} ms per step")
     deploy = report["deploy"]
     for name, step in deploy.items():
         lines.append(f"DEPLOY {name:<13} {report['deploy_batch'] / step['median_seconds']:.1f} "

@@ -65,6 +65,7 @@ def test_the_caffe_server_answers_each_command(tmp_path):
         assert server.hello["ready"]
         assert len(server.ask("train 2")["seconds"]) == 2
         assert len(server.ask("infer 3 1")["seconds"]) == 1
+        assert len(server.ask("update 2")["seconds"]) == 2
         answer = server.ask("gemm 64")
         assert set(answer["gflops"]) >= {"openblas"}
         assert isinstance(answer["openblas_core"], str) and answer["openblas_core"]
@@ -147,7 +148,9 @@ def sample_report():
                 "caffe_vs_limit": 0.5 / 0.236, "before_vs_after": 4.0,
                 "layer_ms_before": {"Convolution": 1500.0, "Pooling": 100.0, "Python": 20.0},
                 "layer_ms_after": {"Convolution": 300.0, "Pooling": 40.0, "Python": 20.0,
-                                   "DummyData": 40.0, "ReLU": 40.0}}},
+                                   "DummyData": 40.0, "ReLU": 40.0},
+                "update": {"caffe": step(0.014, 0.013, 0.016),
+                           "caffe_before": step(0.032, 0.03, 0.034)}}},
             "deploy": {"caffe": step(0.2, 0.2, 0.2), "pytorch": step(0.4, 0.4, 0.4)},
             "deploy_batch": 16, "peak_memory_batch": 128,
             "peak_memory_mib": {"after": 3000.0, "before": 2800.0}}
@@ -165,6 +168,8 @@ def test_report_lines():
         line for line in lines if line.startswith("PYTHON full"))
     assert "Convolution 1500 -> 300 ms per step" in next(
         line for line in lines if "convolutions through oneDNN" in line)
+    assert "CHANGE full       12 SGD update in one pass on OpenMP: apply_update 32 -> 14 ms " \
+        "per step" in lines
     assert any(line.startswith("DEPLOY caffe         80.0 images/s (batch 16") for line in lines)
     assert lines[-1] == "MEMORY peak of the batch-128 step: after 3000 MiB, before 2800 MiB"
     # make bench-data's figures, when its report is there: the build on both trees

@@ -55,7 +55,7 @@ def soft_label_pairs(joints, grid_size, image_size):
     # (..., 9, 2) column and row of the candidate cells: the nearest centre's and its neighbours
     cells = np.floor(points / width).astype(np.int64) + NEIGHBOURS
     inside = ((cells >= 0) & (cells < grid_size)).all(axis=-1)
-    offset = points - (cells + 0.5) * width
+    offset = points - (cells + 0.5) * width      # cell_centres' centres, without a gather
     distance = np.sqrt(offset[..., 0] * offset[..., 0] + offset[..., 1] * offset[..., 1])
     near = inside & (distance < width)
     on_centre = inside & (distance < EPS * width)

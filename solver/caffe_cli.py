@@ -17,6 +17,10 @@ TRAIN_DISPLAY = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE +
 TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE)
 # glog's FATAL lines: "F1126 20:05:31.614074 14628 file.cpp:238] message"
 FATAL = re.compile(r"F\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] ")
+# Where a Python layer's error ends Caffe, with no FATAL line: the exception's last line,
+# an interpreter's fatal error, and C++'s "terminate called after throwing ..."
+PYTHON_FAILURE = re.compile(r"(\w+\.)*\w*(Error|Exception)(: |$)|Fatal Python error|"
+                            r"terminate called")
 # The solver's stop at a non-finite loss (setup/patches/debian/04-solver-stop-at-nonfinite-loss).
 DIVERGED = re.compile(r"Non-finite loss \(([^)]*)\) at iteration (\d+)")
 # "Iteration 10, Testing net (#0)"
@@ -131,10 +135,12 @@ def diverged_at(log_text):
 
 
 def failure_excerpt(log_text, lines=8):
-    """The end of a failed Caffe's log, indented, led by its glog FATAL line ("F... Check
-    failed: ..."), the reason, which the stack trace after it pushes out of the tail."""
+    """The end of a failed Caffe's log, indented, led by the reason, which the stack trace
+    after it pushes out of the tail: its glog FATAL line ("F... Check failed: ..."), else the
+    lines where a Python layer's error ended it (PYTHON_FAILURE)."""
     text = log_text.splitlines()
-    fatal = [line for line in text if FATAL.match(line)][:1]
+    fatal = ([line for line in text if FATAL.match(line)][:1]
+             or [line for line in text if PYTHON_FAILURE.match(line)][-3:])
     tail = [line for line in text[-lines:] if line not in fatal]
     return "\n".join("  | " + line for line in fatal + tail)
 

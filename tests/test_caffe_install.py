@@ -70,3 +70,25 @@ def test_failed_caffe_run_names_the_log(tmp_path):
     from solver.caffe_cli import CaffeError, run_caffe
     with pytest.raises(CaffeError, match=r"caffe train failed .*train\.log"):
         run_caffe(["train", f"-solver={tmp_path / 'missing.prototxt'}"], tmp_path / "train.log")
+
+
+def test_failure_excerpt_leads_with_the_reason():
+    from solver.caffe_cli import failure_excerpt
+    stack = [f"    @     0x7f30fd07b{k:03x} caffe::Solver<>::Init()" for k in range(12)]
+    python_layer = "\n".join([
+        "I1127 08:16:25.686753  8778 layer_factory.hpp:77] Creating layer data",
+        "Traceback (most recent call last):",
+        '  File "/repo/layers/h36m_data.py", line 3, in <module>',
+        "    import numpy",
+        "ImportError: PyCapsule_Import could not import module \"datetime\"",
+        "terminate called after throwing an instance of 'boost::python::error_already_set'",
+        "*** Aborted at 1795767387 (unix time) try \"date -d @1795767387\" ***", *stack])
+    lines = failure_excerpt(python_layer).splitlines()
+    assert lines[0] == '  | ImportError: PyCapsule_Import could not import module "datetime"'
+    assert lines[1].startswith("  | terminate called after throwing")
+    assert lines[2:] == ["  | " + line for line in stack[-8:]]
+    check = "F1127 08:16:25.6 8778 net.cpp:84] Check failed: top_id_vec.size() == 2 (1 vs. 2)"
+    lines = failure_excerpt("\n".join(["I1127 start", check, "*** Check failure stack trace:",
+                                       *stack])).splitlines()
+    assert lines[0] == "  | " + check and len(lines) == 9
+    assert failure_excerpt("I1127 one\nI1127 two") == "  | I1127 one\n  | I1127 two"

@@ -339,6 +339,45 @@ here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 """
 
 
+# A net whose Python layer imports what `caffe train`'s layers import (numpy, OpenCV, lmdb),
+# for check_embedded_python.
+PROBE_NET = """layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 } } }
+layer { name: "probe" type: "Python" bottom: "x" top: "y"
+        python_param { module: "park2016_probe" layer: "Probe" } }
+"""
+PROBE_LAYER = """import caffe
+import layers.h36m_data, layers.soft_labels
+
+
+class Probe(caffe.Layer):
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        pass
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+"""
+
+
+def check_embedded_python(wrapper, logs):
+    """Run a net with a Python layer through Caffe's tool: the Python it embeds must find its
+    standard library and the venv's packages, as `caffe train` needs them (a failure there
+    aborts with a C++ exception, far from its cause)."""
+    with tempfile.TemporaryDirectory(prefix="park2016-probe-") as folder:
+        Path(folder, "probe.prototxt").write_text(PROBE_NET)
+        Path(folder, "park2016_probe.py").write_text(PROBE_LAYER)
+        run([str(wrapper), "time", "-model", "probe.prototxt", "-iterations", "1"],
+            log=logs / "verify.log", cwd=folder,
+            env=dict(os.environ, PYTHONPATH=folder, GLOG_minloglevel="1"),
+            what="a Python layer in Caffe's tool (its embedded Python)",
+            hint="the log shows the Python error above the C++ stack trace")
+
+
 def wire_venv(venv, info, entry, logs):
     site = Path(info["site_packages"])
     (site / "park2016_caffe.pth").write_text(f"{entry / 'python'}\n{REPO}\n")
@@ -354,6 +393,7 @@ def wire_venv(venv, info, entry, logs):
         log=logs / "verify.log", what="import caffe in the venv",
         hint=f"delete {entry} to force a rebuild")
     run([str(wrapper), "--version"], log=logs / "verify.log", what=f"{wrapper} --version")
+    check_embedded_python(wrapper, logs)
     info = json.loads((entry / "BUILD-INFO.json").read_text())
     device = info.get("cuda_describe") or "CPU only"
     log(f"ready: Caffe from {info['describe']} ({device}); {python} imports caffe (with Python "

@@ -57,6 +57,15 @@ TARGET_LACKS = ("lmdb", "cdflib")
 PROVIDED = re.compile(r"^(linux-vdso|ld-linux-x86-64|libc|libm|libdl|libpthread|librt|"
                       r"libresolv|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|"
                       r"libcurand|libcudnn|libnccl|libnvrtc|libnvJitLink)\.so")
+# The Python that `caffe train` embeds for Python layers is the bundle's libpython, but its
+# standard library is the target's (found through the venv's python3). Debian and Ubuntu
+# compile math, _struct, _datetime, zlib, ... into their python3 executable, so that library's
+# lib-dynload lacks them and numpy fails to import in the embedded interpreter. The bundle
+# carries the extension modules of its own Python (python-dynload/), put first on the path of
+# that interpreter only; these stay behind (tests, terminals, GUIs, databases: no layer uses
+# them, and their libraries would double the bundle).
+EMBEDDED_LEFT_OUT = re.compile(r"^(_test|_ctypes_test|_xx|xx|_tkinter|_curses|readline|nis|"
+                               r"ossaudiodev|spwd|_crypt|_dbm|_gdbm|_sqlite3)")
 
 
 def log(msg):
@@ -139,6 +148,56 @@ def set_rpath(patchelf, path, rpath, logs):
         log=logs / "gpu-bundle.log", what=f"patchelf {path.name}")
 
 
+def carry_libraries(elves, patchelf, logs, carried):
+    """Copy the libraries the ELF files need (bar the target's, PROVIDED) into bundle/lib,
+    stripped, with RPATH $ORIGIN; `carried` ({soname: path}) grows; returns the PROVIDED
+    sonames met."""
+    provided = set()
+    for elf in elves:
+        for soname, path in elf_dependencies(elf).items():
+            if PROVIDED.match(soname):
+                provided.add(soname)
+            elif not soname.startswith("libcaffe") and soname not in carried:
+                carried[soname] = path
+                shutil.copy2(path.resolve(), BUNDLE / "lib" / soname)
+                (BUNDLE / "lib" / soname).chmod(0o755)
+                run(["strip", "--strip-unneeded", str(BUNDLE / "lib" / soname)],
+                    log=logs / "gpu-bundle.log", what=f"strip {soname}")
+                set_rpath(patchelf, BUNDLE / "lib" / soname, "$ORIGIN", logs)
+    return provided
+
+
+def embedded_modules(folder):
+    """The extension modules of a Python's lib-dynload folder that the bundle carries."""
+    return sorted(p for p in Path(folder).glob("*.so")
+                  if not EMBEDDED_LEFT_OUT.match(p.name))
+
+
+def carry_embedded_modules(venv_python, patchelf, logs, carried):
+    """bundle/python-dynload: the extension modules of the bundle's Python (EMBEDDED_LEFT_OUT);
+    returns {"version": its sys.version, "modules": how many}."""
+    dynload = Path(caffe_setup.venv_value(
+        venv_python, "__import__('sysconfig').get_config_var('DESTSHARED')",
+        "the Python's lib-dynload folder"))
+    version = caffe_setup.venv_value(venv_python, "__import__('sys').version",
+                                     "the Python's version string")
+    target = BUNDLE / "python-dynload"
+    target.mkdir()
+    modules = embedded_modules(dynload)
+    for module in modules:
+        shutil.copy2(module, target / module.name)
+        set_rpath(patchelf, target / module.name, "$ORIGIN/../lib", logs)
+    carry_libraries(modules, patchelf, logs, carried)
+    return {"version": version, "modules": len(modules)}
+
+
+def embedded_python_pth(version, folder):
+    """A .pth line putting `folder` first on sys.path in the interpreter whose sys.version is
+    `version` (the bundle's, embedded in `caffe`) and in no other (the target's own python3,
+    which the same venv serves)."""
+    return f"import sys; sys.version == {version!r} and sys.path.insert(0, {str(folder)!r})\n"
+
+
 def assemble(entry, venv_python, logs):
     """build/gpu-bundle/ from a cache entry: tool, libcaffe, pycaffe, their library closure
     with RPATH $ORIGIN, BUILD-INFO.json; then build/gpu-bundle.tar.xz."""
@@ -158,25 +217,17 @@ def assemble(entry, venv_python, logs):
     libcaffe = next((entry / "lib").glob("libcaffe.so.*"))
     shutil.copy2(libcaffe, BUNDLE / "lib" / libcaffe.name)
     (BUNDLE / "lib" / "libcaffe.so").symlink_to(libcaffe.name)
-    carried, provided = {}, set()
-    for elf in (libcaffe, entry / "bin" / "caffe", entry / "python" / "caffe" / "_caffe.so"):
-        for soname, path in elf_dependencies(elf).items():
-            if PROVIDED.match(soname):
-                provided.add(soname)
-            elif not soname.startswith("libcaffe"):
-                carried[soname] = path
-    for soname, path in sorted(carried.items()):
-        shutil.copy2(path.resolve(), BUNDLE / "lib" / soname)
-        (BUNDLE / "lib" / soname).chmod(0o755)
-        run(["strip", "--strip-unneeded", str(BUNDLE / "lib" / soname)],
-            log=logs / "gpu-bundle.log", what=f"strip {soname}")
-        set_rpath(patchelf, BUNDLE / "lib" / soname, "$ORIGIN", logs)
+    carried = {}
+    provided = carry_libraries(
+        (libcaffe, entry / "bin" / "caffe", entry / "python" / "caffe" / "_caffe.so"),
+        patchelf, logs, carried)
+    embedded = carry_embedded_modules(venv_python, patchelf, logs, carried)
     set_rpath(patchelf, BUNDLE / "lib" / libcaffe.name, "$ORIGIN", logs)
     set_rpath(patchelf, BUNDLE / "bin" / "caffe", "$ORIGIN/../lib", logs)
     set_rpath(patchelf, BUNDLE / "python" / "caffe" / "_caffe.so", "$ORIGIN/../../lib", logs)
     info = json.loads((entry / "BUILD-INFO.json").read_text())
     info["bundle"] = {"made": time.strftime("%Y-%m-%d %H:%M:%S"), "carried": sorted(carried),
-                      "provided_by_the_target": sorted(provided)}
+                      "provided_by_the_target": sorted(provided), "embedded_python": embedded}
     (BUNDLE / "BUILD-INFO.json").write_text(json.dumps(info, indent=2) + "\n")
     tmp = TARBALL.with_suffix(".tmp")
     with tarfile.open(tmp, "w:xz") as tar:
@@ -316,6 +367,11 @@ def install(args):
         run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-index",
              "--no-deps", "--upgrade", "--target", str(packages), *map(str, WHEELS.glob("*.whl"))],
             log=logs / "pip.log", what="pip install of the carried wheels")
+    embedded = json.loads((BUNDLE / "BUILD-INFO.json").read_text())["bundle"].get(
+        "embedded_python")
+    if embedded:   # before park2016_target.pth, whose packages' .pth lines may import math
+        (packages / "park2016_embedded.pth").write_text(
+            embedded_python_pth(embedded["version"], BUNDLE / "python-dynload"))
     caffe_setup.wire_venv(venv, info, BUNDLE, logs)
     return 0
 

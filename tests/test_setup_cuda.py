@@ -4,6 +4,7 @@ setup/caffe_setup.py), without building anything."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -198,3 +199,65 @@ def test_gpu_bundle_carries_what_the_gpu_machine_lacks():
                "libgfortran.so.5", "liblmdb.so.0"]
     assert all(gpu_bundle.PROVIDED.match(name) for name in provided)
     assert not any(gpu_bundle.PROVIDED.match(name) for name in carried)
+
+
+def test_gpu_bundle_embedded_python_modules_and_their_pth(tmp_path):
+    import gpu_bundle
+    for name in ("math", "_datetime", "_struct", "zlib", "_ssl", "_test_capi", "_tkinter",
+                 "readline", "_sqlite3", "_ctypes_test", "xxlimited"):
+        (tmp_path / f"{name}.cpython-312-x86_64-linux-gnu.so").write_text("")
+    (tmp_path / "README.txt").write_text("")
+    assert [p.name.split(".")[0] for p in gpu_bundle.embedded_modules(tmp_path)] == [
+        "_datetime", "_ssl", "_struct", "math", "zlib"]
+    line = gpu_bundle.embedded_python_pth("3.12.1 (main, 'x') [GCC]", Path("/b/python-dynload"))
+    for version, expected in (("3.12.1 (main, 'x') [GCC]", ["/b/python-dynload", "/std"]),
+                              ("3.12.3 (main) [GCC 13]", ["/std"])):
+        fake_sys = Namespace(version=version, path=["/std"])
+        exec(line.replace("import sys; ", ""), {"sys": fake_sys})
+        assert fake_sys.path == expected
+
+
+def debian_style_python():
+    """/usr/bin/python3 if it is this Python's minor version with math compiled in (as Debian
+    and Ubuntu build it, and as the GPU machines' Python is), else None."""
+    python = Path("/usr/bin/python3")
+    if not python.exists():
+        return None
+    probe = ("import sys; print(sys.version_info[:2] == tuple(map(int, sys.argv[1].split('.')))"
+             " and 'math' in sys.builtin_module_names)")
+    out = subprocess.run([str(python), "-c", probe, "%d.%d" % sys.version_info[:2]],
+                         capture_output=True, text=True)
+    return python if out.stdout.strip() == "True" else None
+
+
+def test_embedded_python_under_a_debian_style_python(tmp_path):
+    """The venv of a GPU machine's Python, reproduced with this machine's Debian python3: the
+    Python that Caffe's tool embeds (this venv's, a separate build) then takes its standard
+    library from Debian's, whose lib-dynload lacks the modules Debian compiles into its
+    executable, and a Python layer cannot import numpy; check_embedded_python says so, and the
+    bundle's .pth line (embedded_python_pth, naming this Python's own lib-dynload) mends it."""
+    import sysconfig
+    import caffe
+    import gpu_bundle
+    debian = debian_style_python()
+    binary = Path(caffe.__file__).resolve().parent.parent.parent / "bin" / "caffe"
+    if debian is None or not binary.exists():
+        pytest.skip("needs a Debian-style /usr/bin/python3 of this minor version and the "
+                    "build's caffe tool")
+    venv = tmp_path / "venv"
+    subprocess.run([str(debian), "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    ours = next(Path(p) for p in sys.path if p.endswith("site-packages") and
+                Path(p, "numpy").exists())
+    (site / "park2016_caffe.pth").write_text(f"{Path(caffe.__file__).parent.parent}\n"
+                                             f"{Path(__file__).resolve().parent.parent}\n")
+    (site / "park2016_target.pth").write_text(f"import site; site.addsitedir({str(ours)!r})\n")
+    wrapper = tmp_path / "caffe"
+    wrapper.write_text(f'#!/bin/sh\nPATH="{venv}/bin:$PATH" exec "{binary}" "$@"\n')
+    wrapper.chmod(0o755)
+    with pytest.raises(SetupError, match="embedded Python"):
+        caffe_setup.check_embedded_python(wrapper, tmp_path / "logs")
+    assert "error_already_set" in (tmp_path / "logs" / "verify.log").read_text()
+    (site / "park2016_embedded.pth").write_text(gpu_bundle.embedded_python_pth(
+        sys.version, sysconfig.get_config_var("DESTSHARED")))
+    caffe_setup.check_embedded_python(wrapper, tmp_path / "logs")

@@ -22,6 +22,9 @@
              on the same GPU (tools/bench_torch.py --device cuda), medians of interleaved
              runs, with PyTorch's TF32 settings reported (cuDNN's convolutions may use TF32 on
              both sides, matrix products on neither).
+  layers     where the full net's GPU step goes: `caffe time -gpu` at batch 128, milliseconds
+             per layer type, forward and backward (DummyData's share is its Gaussian draw on
+             the host, which training does not do).
   data       the data layer's images/s at batch 128 with the paper's augmentation: worker
              processes (the training default) and threads, beside the images/s of the step.
 Exit status 0 when agreement, gradients, kernels and demo pass; the speed and data goals
@@ -366,6 +369,24 @@ def caffe_steps_in_process(variant, gpu, batch, iterations):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def layer_times(gpu, batch, iterations, variant="full"):
+    """{"forward_backward_ms", "per_type_ms"} of `caffe time` on GPU `gpu` (None: the CPU)."""
+    from benchmarks.speed import caffe_time
+    from config import PAPER
+    from prototxt.pose_net import write_net
+    from solver.caffe_cli import caffe_binary
+    folder = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    try:
+        net_path = write_net(folder / "train.prototxt", PAPER.replace(batch_size=batch),
+                             variant, "train")
+        total, per_type = caffe_time(caffe_binary(), net_path, iterations,
+                                     args=() if gpu is None else (f"-gpu={gpu}",))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"variant": variant, "batch": batch, "forward_backward_ms": total,
+            "per_type_ms": dict(sorted(per_type.items(), key=lambda kv: -kv[1]))}
+
+
 def data_rates(lmdb, batch, seconds):
     from layers.h36m_data import auto_workers, images_per_second
     workers = auto_workers(1)
@@ -445,6 +466,14 @@ def check(args):
                         "goal", "met" if row["caffe_vs_torch"] <= SPEED_GOAL else "missed")
     else:
         report_line("speed", "SKIPPED", "no PyTorch with CUDA found (--torch-python)")
+    try:
+        layers = layer_times(args.gpu, args.batch, args.iterations)
+    except RuntimeError as err:   # a profile: reported, not a failure of the check
+        layers = {"error": str(err)}
+    report["layers"] = layers
+    report_line("layers", *([f"full forward_backward_ms {layers['forward_backward_ms']:.1f}"]
+                            + [f"{kind} {ms:.1f}" for kind, ms in layers["per_type_ms"].items()]
+                            if "per_type_ms" in layers else ["FAILED", layers["error"][-300:]]))
     if args.lmdb.exists():
         rates = data_rates(args.lmdb, args.batch, args.data_seconds)
         report["data"] = rates

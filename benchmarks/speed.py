@@ -296,20 +296,22 @@ def summary(steps, medians):
 
 # ---------------------------------------------------------------- `caffe time` per layer
 
-def caffe_time(caffe_tool, model, iterations, env=None):
-    """(average forward + backward ms, {layer type: ms}) of `caffe time` on a model."""
+def caffe_time(caffe_tool, model, iterations, env=None, args=()):
+    """(average forward + backward ms, {layer type: ms}) of `caffe time` on a model; args:
+    more of the tool's flags ("-gpu=0")."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
+    from solver.caffe_cli import failure_excerpt
     env = dict(env or os.environ)
     env.pop("GLOG_minloglevel", None)
     result = subprocess.run([str(caffe_tool), "time", f"-model={model}",
-                             f"-iterations={iterations}"], capture_output=True, text=True,
-                            env=env)
+                             f"-iterations={iterations}", *args], capture_output=True,
+                            text=True, env=env)
     output = result.stdout + result.stderr
     found = FORWARD_BACKWARD.search(output)
     if result.returncode != 0 or not found:
-        raise RuntimeError(f"caffe time failed with {caffe_tool}: "
-                           + " | ".join(output.splitlines()[-5:]))
+        raise RuntimeError(f"caffe time failed with {caffe_tool}:\n"
+                           + failure_excerpt(output, lines=5))
     net = caffe_pb2.NetParameter()
     text_format.Parse(Path(model).read_text(), net)
     types = {layer.name: layer.type for layer in net.layer}

@@ -310,6 +310,17 @@ def test_gpu_check_step_timing_runs_on_the_cpu():
     assert len(times) == 2 and all(isinstance(t, float) for t in times)
 
 
+def test_gpu_check_layer_times_on_the_cpu():
+    """The layers part's plumbing with the CPU in place of the GPU: `caffe time` per layer
+    type, which add up to about the whole pass."""
+    from benchmarks.gpu_check import layer_times
+    result = layer_times(None, batch=2, iterations=2)
+    per_type = result["per_type_ms"]
+    assert {"Convolution", "BatchNorm", "Python", "InnerProduct"} <= set(per_type)
+    assert list(per_type.values()) == sorted(per_type.values(), reverse=True)
+    assert 0.5 * result["forward_backward_ms"] < sum(per_type.values())
+
+
 def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     """check() assembles report.json and the GPUCHECK lines from its parts (the parts that
     need a GPU replaced by fixed results here; those that run on a CPU are tested above)."""
@@ -331,6 +342,8 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gpu_check, "speed", lambda gpu, batch, rounds, iterations, python: {
         "full": {"caffe_step_s": 0.05, "torch_step_s": 0.04, "caffe_images_per_s": 2560.0,
                  "torch_images_per_s": 3200.0, "caffe_vs_torch": 1.25}})
+    monkeypatch.setattr(gpu_check, "layer_times", lambda gpu, batch, iterations: {
+        "forward_backward_ms": 30.0, "per_type_ms": {"Python": 12.5, "Convolution": 8.25}})
     monkeypatch.setattr(gpu_check, "data_rates", lambda lmdb, batch, seconds: {
         "workers": 15, "processes_images_per_s": 9000.0, "threads_images_per_s": 3000.0})
     args = Namespace(gpu=0, lmdb=tmp_path, out=tmp_path / "out", batch=128, rounds=1,
@@ -344,6 +357,8 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     assert any(line.startswith("GPUCHECK speed full caffe_ms 50.0 torch_ms 40.0 ratio 1.25")
                and line.endswith("goal met") for line in lines)
     assert any("processes_img_s 9000" in line and "goal met" in line for line in lines)
+    assert ("GPUCHECK layers full forward_backward_ms 30.0 Python 12.5 Convolution 8.2"
+            in lines)
     assert lines[-1] == "GPUCHECK PASS"
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["agreement"]["passed"] and report["agreement"]["tf32_on"]["max_gradient"] == 3e-1

@@ -4,9 +4,9 @@
     .venv/bin/python tools/gpu_check.py [--gpu 0] [--lmdb data/lmdb/synth-h36m] [--out runs/gpu-check]
 
 `make gpu-check` runs it with the GPU build (make setup CAFFE_DEVICE=gpu) and the LMDBs of
-`make lmdb`; the parts (agreement, gradients, kernels, demo, speed, layers, data), their goals and the exit
-status are benchmarks/gpu_check.py's docstring. Writes <out>/report.json and prints lines
-starting with GPUCHECK. Without a GPU it says so and exits 1.
+`make lmdb`; the parts (agreement, gradients, kernels, demo, speed, layers, data), their
+goals and the exit status are benchmarks/gpu_check.py's docstring. Writes <out>/report.json
+and prints lines starting with GPUCHECK. Without a GPU it says so and exits 1.
 """
 import argparse
 import sys

@@ -19,11 +19,14 @@ build (here, once; minutes, then cached):
      package; Debian's OpenCV would bring GDAL and FFmpeg along), so that its library closure
      stays small (this source cannot leave out HDF5: net.cpp calls it unguarded);
   4. the bundle: the caffe tool, libcaffe, pycaffe and every shared library they need except
-     the C and C++ runtimes and CUDA's (the target has those), each with RPATH $ORIGIN; and
-     the wheels of the project's packages the target lacks (lmdb, cdflib).
+     the C and C++ runtimes and CUDA's (the target has those), each with RPATH $ORIGIN; the
+     extension modules of its Python, for the interpreter the caffe tool embeds
+     (EMBEDDED_LEFT_OUT says why); and the wheels of the project's packages the target lacks
+     (lmdb, cdflib).
 install (there): unpack, link the target's CUDA libraries (its Python's nvidia wheels, CUDA's
   lib64) into the bundle, make .venv: the target's Python with its packages, pycaffe of the
-  bundle and the project, and .venv/bin/caffe, as `make setup` makes it.
+  bundle and the project, and .venv/bin/caffe, as `make setup` makes it (and checks: a
+  Python layer runs in that tool).
 check (there): install, then the synthetic dataset and its LMDBs if missing, then
   `make gpu-check`, whose report it copies to --out.
 Standard library only.

@@ -52,6 +52,8 @@ QUIET ?=
 QUIET_FLAG := $(if $(QUIET),--quiet)
 # extra flags for tools/make_solver.py (e.g. SOLVER_FLAGS=--force, or "--set batch_size=64")
 SOLVER_FLAGS ?=
+# extra flags for tools/gpu_check.py (e.g. GPU_CHECK_FLAGS=--parts=speed,layers)
+GPU_CHECK_FLAGS ?=
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
@@ -108,7 +110,7 @@ gpu-bundle:  ## the GPU build for Python 3.12 with its libraries, for a GPU mach
 	$(PYTHON) setup/gpu_bundle.py build --cuda-arch $(or $(CUDA_ARCH),90) $(if $(PYTHON312),--python $(PYTHON312))
 
 gpu-check:  ## on a GPU machine: GPU/CPU agreement, gradient checks, demo, speed vs PyTorch (runs/gpu-check)
-	$(VPY) tools/gpu_check.py --lmdb "$(LMDB_DIR)" $(if $(GPUS),--gpu $(firstword $(GPU_LIST)))
+	$(VPY) tools/gpu_check.py --lmdb "$(LMDB_DIR)" $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(GPU_CHECK_FLAGS)
 
 bench-data: lmdb  ## data benchmark: LMDB build vs decoding, loader vs training (runs/bench/data.json)
 	$(VPY) tools/bench_data.py --root "$(H36M_ROOT)" --lmdb "$(LMDB_DIR)"

@@ -27,11 +27,12 @@
              the host, which training does not do).
   data       the data layer's images/s at batch 128 with the paper's augmentation: worker
              processes (the training default) and threads, beside the images/s of the step.
-Exit status 0 when agreement, gradients, kernels and demo pass; the speed and data goals
-(Caffe within 1.5x of PyTorch; data at least the step's rate; demo training under a minute)
-are reported as met or missed. Without a GPU it says so and exits 1. The parts that must run
-in a process of their own (agreement, the Caffe step timing) are tools/gpu_check.py --part
-processes.
+tools/gpu_check.py --parts runs some of them (their report beside report.json).
+Exit status 0 when agreement, gradients, kernels and demo pass (those of them that ran); the
+speed and data goals (Caffe within 1.5x of PyTorch; data at least the step's rate; demo
+training under a minute) are reported as met or missed. Without a GPU it says so and exits
+1. The parts that must run in a process of their own (agreement, the Caffe step timing) are
+tools/gpu_check.py --part processes.
 """
 import json
 import os
@@ -410,11 +411,7 @@ def machine():
             "caffe_libraries": info.get("cuda", {}).get("libraries")}
 
 
-def check(args):
-    report = {"machine": machine()}
-    report_line("machine", json.dumps(report["machine"]))
-    failures = []
-
+def agreement_part(args, report):
     shared = Path(tempfile.mkdtemp(prefix="gpu-check-agreement-"))
     try:
         exact = agreement_in_process(args.gpu, args.batch, False, shared)
@@ -431,66 +428,108 @@ def check(args):
                     f"({part['worst_ratio']})")
     report_line("agreement", "PASS" if ok else "FAIL", f"tolerance max({AGREEMENT_TOLERANCE}, "
                 f"{NOISE_FACTOR:g} x float noise)")
-    failures += [] if ok else ["agreement"]
+    return ok
 
-    for name, part in (("gradients", gradient_checks), ("kernels", kernel_checks)):
-        result = part(args.gpu)
-        report[name] = result
+
+def tests_part(name, tests):
+    def part(args, report):
+        result = report[name] = tests(args.gpu)
         report_line(name, "PASS" if result["passed"] else "FAIL", result["summary"])
-        failures += [] if result["passed"] else [name]
+        return result["passed"]
+    return part
 
-    if args.lmdb.exists():
-        demo = demo_on_gpu(args.gpu, args.lmdb, args.out)
-        report["demo"] = demo
-        if demo.get("mpjpe_mm") is not None:
-            report_line("demo", "PASS" if demo["passed"] else "FAIL",
-                        f"train_s {demo['train_seconds']}", f"mpjpe_mm {demo['mpjpe_mm']:.1f}",
-                        f"mean_pose_mm {demo['mean_pose_mpjpe_mm']:.1f}",
-                        f"goal_under_{DEMO_GOAL_SECONDS:.0f}s",
-                        "met" if demo["goal_met"] else "missed")
-        else:
-            report_line("demo", "FAIL", demo["error"].splitlines()[-1:])
-        failures += [] if demo["passed"] else ["demo"]
-    else:
+
+def demo_part(args, report):
+    if not args.lmdb.exists():
         report_line("demo", "SKIPPED", f"no LMDB at {args.lmdb} (make lmdb)")
-
-    python = torch_python(args.torch_python)
-    if python:
-        rows = speed(args.gpu, args.batch, args.rounds, args.iterations, python)
-        report["speed"] = {"batch": args.batch, "goal": SPEED_GOAL, "variants": rows}
-        for variant, row in rows.items():
-            report_line("speed", variant, f"caffe_ms {1000 * row['caffe_step_s']:.1f}",
-                        f"torch_ms {1000 * row['torch_step_s']:.1f}",
-                        f"ratio {row['caffe_vs_torch']:.2f}",
-                        f"caffe_img_s {row['caffe_images_per_s']:.0f}",
-                        "goal", "met" if row["caffe_vs_torch"] <= SPEED_GOAL else "missed")
+        return True
+    demo = report["demo"] = demo_on_gpu(args.gpu, args.lmdb, args.out)
+    if demo.get("mpjpe_mm") is not None:
+        report_line("demo", "PASS" if demo["passed"] else "FAIL",
+                    f"train_s {demo['train_seconds']}", f"mpjpe_mm {demo['mpjpe_mm']:.1f}",
+                    f"mean_pose_mm {demo['mean_pose_mpjpe_mm']:.1f}",
+                    f"goal_under_{DEMO_GOAL_SECONDS:.0f}s",
+                    "met" if demo["goal_met"] else "missed")
     else:
+        report_line("demo", "FAIL", demo["error"].splitlines()[-1:])
+    return demo["passed"]
+
+
+def speed_part(args, report):
+    """A goal, reported as met or missed: never a failure of the check."""
+    python = torch_python(args.torch_python)
+    if not python:
         report_line("speed", "SKIPPED", "no PyTorch with CUDA found (--torch-python)")
+        return True
+    rows = speed(args.gpu, args.batch, args.rounds, args.iterations, python)
+    report["speed"] = {"batch": args.batch, "goal": SPEED_GOAL, "variants": rows}
+    for variant, row in rows.items():
+        report_line("speed", variant, f"caffe_ms {1000 * row['caffe_step_s']:.1f}",
+                    f"torch_ms {1000 * row['torch_step_s']:.1f}",
+                    f"ratio {row['caffe_vs_torch']:.2f}",
+                    f"caffe_img_s {row['caffe_images_per_s']:.0f}",
+                    "goal", "met" if row["caffe_vs_torch"] <= SPEED_GOAL else "missed")
+    return True
+
+
+def layers_part(args, report):
+    """A profile: reported, never a failure of the check."""
     try:
         layers = layer_times(args.gpu, args.batch, args.iterations)
-    except RuntimeError as err:   # a profile: reported, not a failure of the check
+    except RuntimeError as err:
         layers = {"error": str(err)}
     report["layers"] = layers
     report_line("layers", *([f"full forward_backward_ms {layers['forward_backward_ms']:.1f}"]
                             + [f"{kind} {ms:.1f}" for kind, ms in layers["per_type_ms"].items()]
                             if "per_type_ms" in layers else ["FAILED", layers["error"][-300:]]))
-    if args.lmdb.exists():
-        rates = data_rates(args.lmdb, args.batch, args.data_seconds)
-        report["data"] = rates
-        needed = max((row["caffe_images_per_s"] for row in report.get("speed", {}).get(
-            "variants", {}).values()), default=None)
-        rates["step_images_per_s"] = needed
-        report_line("data", f"processes_img_s {rates['processes_images_per_s']:.0f}",
-                    f"threads_img_s {rates['threads_images_per_s']:.0f}",
-                    f"workers {rates['workers']}",
-                    f"step_img_s {needed:.0f}" if needed else "",
-                    ("goal " + ("met" if rates["processes_images_per_s"] >= needed
-                                else "missed")) if needed else "")
+    return True
+
+
+def data_part(args, report):
+    """A goal (at least the images/s of the fastest step the speed part timed, if it ran)."""
+    if not args.lmdb.exists():
+        report_line("data", "SKIPPED", f"no LMDB at {args.lmdb} (make lmdb)")
+        return True
+    rates = report["data"] = data_rates(args.lmdb, args.batch, args.data_seconds)
+    needed = max((row["caffe_images_per_s"] for row in report.get("speed", {}).get(
+        "variants", {}).values()), default=None)
+    rates["step_images_per_s"] = needed
+    report_line("data", f"processes_img_s {rates['processes_images_per_s']:.0f}",
+                f"threads_img_s {rates['threads_images_per_s']:.0f}",
+                f"workers {rates['workers']}",
+                f"step_img_s {needed:.0f}" if needed else "",
+                ("goal " + ("met" if rates["processes_images_per_s"] >= needed
+                            else "missed")) if needed else "")
+    return True
+
+
+# the parts in the order they run; each writes its section of the report and its GPUCHECK
+# lines and returns whether it passed (the test parts look their checks up when they run)
+PARTS = {"agreement": agreement_part,
+         "gradients": tests_part("gradients", lambda gpu: gradient_checks(gpu)),
+         "kernels": tests_part("kernels", lambda gpu: kernel_checks(gpu)),
+         "demo": demo_part, "speed": speed_part, "layers": layers_part, "data": data_part}
+
+
+def report_path(out, parts):
+    """<out>/report.json for the whole check; a check of some parts writes beside it
+    (report-speed-layers.json), so that it never replaces a whole check's report."""
+    whole = list(parts) == list(PARTS)
+    return out / ("report.json" if whole else f"report-{'-'.join(parts)}.json")
+
+
+def check(args):
+    """Run the parts named in args.parts (in PARTS's order), write the report; exit status 0
+    when none of them failed."""
+    report = {"machine": machine(), "parts": [name for name in PARTS if name in args.parts]}
+    report_line("machine", json.dumps(report["machine"]))
+    failures = [name for name in report["parts"] if not PARTS[name](args, report)]
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / "report.json.tmp"
+    path = report_path(args.out, report["parts"])
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out / "report.json")
-    report_line("report", args.out / "report.json")
+    tmp.replace(path)
+    report_line("report", path)
     report_line("PASS" if not failures else "FAIL", *failures)
     return 0 if not failures else 1
 

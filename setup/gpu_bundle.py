@@ -391,10 +391,10 @@ def check(args):
             cwd=REPO, log=REPO / "build" / "setup-logs" / "gpu-check-data.log", what="make_lmdb")
     code = subprocess.run([str(python), "tools/gpu_check.py", "--lmdb", str(lmdb),
                            *args.check_args], cwd=REPO).returncode
-    report = REPO / "runs" / "gpu-check" / "report.json"
-    if args.out and report.exists():
+    if args.out:   # report.json, or report-<parts>.json of a check of some parts
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(report, Path(args.out) / "report.json")
+        for report in (REPO / "runs" / "gpu-check").glob("report*.json"):
+            shutil.copy2(report, Path(args.out) / report.name)
     return code
 
 
@@ -419,7 +419,7 @@ def main(argv=None):
         sub.add_argument("--reinstall", action="store_true",
                          help="unpack the bundle again over build/gpu-bundle")
         if name == "check":
-            sub.add_argument("--out", help="copy runs/gpu-check/report.json here")
+            sub.add_argument("--out", help="copy the reports of runs/gpu-check/ here")
             sub.add_argument("check_args", nargs=argparse.REMAINDER,
                              help="after --: arguments for tools/gpu_check.py")
     args = parser.parse_args(argv)

@@ -321,6 +321,49 @@ def test_gpu_check_layer_times_on_the_cpu():
     assert 0.5 * result["forward_backward_ms"] < sum(per_type.values())
 
 
+def test_gpu_check_runs_only_the_parts_named(tmp_path, monkeypatch, capsys):
+    """--parts speed,layers runs those two (in the check's order, whatever the order given),
+    and writes its report beside a whole check's report.json, which it leaves as it was."""
+    from argparse import Namespace
+    from benchmarks import gpu_check
+
+    def must_not_run(*args):
+        raise AssertionError("a part that was not named ran")
+    for name in ("agreement_in_process", "gradient_checks", "kernel_checks", "demo_on_gpu",
+                 "data_rates"):
+        monkeypatch.setattr(gpu_check, name, must_not_run)
+    monkeypatch.setattr(gpu_check, "machine", lambda: {"gpus": ["NVIDIA H200"]})
+    monkeypatch.setattr(gpu_check, "torch_python", lambda choice: "python3")
+    monkeypatch.setattr(gpu_check, "speed", lambda gpu, batch, rounds, iterations, python: {
+        "full": {"caffe_step_s": 0.03, "torch_step_s": 0.0125, "caffe_images_per_s": 4266.7,
+                 "torch_images_per_s": 10240.0, "caffe_vs_torch": 2.4}})
+    monkeypatch.setattr(gpu_check, "layer_times", lambda gpu, batch, iterations: {
+        "forward_backward_ms": 30.0, "per_type_ms": {"Convolution": 10.4}})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"whole": true}')
+    args = Namespace(gpu=0, lmdb=tmp_path / "no-lmdb", out=out, batch=128, rounds=1,
+                     iterations=2, data_seconds=1.0, torch_python=None,
+                     parts=["layers", "speed"])
+    assert gpu_check.check(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:-2]] == ["speed", "layers"]
+    assert lines[-1] == "GPUCHECK PASS" and "goal missed" in lines[1]
+    report = json.loads((out / "report-speed-layers.json").read_text())
+    assert report["parts"] == ["speed", "layers"] and "agreement" not in report
+    assert (out / "report.json").read_text() == '{"whole": true}'
+
+
+def test_gpu_check_refuses_an_unknown_part(capsys):
+    from tools.gpu_check import main as gpu_check_main
+    with pytest.raises(SystemExit) as stop:
+        gpu_check_main(["--parts", "speed,spead"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown part spead; the parts are agreement, gradients," in err
+    assert "Traceback" not in err
+
+
 def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     """check() assembles report.json and the GPUCHECK lines from its parts (the parts that
     need a GPU replaced by fixed results here; those that run on a CPU are tested above)."""
@@ -347,7 +390,8 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(gpu_check, "data_rates", lambda lmdb, batch, seconds: {
         "workers": 15, "processes_images_per_s": 9000.0, "threads_images_per_s": 3000.0})
     args = Namespace(gpu=0, lmdb=tmp_path, out=tmp_path / "out", batch=128, rounds=1,
-                     iterations=2, data_seconds=1.0, torch_python=None)
+                     iterations=2, data_seconds=1.0, torch_python=None,
+                     parts=list(gpu_check.PARTS))
     assert gpu_check.check(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "GPUCHECK agreement PASS tolerance max(0.001, 3 x float noise)" in lines

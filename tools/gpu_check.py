@@ -15,6 +15,17 @@ from pathlib import Path
 from benchmarks import gpu_check
 
 
+def parts_list(text):
+    """--parts: known part names, comma-separated."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in parts if part not in gpu_check.PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(
+            f"unknown part {', '.join(unknown) or '(none given)'}; the parts are "
+            + ", ".join(gpu_check.PARTS))
+    return parts
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", type=int, default=0, help="GPU to check (default: 0)")
@@ -31,6 +42,10 @@ def main(argv=None):
                         help="timed steps per round (default: %(default)s)")
     parser.add_argument("--data-seconds", type=float, default=10.0,
                         help="seconds each data-layer rate is measured (default: %(default)s)")
+    parser.add_argument("--parts", type=parts_list, default=list(gpu_check.PARTS),
+                        metavar="A,B", help="the parts to run, comma-separated (default: all: "
+                        + ",".join(gpu_check.PARTS) + "); a report of some parts is written "
+                        "as report-<parts>.json beside report.json")
     parser.add_argument("--torch-python", help="interpreter with PyTorch for the reference "
                         "(default: .venv-bench's, else python3)")
     # the parts that run in a process of their own, started by the check itself

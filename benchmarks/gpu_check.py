@@ -439,9 +439,16 @@ def tests_part(name, tests):
     return part
 
 
+def lmdb_missing(args, name):
+    """Report part `name` skipped if the LMDBs it reads are missing; whether they are."""
+    if args.lmdb.exists():
+        return False
+    report_line(name, "SKIPPED", f"no LMDB at {args.lmdb} (make lmdb)")
+    return True
+
+
 def demo_part(args, report):
-    if not args.lmdb.exists():
-        report_line("demo", "SKIPPED", f"no LMDB at {args.lmdb} (make lmdb)")
+    if lmdb_missing(args, "demo"):
         return True
     demo = report["demo"] = demo_on_gpu(args.gpu, args.lmdb, args.out)
     if demo.get("mpjpe_mm") is not None:
@@ -487,8 +494,7 @@ def layers_part(args, report):
 
 def data_part(args, report):
     """A goal (at least the images/s of the fastest step the speed part timed, if it ran)."""
-    if not args.lmdb.exists():
-        report_line("data", "SKIPPED", f"no LMDB at {args.lmdb} (make lmdb)")
+    if lmdb_missing(args, "data"):
         return True
     rates = report["data"] = data_rates(args.lmdb, args.batch, args.data_seconds)
     needed = max((row["caffe_images_per_s"] for row in report.get("speed", {}).get(

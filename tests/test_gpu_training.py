@@ -352,6 +352,12 @@ def test_gpu_check_runs_only_the_parts_named(tmp_path, monkeypatch, capsys):
     report = json.loads((out / "report-speed-layers.json").read_text())
     assert report["parts"] == ["speed", "layers"] and "agreement" not in report
     assert (out / "report.json").read_text() == '{"whole": true}'
+    # the parts that read the LMDBs are skipped, not failed, without them
+    args.parts = ["data", "demo"]
+    assert gpu_check.check(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:3] == [f"GPUCHECK {name} SKIPPED no LMDB at {tmp_path / 'no-lmdb'} (make lmdb)"
+                          for name in ("demo", "data")]
 
 
 def test_gpu_check_refuses_an_unknown_part(capsys):

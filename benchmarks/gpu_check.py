@@ -486,7 +486,8 @@ def layers_part(args, report):
     except RuntimeError as err:
         layers = {"error": str(err)}
     report["layers"] = layers
-    report_line("layers", *([f"full forward_backward_ms {layers['forward_backward_ms']:.1f}"]
+    report_line("layers", *([f"{layers['variant']} forward_backward_ms "
+                             f"{layers['forward_backward_ms']:.1f}"]
                             + [f"{kind} {ms:.1f}" for kind, ms in layers["per_type_ms"].items()]
                             if "per_type_ms" in layers else ["FAILED", layers["error"][-300:]]))
     return True

@@ -338,7 +338,7 @@ def test_gpu_check_runs_only_the_parts_named(tmp_path, monkeypatch, capsys):
         "full": {"caffe_step_s": 0.03, "torch_step_s": 0.0125, "caffe_images_per_s": 4266.7,
                  "torch_images_per_s": 10240.0, "caffe_vs_torch": 2.4}})
     monkeypatch.setattr(gpu_check, "layer_times", lambda gpu, batch, iterations: {
-        "forward_backward_ms": 30.0, "per_type_ms": {"Convolution": 10.4}})
+        "variant": "full", "forward_backward_ms": 30.0, "per_type_ms": {"Convolution": 10.4}})
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.json").write_text('{"whole": true}')
@@ -392,7 +392,8 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
         "full": {"caffe_step_s": 0.05, "torch_step_s": 0.04, "caffe_images_per_s": 2560.0,
                  "torch_images_per_s": 3200.0, "caffe_vs_torch": 1.25}})
     monkeypatch.setattr(gpu_check, "layer_times", lambda gpu, batch, iterations: {
-        "forward_backward_ms": 30.0, "per_type_ms": {"Python": 12.5, "Convolution": 8.25}})
+        "variant": "full", "forward_backward_ms": 30.0,
+        "per_type_ms": {"Python": 12.5, "Convolution": 8.25}})
     monkeypatch.setattr(gpu_check, "data_rates", lambda lmdb, batch, seconds: {
         "workers": 15, "processes_images_per_s": 9000.0, "threads_images_per_s": 3000.0})
     args = Namespace(gpu=0, lmdb=tmp_path, out=tmp_path / "out", batch=128, rounds=1,

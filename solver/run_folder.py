@@ -382,6 +382,17 @@ def find_run(run=None, dataset_dir=None):
     return dataclasses.replace(folder, dataset_dir=dataset_dir)
 
 
+def add_model_arguments(parser):
+    """The flags that name a trained model for find_run and its weights (--run, --weights,
+    --lmdb), for the tools that use one (evaluate, predict)."""
+    parser.add_argument("--run", type=Path,
+                        help=f"run folder (default: the run of {SOLVER_LINK})")
+    parser.add_argument("--weights", type=Path, help="caffemodel (default: the run's latest)")
+    parser.add_argument("--lmdb", type=Path, metavar="DIR",
+                        help="the run's dataset where it lies now, if it was moved elsewhere "
+                             "than the run's config.json says (checked to be the same dataset)")
+
+
 def prepare_solver(run, cfg, variant, dataset_dir, gpus=(), link=SOLVER_LINK, force=False):
     """`make solver`: prepare_run, then point `link` at the run's solver; returns what to
     tell the user."""

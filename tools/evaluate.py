@@ -21,17 +21,12 @@ from evaluation.evaluate import (SUBSETS, EvaluationError, Protocol, evaluate_ru
                                  results_folder, results_text, write_results)
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
-from solver.run_folder import RunError, find_run
+from solver.run_folder import RunError, add_model_arguments, find_run
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path,
-                        help="run folder (default: the run of solver/h36m.prototxt)")
-    parser.add_argument("--weights", type=Path, help="caffemodel (default: the run's latest)")
-    parser.add_argument("--lmdb", type=Path, metavar="DIR",
-                        help="the run's dataset where it lies now, if it was moved elsewhere "
-                             "than the run's config.json says (checked to be the same dataset)")
+    add_model_arguments(parser)
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--batch", type=int, default=16, help="images per forward pass")
     parser.add_argument("--subset", default="all", choices=list(SUBSETS),

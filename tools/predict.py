@@ -17,18 +17,13 @@ from evaluation.evaluate import EvaluationError
 from evaluation.predict import draw_prediction, predict_pose, read_crop
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
-from solver.run_folder import RunError, find_run
+from solver.run_folder import RunError, add_model_arguments, find_run
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("image", type=Path, help="person crop (any size)")
-    parser.add_argument("--run", type=Path,
-                        help="run folder (default: the run of solver/h36m.prototxt)")
-    parser.add_argument("--weights", type=Path, help="caffemodel (default: the run's latest)")
-    parser.add_argument("--lmdb", type=Path, metavar="DIR",
-                        help="the run's dataset where it lies now, if it was moved elsewhere "
-                             "than the run's config.json says (checked to be the same dataset)")
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, help="PNG of the crop and the 3D skeleton")
     parser.add_argument("--gpu", type=int, metavar="N",
                         help="run the net on GPU N (needs the GPU build; default: the CPU)")

@@ -57,6 +57,11 @@ GPU_CHECK_FLAGS ?=
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
+# a target's own make of another target ($(MAKE) $(SUBMAKE) target): setup has run once
+# already (SETUP_DONE=1 on the command line skips it; the environment's value does not count)
+SUBMAKE := --no-print-directory SETUP_DONE=1
+SKIP_SETUP := $(if $(filter command line,$(origin SETUP_DONE)),$(SETUP_DONE))
+
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-caffe test-project fault-sweep demo smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
 
@@ -64,9 +69,9 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 setup:  ## install apt packages, .venv and Caffe for CAFFE_DEVICE (cached; a second run takes seconds)
-	$(PYTHON) setup/caffe_setup.py --source $(CAFFE_SOURCE) --device $(CAFFE_DEVICE) \
+	$(if $(SKIP_SETUP),@true,$(PYTHON) setup/caffe_setup.py --source $(CAFFE_SOURCE) --device $(CAFFE_DEVICE) \
 	  $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)") $(if $(CUDA_HOME),--cuda-home "$(CUDA_HOME)") \
-	  --venv $(VENV) $(SETUP_FLAGS)
+	  --venv $(VENV) $(SETUP_FLAGS))
 
 test: setup  ## setup, then Caffe's own Python tests and the project's tests
 	$(MAKE) --no-print-directory test-caffe
@@ -96,12 +101,12 @@ synth-sheet: synth  ## contact sheet PNG of the synthetic frames with their 2D j
 	$(VPY) tools/contact_sheet.py --root "$(SYNTH_ROOT)" --out runs/synth/contact_sheet.png
 
 lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the synthetic set); the first time also solver/h36m.prototxt
-	@if [ "$(H36M_ROOT)" = "$(SYNTH_ROOT)" ]; then $(MAKE) --no-print-directory synth; fi
+	@if [ "$(H36M_ROOT)" = "$(SYNTH_ROOT)" ]; then $(MAKE) $(SUBMAKE) synth; fi
 	@if [ -d "$(LMDB_DIR)" ] && [ -z "$(findstring --force,$(LMDB_FLAGS))" ]; then \
 	  echo "$(LMDB_DIR) exists (make lmdb LMDB_FLAGS=--force rebuilds it)"; \
 	else $(VPY) -m data_prep.make_lmdb --root "$(H36M_ROOT)" --out "$(LMDB_DIR)" \
 	  $(if $(ACTIONS),--actions $(ACTIONS)) $(LMDB_FLAGS); fi
-	@if [ ! -e solver/h36m.prototxt ]; then $(MAKE) --no-print-directory solver; fi
+	@if [ ! -e solver/h36m.prototxt ]; then $(MAKE) $(SUBMAKE) solver; fi
 
 bench: bench-data  ## speed: Caffe vs PyTorch (interleaved) and the machine's limit, before/after the speed patches (runs/bench/speed.json)
 	$(VPY) tools/bench.py
@@ -126,7 +131,7 @@ report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/f
 	$(VPY) tools/report.py --run "$(RUN)"
 
 ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default: Table 2's six)
-	$(MAKE) --no-print-directory lmdb ACTIONS="$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))"
+	$(MAKE) $(SUBMAKE) lmdb ACTIONS="$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))"
 	$(VPY) tools/ablation.py --schedule $(SCHEDULE) \
 	  --lmdb "data/lmdb/$(H36M_NAME)-$(subst $(space),-,$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS)))" \
 	  --out runs/ablation-$(SCHEDULE) $(QUIET_FLAG)

@@ -52,3 +52,27 @@ def test_several_actions_stay_several_arguments():
     words = next(w for w in commands if "data_prep.make_lmdb" in w)
     assert words[words.index("--actions") + 1:words.index("--actions") + 3] == ["Eating", "Walking"]
     assert argument(commands, "data_prep.make_lmdb", "--out") == "data/lmdb/synth-h36m-Eating-Walking"
+
+
+
+def dry_run(target, env=None, **variables):
+    """What `make -n target` prints, the makes a target starts itself included (make -n runs
+    the lines that name $(MAKE)); SYNTH_ROOT and LMDB_DIR where nothing is, so that lmdb
+    starts its make of synth."""
+    return subprocess.run(["make", "-n", "--no-print-directory", target,
+                           "SYNTH_ROOT=/nonexistent/synth", "LMDB_DIR=/nonexistent/lmdb",
+                           *(f"{name}={value}" for name, value in variables.items())],
+                          cwd=REPO, capture_output=True, text=True, check=True, env=env).stdout
+
+
+def test_setup_runs_once_whatever_makes_a_target_starts():
+    import os
+    for target in ("setup", "lmdb", "demo", "ablation"):
+        printed = dry_run(target)
+        assert printed.count("setup/caffe_setup.py") == 1, target
+        if target != "setup":   # lmdb's own make of synth ran, and ran no setup
+            assert "data_prep.make_synth --out \"/nonexistent/synth\"" in printed, target
+    assert "setup/caffe_setup.py" not in dry_run("setup", SETUP_DONE=1)
+    # a variable a machine happens to set in the environment skips nothing
+    assert dry_run("setup", env={**os.environ, "SETUP_DONE": "1"}).count(
+        "setup/caffe_setup.py") == 1

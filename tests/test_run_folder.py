@@ -77,8 +77,9 @@ def test_a_run_folder_is_kept_for_the_same_config_and_refused_for_another(lmdb_d
     with pytest.raises(RunError, match="config crop_size 240 but .* was built with 250"):
         prepare_run(tmp_path / "other", cfg.replace(crop_size=240, input_size=200), "full",
                     lmdb_dir)
-    with pytest.raises(RunError, match="config jpeg_quality 80 but .* built with 95: give "
-                                       "`--set jpeg_quality=95`"):
+    built = cfg.jpeg_quality
+    with pytest.raises(RunError, match=f"config jpeg_quality 80 but .* built with {built}: "
+                                       f"give `--set jpeg_quality={built}`"):
         prepare_run(tmp_path / "other", cfg.replace(jpeg_quality=80), "full", lmdb_dir)
     assert not (tmp_path / "other").exists()
 

@@ -7,12 +7,13 @@ Eating and Walking. Train and test splits hold the same COUNT samples.
 """
 import numpy as np
 
+from config import PAPER
 from data_prep.dataset import DatasetWriter, Sample, decode_image, encode_jpeg, image_record
 
 COUNT = 10
 CROP = 250
 INPUT = 225
-JPEG_QUALITY = 95
+JPEG_QUALITY = PAPER.jpeg_quality   # the default config's: runs check theirs against it
 
 # config overrides: the paper's layers at a few channels; 10 images, batch 2: 5 iterations
 # per epoch, lambda_2D switches at 5, the run ends at 10. Loader threads: starting worker

@@ -58,9 +58,9 @@ LAYER_TIME = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([0-9.]+) ms")
 # the layer kinds each kept speed change rewrote (setup/patches/debian/NN-*.patch)
 CHANGES = {"07+11 convolutions through oneDNN (Winograd for 3x3)": ("Convolution",),
            "07 inner products on oneDNN's sgemm": ("InnerProduct",),
-           "06+08 BatchNorm direct loops on OpenMP": ("BatchNorm",),
-           "08 Scale fused per channel on OpenMP": ("Scale",),
-           "05+08 ReLU vectorized on OpenMP": ("ReLU",),
+           # patch 13 has the BatchNorm layers do the Scale and ReLU after them: one line
+           "05+06+08+13 BatchNorm, Scale and ReLU on OpenMP, fused": ("BatchNorm", "Scale",
+                                                                    "ReLU"),
            "05+08+10 max pooling by rows on OpenMP": ("Pooling",)}
 GEMM_SIZE = 4096
 

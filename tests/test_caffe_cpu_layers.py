@@ -1,6 +1,6 @@
 """The Caffe build's CPU layers that the project's patches rewrite (setup/patches/debian:
 03, 05 to 08, 10 and 11: max pooling, ReLU, BatchNorm, Scale, and convolutions and inner
-products through oneDNN; 12: the SGD update) against numpy reference computations: forward
+products through oneDNN; 12: the SGD update; 13: BatchNorm, Scale and ReLU fused) against numpy reference computations: forward
 outputs, gradients (which Caffe adds to the parameters' diffs) and BatchNorm's running
 statistics, in place and not, within float tolerance; and the convolutions of oneDNN against
 Caffe's own im2col + GEMM (engine: CAFFE) in the same build. Whatever build `make setup`
@@ -319,6 +319,119 @@ def test_scale_forward_backward_and_parameter_gradients(tmp_path, in_place, bias
     np.testing.assert_allclose(params[0].diff, dgamma + 1, rtol=1e-5, atol=1e-5)
     if bias:
         np.testing.assert_allclose(params[1].diff, dbeta + 1, rtol=1e-5, atol=1e-5)
+
+
+FUSION_PATCH = "13-cpu-batchnorm-scale-relu-fused.patch"
+
+
+def chain_net(tmp_path, shape, slope, fused, phase):
+    """BatchNorm -> Scale (with bias) -> ReLU on an Input blob: all three in place on "data"
+    (the chain Caffe fuses on the CPU, patch 13), or the ReLU into a top of its own ("out"),
+    which leaves the three layers to run apart: the same function."""
+    spec = caffe.NetSpec()
+    spec.data = L.Input(shape=dict(dim=list(shape)))
+    spec.bn = L.BatchNorm(spec.data, in_place=True, batch_norm_param=dict(
+        use_global_stats=phase == caffe.TEST, moving_average_fraction=0.9))
+    spec.scale = L.Scale(spec.data, in_place=True, bias_term=True)
+    if fused:
+        spec.relu = L.ReLU(spec.data, in_place=True, negative_slope=slope)
+    else:
+        spec.out = L.ReLU(spec.data, negative_slope=slope)
+    proto = spec.to_proto()
+    proto.force_backward = True
+    path = tmp_path / f"chain-{fused}.prototxt"
+    path.write_text(str(proto))
+    return caffe.Net(str(path), phase)
+
+
+def reference_chain(x, gamma, beta, slope, top_diff, mean=None, var=None):
+    """relu(gamma * BatchNorm(x) + beta) and (dx, dgamma, dbeta), in float64; BatchNorm over
+    the batch, or with the given mean and variance (global statistics)."""
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    x = x.astype(np.float64)
+    batch = mean is None
+    if batch:
+        mean = x.mean(axis=axes, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    else:
+        mean, var = mean.reshape(shape), var.reshape(shape)
+    std = np.sqrt(var + EPS)
+    y = (x - mean) / std
+    z = y * gamma.reshape(shape) + beta.reshape(shape)
+    out = np.where(z > 0, z, z * slope)
+    dz = top_diff * np.where(z > 0, 1.0, slope)
+    dgamma, dbeta = (dz * y).sum(axis=axes), dz.sum(axis=axes)
+    dy = dz * gamma.reshape(shape)
+    if batch:
+        dx = (dy - dy.mean(axis=axes, keepdims=True)
+              - y * (dy * y).mean(axis=axes, keepdims=True)) / std
+    else:
+        dx = dy / std
+    return out, dx, dgamma, dbeta
+
+
+def chain_pass(net, x, top_diff, gamma, beta, fused, statistics=None):
+    """(output, input gradient, scale gradient, bias gradient) of one pass of a chain_net,
+    the parameters' diffs starting at 1 (Caffe adds each pass's gradient to them)."""
+    net.params["scale"][0].data[...] = gamma
+    net.params["scale"][1].data[...] = beta
+    for blob in net.params["scale"]:
+        blob.diff[...] = 1.0
+    if statistics is not None:
+        for blob, value in zip(net.params["bn"], statistics):
+            blob.data[...] = value
+    top = "data" if fused else "out"
+    net.blobs["data"].data[...] = x
+    net.forward()
+    out = net.blobs[top].data.copy()
+    net.blobs[top].diff[...] = top_diff
+    net.backward()
+    return (out, net.blobs["data"].diff.copy(), net.params["scale"][0].diff - 1,
+            net.params["scale"][1].diff - 1)
+
+
+@pytest.mark.parametrize("phase", [caffe.TRAIN, caffe.TEST])
+@pytest.mark.parametrize("slope", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 7), (1, 2, 9, 9), (6, 5, 1, 1), (2, 16, 13, 11)])
+def test_batch_norm_scale_relu_fused_as_the_three_layers(tmp_path, shape, slope, phase):
+    """The in-place chain, which the build runs fused on the CPU, against the same three
+    layers run apart and against numpy: outputs, input gradients and the Scale's parameter
+    gradients (added to its diffs), in batch and in global statistics, over sizes with and
+    without a remainder of the eight-wide sums."""
+    needs_patch(FUSION_PATCH, "BVLC runs the three layers apart")
+    rng = np.random.default_rng(13)
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    top_diff = rng.standard_normal(shape).astype(np.float32)
+    gamma = rng.uniform(0.5, 2.0, shape[1]).astype(np.float32)
+    beta = rng.standard_normal(shape[1]).astype(np.float32) * 0.5
+    statistics, mean, var = None, None, None
+    if phase == caffe.TEST:
+        mean, var = rng.standard_normal(shape[1]), rng.uniform(0.5, 3.0, shape[1])
+        statistics = (mean * 2.0, var * 2.0, [2.0])   # sums with weight 2, as Caffe keeps them
+    fused = chain_pass(chain_net(tmp_path, shape, slope, True, phase), x, top_diff, gamma,
+                       beta, True, statistics)
+    apart = chain_pass(chain_net(tmp_path, shape, slope, False, phase), x, top_diff, gamma,
+                       beta, False, statistics)
+    reference = reference_chain(x, gamma, beta, slope, top_diff, mean, var)
+    np.testing.assert_array_equal(fused[0], apart[0])   # the same float expressions
+    for got, other, want in zip(fused[1:], apart[1:], reference[1:]):
+        np.testing.assert_allclose(got, other, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(fused[0], reference[0], rtol=1e-4, atol=1e-5)
+
+
+def test_the_fused_chain_is_done_when_the_batch_norm_is(tmp_path):
+    """Forward up to the BatchNorm alone already gives the ReLU's output where the chain is
+    fused (what a partial forward in pycaffe sees), and the BatchNorm's where it is not."""
+    needs_patch(FUSION_PATCH, "BVLC runs the three layers apart")
+    shape = (2, 3, 4, 4)
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    for fused in (True, False):
+        net = chain_net(tmp_path, shape, 0.0, fused, caffe.TRAIN)
+        net.blobs["data"].data[...] = x
+        net.forward(end="bn")
+        assert (net.blobs["data"].data.min() >= 0) == fused
 
 
 def reference_convolution(x, w, b, stride, pad, dilation, group):

@@ -1,5 +1,6 @@
 """The Makefile's commands with paths that hold spaces (issue 15): each path reaches its
 Python command as one argument. `make -n` prints the commands without running them."""
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -54,7 +55,6 @@ def test_several_actions_stay_several_arguments():
     assert argument(commands, "data_prep.make_lmdb", "--out") == "data/lmdb/synth-h36m-Eating-Walking"
 
 
-
 def dry_run(target, env=None, **variables):
     """What `make -n target` prints, the makes a target starts itself included (make -n runs
     the lines that name $(MAKE)); SYNTH_ROOT and LMDB_DIR where nothing is, so that lmdb
@@ -66,7 +66,6 @@ def dry_run(target, env=None, **variables):
 
 
 def test_setup_runs_once_whatever_makes_a_target_starts():
-    import os
     for target in ("setup", "lmdb", "demo", "ablation"):
         printed = dry_run(target)
         assert printed.count("setup/caffe_setup.py") == 1, target

@@ -118,6 +118,63 @@ def tolerance_ratios(errors, noise, floor=AGREEMENT_TOLERANCE):
             for name, error in errors.items()}
 
 
+def pooled_size(size, kernel, stride, pad):
+    """Caffe's output size: ceil rounding, and the last window must start inside the image
+    (not in its padding)."""
+    pooled = -(-(size + 2 * pad - kernel) // stride) + 1
+    if pad and (pooled - 1) * stride >= size + pad:
+        pooled -= 1
+    return pooled
+
+
+def reference_max_pool(x, kernel, stride, pad=(0, 0)):
+    """Caffe's max pooling (ceil rounding, the window cut to the image, the first maximum in
+    row-major window order) and its argmax; kernel, stride, pad: (h, w) or one number.
+    Returns (top, flat input index per output)."""
+    (kh, kw), (sh, sw), (padh, padw) = (v if isinstance(v, tuple) else (v, v)
+                                        for v in (kernel, stride, pad))
+    n, c, h, w = x.shape
+    ph, pw = pooled_size(h, kh, sh, padh), pooled_size(w, kw, sw, padw)
+    top = np.empty((n, c, ph, pw), x.dtype)
+    index = np.empty((n, c, ph, pw), np.int64)
+    for i in range(ph):
+        for j in range(pw):
+            h0, w0 = max(i * sh - padh, 0), max(j * sw - padw, 0)
+            window = x[:, :, h0:min(i * sh - padh + kh, h), w0:min(j * sw - padw + kw, w)]
+            flat = window.reshape(n, c, -1)
+            best = flat.argmax(axis=2)             # numpy returns the first maximum too
+            top[:, :, i, j] = np.take_along_axis(flat, best[..., None], axis=2)[..., 0]
+            width = window.shape[3]
+            index[:, :, i, j] = (h0 + best // width) * w + w0 + best % width
+    return top, index
+
+
+def decisions(net_param, blobs):
+    """{layer: array} of the discontinuous choices of one forward pass of a net (a
+    NetParameter) from its blobs ({name: data}): which outputs each ReLU passes (in place, its
+    top holds its output) and which element each max pooling takes. Gradients jump where one
+    of these flips, so two passes' gradients compare only where their decisions agree."""
+    from caffe.proto import caffe_pb2
+    found = {}
+    for layer in net_param.layer:
+        if layer.type == "ReLU":
+            found[layer.name] = blobs[layer.top[0]] > 0
+        elif (layer.type == "Pooling"
+              and layer.pooling_param.pool == caffe_pb2.PoolingParameter.MAX):
+            param = layer.pooling_param
+            found[layer.name] = reference_max_pool(blobs[layer.bottom[0]], param.kernel_size,
+                                                   param.stride, param.pad)[1]
+    return found
+
+
+def differing_decisions(net_param, blobs_a, blobs_b):
+    """{layer: how many of its decisions differ} between two passes of one net, for the
+    layers where any do."""
+    a, b = decisions(net_param, blobs_a), decisions(net_param, blobs_b)
+    counts = {name: int(np.count_nonzero(a[name] != b[name])) for name in a}
+    return {name: count for name, count in counts.items() if count}
+
+
 def with_convolution_engine(net_param, engine):
     """A copy of a NetParameter whose Convolution layers all use `engine` ("DEFAULT": oneDNN
     on the CPU, cuDNN on the GPU; "CAFFE": Caffe's own im2col + GEMM)."""

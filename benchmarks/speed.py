@@ -28,6 +28,7 @@ tools/bench.py --serve-caffe processes (caffe_server here), PyTorch's tools/benc
 --serve (benchmarks/torch_twin.py).
 """
 import ctypes
+import importlib.util
 import json
 import os
 import platform
@@ -70,9 +71,9 @@ GEMM_SIZE = 4096
 def caffe_library(prefix):
     """Resolved path of the shared library named prefix* that pycaffe's _caffe.so loads (as
     the loader resolves it, RUNPATH included), or None. Other copies may be mapped in the
-    same process (OpenCV's wheel brings an OpenBLAS of its own): this is Caffe's."""
-    import caffe
-    extension = Path(caffe.__file__).resolve().parent / "_caffe.so"
+    same process (OpenCV's wheel brings an OpenBLAS of its own): this is Caffe's. pycaffe is
+    found, not imported, so that a library can be loaded before it (tests/processor_kinds)."""
+    extension = Path(importlib.util.find_spec("caffe").origin).resolve().parent / "_caffe.so"
     out = subprocess.run(["ldd", str(extension)], capture_output=True, text=True).stdout
     for line in out.splitlines():
         name, _, rest = line.strip().partition(" => ")
@@ -308,18 +309,22 @@ def caffe_time(caffe_tool, model, iterations, env=None, args=()):
                              f"-iterations={iterations}", *args], capture_output=True,
                             text=True, env=env)
     output = result.stdout + result.stderr
-    found = FORWARD_BACKWARD.search(output)
-    if result.returncode != 0 or not found:
+    if result.returncode != 0 or not FORWARD_BACKWARD.search(output):
         raise RuntimeError(f"caffe time failed with {caffe_tool}:\n"
                            + failure_excerpt(output, lines=5))
     net = caffe_pb2.NetParameter()
     text_format.Parse(Path(model).read_text(), net)
-    types = {layer.name: layer.type for layer in net.layer}
+    return parse_caffe_time(output, {layer.name: layer.type for layer in net.layer})
+
+
+def parse_caffe_time(output, types):
+    """(average forward + backward ms, {layer type: forward + backward ms}) from the log of
+    `caffe time`; types: {layer name: type} (a name not in it counts as "other")."""
     per_type = {}
     for name, _, ms in LAYER_TIME.findall(output):
         kind = types.get(name, "other")
         per_type[kind] = per_type.get(kind, 0.0) + float(ms)
-    return float(found.group(1)), per_type
+    return float(FORWARD_BACKWARD.search(output).group(1)), per_type
 
 
 def unoptimised_build():

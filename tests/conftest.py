@@ -2,13 +2,17 @@
 caffe); --caffe-gpu N, which makes the tests' nets in GPU mode on GPU N (make gpu-check runs
 the Python layers' gradient checks so); the `slow` marker of the end-to-end tests (`make
 test` runs them all; `pytest -m "not slow"` leaves them out while working); the tiny dataset
-of the training tests; the synthetic dataset's BVH files."""
+of the training tests; the synthetic dataset's BVH files; --processor-kind NAME, which runs the
+tests as on another kind of x86-64 (tests/processor_kinds.py); and `report_choice`, for what a
+library chose on this machine, which tests report but do not assert."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.processor_kinds import STEERING_PREFIXES
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 # Instants per command of the kill tests in `make test` (tests/test_kill.py).
@@ -21,15 +25,74 @@ def pytest_addoption(parser):
     parser.addoption("--kill-points", type=int, default=KILL_POINTS, metavar="N",
                      help="instants per command at which tests/test_kill.py kills it "
                           f"(default {KILL_POINTS}; `make fault-sweep` takes more)")
+    parser.addoption("--processor-kind", default=None, metavar="NAME",
+                     help="limit oneDNN, OpenBLAS and OpenMP as on another kind of processor "
+                          "(tests/processor_kinds.py; tests/test_processor_kinds.py runs the "
+                          "CPU-layer tests so, once per kind)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: an end-to-end test that trains or builds "
                             "(seconds to a minute); `make test` runs them")
+    config.stash[CHOICES] = []
+    kind = config.getoption("--processor-kind")
+    if kind is not None:
+        as_processor_kind(kind)
     gpu = config.getoption("--caffe-gpu")
     if gpu is not None:
         from solver.devices import use_device
         use_device(gpu)
+
+
+def as_processor_kind(name):
+    """Set this process up as tests/processor_kinds.py's kind `name`, before any test imports
+    caffe: the libraries' limits in the environment, Caffe's OpenBLAS loaded on the kind's core
+    (checked)."""
+    from benchmarks.speed import caffe_library
+    from tests.processor_kinds import KINDS, load_openblas_on_core, missing_flags
+    from blas_kernel import cpu_features   # setup/, put on the path by processor_kinds
+    if name not in KINDS:
+        raise pytest.UsageError(f"--processor-kind {name}: not one of {', '.join(KINDS)}")
+    kind = KINDS[name]
+    missing = missing_flags(kind, cpu_features()[1])
+    if missing:
+        raise pytest.UsageError(f"--processor-kind {name}: this processor lacks "
+                                f"{' '.join(missing)}")
+    for key in list(os.environ):
+        if key.startswith(STEERING_PREFIXES):
+            del os.environ[key]
+    os.environ.update(kind.environment({}))
+    core = load_openblas_on_core(caffe_library("libopenblas"), kind.openblas_core)
+    if core.lower() != kind.openblas_core.lower():
+        raise pytest.UsageError(f"--processor-kind {name}: OpenBLAS runs {core}, not "
+                                f"{kind.openblas_core}")
+
+
+@pytest.fixture(scope="session")
+def processor_kind(request):
+    """The tests/processor_kinds.py kind these tests run as, or None (this machine as it is)."""
+    from tests.processor_kinds import KINDS
+    name = request.config.getoption("--processor-kind")
+    return None if name is None else KINDS[name]
+
+
+# what libraries chose on this machine, reported after the tests (pytest_terminal_summary)
+CHOICES = pytest.StashKey[list]()
+CHOICES_HEADING = "choices this machine's libraries made (reported, not asserted)"
+
+
+@pytest.fixture
+def report_choice(request):
+    """report_choice(text): a line for the summary after the tests, under CHOICES_HEADING."""
+    return lambda text: request.config.stash[CHOICES].append(f"{request.node.name}: {text}")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    lines = config.stash.get(CHOICES, [])
+    if lines:
+        terminalreporter.section(CHOICES_HEADING)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -312,13 +312,39 @@ def test_gpu_check_step_timing_runs_on_the_cpu():
 
 def test_gpu_check_layer_times_on_the_cpu():
     """The layers part's plumbing with the CPU in place of the GPU: `caffe time` per layer
-    type, which add up to about the whole pass."""
+    type, the slowest first (the times themselves are the machine's, not asserted)."""
     from benchmarks.gpu_check import layer_times
     result = layer_times(None, batch=2, iterations=2)
     per_type = result["per_type_ms"]
     assert {"Convolution", "BatchNorm", "Python", "InnerProduct"} <= set(per_type)
     assert list(per_type.values()) == sorted(per_type.values(), reverse=True)
-    assert 0.5 * result["forward_backward_ms"] < sum(per_type.values())
+    assert result["forward_backward_ms"] > 0 and min(per_type.values()) >= 0
+
+
+# the lines of `caffe time` that its parser reads, in the tool's own format
+CAFFE_TIME_LOG = """\
+I1206 10:00:00.000001  4242 caffe.cpp:404] Average time per layer:
+I1206 10:00:00.000002  4242 caffe.cpp:407]       data\tforward: 0.0125 ms.
+I1206 10:00:00.000003  4242 caffe.cpp:410]       data\tbackward: 0.001 ms.
+I1206 10:00:00.000004  4242 caffe.cpp:407]      conv1\tforward: 12.5 ms.
+I1206 10:00:00.000005  4242 caffe.cpp:410]      conv1\tbackward: 20.25 ms.
+I1206 10:00:00.000006  4242 caffe.cpp:407]      conv2\tforward: 7 ms.
+I1206 10:00:00.000007  4242 caffe.cpp:410]      conv2\tbackward: 9.5 ms.
+I1206 10:00:00.000008  4242 caffe.cpp:407]   bn_conv1\tforward: 1.5 ms.
+I1206 10:00:00.000009  4242 caffe.cpp:410]   bn_conv1\tbackward: 2.5 ms.
+I1206 10:00:00.000010  4242 caffe.cpp:415] Average Forward pass: 21.0125 ms.
+I1206 10:00:00.000011  4242 caffe.cpp:417] Average Backward pass: 32.251 ms.
+I1206 10:00:00.000012  4242 caffe.cpp:419] Average Forward-Backward: 53.5 ms.
+"""
+
+
+def test_caffe_time_log_is_summed_per_layer_type():
+    from benchmarks.speed import parse_caffe_time
+    total, per_type = parse_caffe_time(CAFFE_TIME_LOG, {"conv1": "Convolution",
+                                                        "conv2": "Convolution",
+                                                        "bn_conv1": "BatchNorm"})
+    assert total == 53.5
+    assert per_type == pytest.approx({"other": 0.0135, "Convolution": 49.25, "BatchNorm": 4.0})
 
 
 def test_gpu_check_runs_only_the_parts_named(tmp_path, monkeypatch, capsys):

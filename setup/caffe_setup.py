@@ -192,8 +192,8 @@ def build_identity(source, ctx):
         "protoc": tool_version(["protoc", "--version"]),
         "cmake": tool_version(["cmake", "--version"]),
     }
-    if source.blas_core(ctx):   # the kernel choice is part of what the build runs
-        identity["blas_core"] = source.blas_core(ctx)
+    if source.blas_core(ctx):   # the kernel choice is part of what the build runs: the file
+        identity["blas_core"] = blas_kernel.runtime_choice(ctx.blas)   # it holds, no timings
     if ctx.cuda is not None:   # a CPU build's key stays what it was before GPU builds existed
         identity["cuda"] = ctx.cuda.identity()
     return identity
@@ -234,8 +234,8 @@ def build_into_cache(source, ctx, entry, identity, logs):
                      logs=logs)
         installed = Path(str(destdir) + str(entry))
         if source.blas_core(ctx):   # read by pycaffe (patch 09) before OpenBLAS loads
-            (installed / "python" / "caffe" / "blas_core.txt").write_text(
-                source.blas_core(ctx) + "\n")
+            (installed / "python" / "caffe" / "blas_core.json").write_text(
+                blas_kernel.runtime_choice(ctx.blas))
         verify_build(installed, ctx, logs)
         info = dict(identity, built=time.strftime("%Y-%m-%d %H:%M:%S"),
                     build_seconds=round(time.monotonic() - started), describe=source.describe,
@@ -382,10 +382,9 @@ def wire_venv(venv, info, entry, logs):
     site = Path(info["site_packages"])
     (site / "park2016_caffe.pth").write_text(f"{entry / 'python'}\n{REPO}\n")
     wrapper = venv / "bin" / "caffe"
-    core_file = entry / "python" / "caffe" / "blas_core.txt"
+    choice = entry / "python" / "caffe" / "blas_core.json"
     # the OpenBLAS core setup checked on this machine (setup/blas_kernel.py), as pycaffe sets it
-    blas = (f"OPENBLAS_CORETYPE={core_file.read_text().strip()}; export OPENBLAS_CORETYPE\n"
-            if core_file.exists() else "")
+    blas = blas_kernel.wrapper_lines(json.loads(choice.read_text()) if choice.exists() else None)
     wrapper.write_text(WRAPPER.format(entry=entry, blas=blas))
     wrapper.chmod(0o755)
     python = venv / "bin" / "python"

@@ -211,10 +211,10 @@ def assemble(entry, venv_python, logs):
     (BUNDLE / "lib").mkdir(parents=True)
     (BUNDLE / "bin").mkdir()
     shutil.copy2(entry / "bin" / "caffe", BUNDLE / "bin" / "caffe")
-    # blas_core.txt names the OpenBLAS core checked on this machine's processor, not the GPU
+    # blas_core.json names the OpenBLAS core checked on this machine's processor, not the GPU
     # machine's: there OpenBLAS chooses by itself
     shutil.copytree(entry / "python" / "caffe", BUNDLE / "python" / "caffe", symlinks=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "blas_core.txt"))
+                    ignore=shutil.ignore_patterns("__pycache__", "blas_core.json"))
     for fixtures in ("models", "examples"):   # the nets Caffe's own draw test renders
         shutil.copytree(entry / fixtures, BUNDLE / fixtures)
     libcaffe = next((entry / "lib").glob("libcaffe.so.*"))

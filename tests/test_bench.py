@@ -55,7 +55,7 @@ def test_gemm_rates_cover_the_libraries_caffe_loaded():
     rates, core = gemm_rates(size=128)
     assert "openblas" in rates and isinstance(core, str) and core
     assert set(rates) <= {"openblas", "onednn"}
-    if (Path(caffe.__file__).parent / "blas_core.txt").exists():   # the optimised build
+    if (Path(caffe.__file__).parent / "blas_core.json").exists():   # the optimised build
         assert "onednn" in rates
 
 

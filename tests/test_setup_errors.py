@@ -125,3 +125,27 @@ def test_cache_key_follows_numpy_and_python():
     assert name(ctx("2.4.6")) != name(ctx("2.5.0"))
     assert name(ctx("2.4.6")) != name(ctx("2.4.6", "3.11.8"))
     assert name(ctx("2.4.6")).startswith("debian-")
+
+
+def test_cache_key_follows_the_openblas_core_not_its_timings():
+    """One entry per OpenBLAS core choice (blas_core.json's content): an AMD Zen 4 (OpenBLAS's
+    own Cooperlake), a Zen 3 (its own Zen), an Intel where setup forces SkylakeX and one where
+    OpenBLAS picks it itself each get their own build; the same choice probed again with other
+    timings (a noisy machine) finds the same entry."""
+    def ctx(core, default, needs, gflops):
+        blas = {"library": "/usr/lib/libopenblas.so.0", "core": core, "default": default,
+                "needs": needs, "tried": {default: {"core": default, "correct": True,
+                                                    "sgemm_gflops": gflops}}}
+        return BuildContext(python=Path("/venv/bin/python"), python_version="3.11.7",
+                            python_library="/py/lib/libpython3.11.so", python_include="/py/include",
+                            numpy_include="/np/include", numpy_version="2.4.6", jobs=2, blas=blas)
+    source = DebianSource()
+    name = lambda c: caffe_setup.entry_name(source, caffe_setup.build_identity(source, c))  # noqa: E731
+    zen4 = name(ctx("Cooperlake", "Cooperlake", None, 90.0))
+    zen3 = name(ctx("Zen", "Zen", None, 60.0))
+    intel = name(ctx("SkylakeX", "Prescott", ["avx512bw", "avx512dq", "avx512f", "avx512vl"],
+                     20.0))
+    # an Intel where OpenBLAS picks SkylakeX itself: nothing forced, so another entry
+    intel_own = name(ctx("SkylakeX", "SkylakeX", None, 90.0))
+    assert len({zen4, zen3, intel, intel_own}) == 4
+    assert name(ctx("Cooperlake", "Cooperlake", None, 71.5)) == zen4

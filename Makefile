@@ -54,6 +54,9 @@ QUIET_FLAG := $(if $(QUIET),--quiet)
 SOLVER_FLAGS ?=
 # extra flags for tools/gpu_check.py (e.g. GPU_CHECK_FLAGS=--parts=speed,layers)
 GPU_CHECK_FLAGS ?=
+# `make bench`: a folder of wheels pip may take the benchmark's pinned PyTorch from first (a
+# cache; empty: the package index only)
+TORCH_WHEELS ?=
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
 
@@ -109,7 +112,7 @@ lmdb: setup  ## LMDBs of 250x250 crops and poses from H36M_ROOT (default: the sy
 	@if [ ! -e solver/h36m.prototxt ]; then $(MAKE) $(SUBMAKE) solver; fi
 
 bench: bench-data  ## speed: Caffe vs PyTorch (interleaved) and the machine's limit, before/after the speed patches (runs/bench/speed.json)
-	$(VPY) tools/bench.py
+	$(VPY) tools/bench.py $(if $(TORCH_WHEELS),--torch-wheels "$(TORCH_WHEELS)")
 
 gpu-bundle:  ## the GPU build for Python 3.12 with its libraries, for a GPU machine without Caffe's dependencies (build/gpu-bundle.tar.xz)
 	$(PYTHON) setup/gpu_bundle.py build --cuda-arch $(or $(CUDA_ARCH),90) $(if $(PYTHON312),--python $(PYTHON312))

@@ -34,6 +34,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,9 +52,9 @@ BENCH_TOOL = REPO / "tools" / "bench.py"
 TORCH_TOOL = REPO / "tools" / "bench_torch.py"
 
 BENCH_VENV = REPO / ".venv-bench"
-# PyTorch for the comparison only, never for the project: the CPU wheel this kind of machine
-# keeps on disk when it has one, else PyPI's
-TORCH_WHEELS = sorted(Path("/opt/wheels").glob("torch-*+cpu-cp311-*.whl"))
+# PyTorch for the comparison only, never for the project (pinned there; pip takes it from the
+# package index, or from a folder of wheels given as a cache: tools/bench.py --torch-wheels)
+BENCH_REQUIREMENTS = REPO / "benchmarks" / "requirements.txt"
 FORWARD_BACKWARD = re.compile(r"Average Forward-Backward: ([0-9.]+) ms")
 LAYER_TIME = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([0-9.]+) ms")
 # the layer kinds each kept speed change rewrote (setup/patches/debian/NN-*.patch)
@@ -337,18 +338,24 @@ def unoptimised_build():
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def bench_python():
-    """The .venv-bench interpreter with PyTorch, made on first use."""
+def bench_python(wheels=None):
+    """The .venv-bench interpreter with benchmarks/requirements.txt's PyTorch, made on first
+    use (and again when the pin changes); wheels: a folder pip may take it from first."""
     python = BENCH_VENV / "bin" / "python"
-    if python.exists() and subprocess.run([str(python), "-c", "import torch"],
-                                          capture_output=True).returncode == 0:
+    pinned = BENCH_VENV / "requirements.txt"
+    if (python.exists() and pinned.exists()
+            and pinned.read_text() == BENCH_REQUIREMENTS.read_text()
+            and subprocess.run([str(python), "-c", "import torch"],
+                               capture_output=True).returncode == 0):
         return python
     print("bench: making .venv-bench with PyTorch (first use only)", flush=True)
     base = subprocess.run([sys.executable, "-c", "import sys; print(sys.base_prefix)"],
                           capture_output=True, text=True).stdout.strip()
     subprocess.run([f"{base}/bin/python3", "-m", "venv", str(BENCH_VENV)], check=True)
-    wheel = [str(TORCH_WHEELS[-1])] if TORCH_WHEELS else ["torch"]
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *wheel], check=True)
+    cache = ["--find-links", str(wheels)] if wheels else []
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *cache, "-r",
+                    str(BENCH_REQUIREMENTS)], check=True)
+    shutil.copyfile(BENCH_REQUIREMENTS, pinned)
     return python
 
 
@@ -366,8 +373,8 @@ def start_servers(args, variant, before):
     warm = ["--warmup", "1"]
     servers = [Server("caffe", caffe_command(variant, args.batch, warm), with_build(None))]
     if not args.skip_torch:
-        servers.append(Server("pytorch", torch_command(bench_python(), variant, args.batch,
-                                                       args.threads)))
+        servers.append(Server("pytorch", torch_command(bench_python(args.torch_wheels), variant,
+                                                       args.batch, args.threads)))
     if before is not None:
         servers.append(Server("caffe_before", caffe_command(variant, args.batch, warm),
                               with_build(before / "python")))

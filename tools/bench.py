@@ -36,6 +36,10 @@ def main(argv=None):
     parser.add_argument("--skip-before", action="store_true",
                         help="do not time (or build) Caffe without the speed changes")
     parser.add_argument("--skip-torch", action="store_true", help="do not time PyTorch")
+    parser.add_argument("--torch-wheels", type=Path, default=None, metavar="DIR",
+                        help="a folder of wheels that pip may install the PyTorch of "
+                             "benchmarks/requirements.txt from, before the package index (a "
+                             "cache; default: none)")
     parser.add_argument("--out", type=Path, default=speed.REPO / "runs/bench/speed.json",
                         help="JSON report (default: runs/bench/speed.json)")
     # the server side, started by the bench itself

@@ -28,17 +28,17 @@ needs neither caffe nor the writer):
         ...
         manifest = writer.commit({"source": "..."})
 
-The writer builds in a temporary folder beside `out` and renames it into place complete.
+The writer builds in a temporary folder beside `out` and renames it into place complete,
+holding out's lock meanwhile (built_folders.py); it stops with DiskFull before a chunk that
+the disk has no room for.
 Reading: Dataset(folder) checks the manifest; .open(split) gives a SplitReader of decoded
 records; .index(split) the index rows.
 """
 import csv
-import ctypes
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Mapping, NamedTuple
@@ -48,6 +48,7 @@ import lmdb
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from built_folders import build_lock, remove_stale, replace, temporary_sibling
 from data_prep.h36m import JOINTS_17, PARENTS_17, bone_lengths
 
 FORMAT_VERSION = 2
@@ -59,6 +60,12 @@ SPLITS = ("train", "test")
 MAP_SIZE = 1 << 40          # LMDB's address space; the files only grow as data is written
 PCA_PIXEL_STRIDE = 4        # every 4th pixel in each direction feeds the colour statistics
 REBUILD = "rebuild it with `make lmdb LMDB_FLAGS=--force`"
+MIB = 1 << 20
+# disk room a chunk needs beyond its JPEGs: per record LMDB's overflow pages round the image up
+# to 4 KiB pages and the pose record takes a leaf entry; the margin covers LMDB's meta and branch
+# pages, the index and the manifest
+RECORD_OVERHEAD = 2 * 4096 + 512
+SPACE_MARGIN = 4 * MIB
 CHILDREN = np.array([j for j, p in enumerate(PARENTS_17) if p >= 0])
 
 
@@ -234,11 +241,15 @@ def encode_samples(samples, jpeg_quality):
 
 # ---------------------------------------------------------------- writing
 
+class DiskFull(OSError):
+    """No room on the disk for the next chunk of a split (a one-line message naming it)."""
+
+
 class SplitWriter:
     """The LMDBs and index of one split in the making; write() commits one chunk of samples."""
 
     def __init__(self, folder, split, crop_size):
-        self.split, self.crop_size = split, crop_size
+        self.folder, self.split, self.crop_size = Path(folder), split, crop_size
         self.count = 0
         self.statistics = Statistics()
         self.report = {}
@@ -246,14 +257,24 @@ class SplitWriter:
         # commit took longer than cropping); close() flushes once, and an interrupted build
         # is discarded whole anyway
         self._images, self._poses = (
-            lmdb.open(str(folder / f"{split}_{kind}"), map_size=MAP_SIZE, subdir=True,
+            lmdb.open(str(self.folder / f"{split}_{kind}"), map_size=MAP_SIZE, subdir=True,
                       sync=False) for kind in ("images", "poses"))
-        self._index_file = open(folder / f"{split}_index.csv", "w", newline="")
+        self._index_file = open(self.folder / f"{split}_index.csv", "w", newline="")
         self._index = csv.writer(self._index_file)
         self._index.writerow(["key", *INDEX_COLUMNS])
+        self.closed = False
 
     def write(self, encoded):
-        """Append EncodedSamples (one transaction); returns the number written."""
+        """Append EncodedSamples (one transaction); returns the number written. DiskFull
+        before the transaction when the disk has no room for it (LMDB reads its pages through
+        a memory map, and on a full tmpfs that ends the process with SIGBUS, not an error)."""
+        need = SPACE_MARGIN + sum(len(jpeg) + RECORD_OVERHEAD
+                                  for jpeg, _, _ in encoded.entries)
+        free = shutil.disk_usage(self.folder).free
+        if free < need:
+            raise DiskFull(f"no room left on the disk of {self.folder.parent}: {free / MIB:.1f} "
+                           f"MiB free where the next {len(encoded.entries)} crops need about "
+                           f"{need / MIB:.1f} MiB; free space there or choose another --out")
         with self._images.begin(write=True) as images, self._poses.begin(write=True) as poses:
             for jpeg, values, row in encoded.entries:
                 if np.asarray(values).size != POSE_VALUES:
@@ -271,43 +292,48 @@ class SplitWriter:
         return self.write(encode_samples(samples, jpeg_quality))
 
     def close(self):
-        for env in (self._images, self._poses):
-            env.sync(True)
-            env.close()
-        self._index_file.close()
+        """Flush and close the LMDBs and the index (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            for env in (self._images, self._poses):
+                env.sync(True)
+        finally:
+            self._images.close()
+            self._poses.close()
+            self._index_file.close()
 
-
-RENAME_EXCHANGE = 2   # renameat2 flag: swap two paths atomically (Linux 3.15, glibc 2.28)
-
-
-def exchange(first, second):
-    """Swap two paths in one step, so that a kill at any instant leaves each name holding a
-    complete folder; False where the system or filesystem cannot."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_cwd = -100   # AT_FDCWD: the paths are taken as they are
-    return renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second),
-                     RENAME_EXCHANGE) == 0
+    def discard(self):
+        """Close without flushing, whatever fails: the folder is about to be removed."""
+        self.closed = True
+        for handle in (self._images, self._poses, self._index_file):
+            try:
+                handle.close()
+            except (OSError, lmdb.Error):
+                pass
 
 
 class DatasetWriter:
-    """A dataset folder built in a temporary folder beside `out` and renamed into place by
-    commit(); leaving the `with` block without commit() (an error) removes the temporary
-    folder, and a later writer removes those an interrupted process left."""
+    """A dataset folder built in a temporary folder beside `out` and moved into place by
+    commit() (built_folders.replace); leaving the `with` block without commit() (an error)
+    removes the temporary folder. The writer holds out's lock from start to end
+    (built_folders.build_lock: a second build of the same folder stops at once, naming this
+    process) and first removes what an interrupted build left. Replacing an existing `out`
+    is the caller's decision: built_folders.check_replaceable."""
 
     def __init__(self, out, crop_size, jpeg_quality):
         self.out = Path(out)
         self.crop_size, self.jpeg_quality = int(crop_size), int(jpeg_quality)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.out.parent.glob(f".{self.out.name}.tmp-*"):
-            if stale.name.endswith("-old") and not self.out.exists():
-                stale.rename(self.out)   # a kill between commit's two renames: the old one
-            else:
-                shutil.rmtree(stale, ignore_errors=True)
-        self.work = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
         self.splits = {}
+        self._lock = build_lock(self.out)
+        self._lock.__enter__()
+        try:
+            remove_stale(self.out)
+            self.work = temporary_sibling(self.out)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
 
     def split(self, name):
         """The SplitWriter of split `name` (made on first use)."""
@@ -332,25 +358,21 @@ class DatasetWriter:
                                         **(split_reports or {}).get(name, {})}
         manifest.update(self.splits["train"].statistics.manifest_fields())
         (self.work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if not self.out.exists():
-            self.work.rename(self.out)
-        elif exchange(self.work, self.out):
-            shutil.rmtree(self.work, ignore_errors=True)   # the old folder, swapped out
-        else:
-            # no atomic exchange here: the old folder moves aside first, and a writer that
-            # finds no `out` but an aside folder (a kill in between) puts it back
-            aside = self.work.with_name(self.work.name + "-old")
-            self.out.rename(aside)
-            self.work.rename(self.out)
-            shutil.rmtree(aside, ignore_errors=True)
+        replace(self.work, self.out)
         return manifest
 
     def close(self):
-        """Drop an uncommitted build (idempotent)."""
-        for split in self.splits.values():
-            if not split._index_file.closed:
-                split.close()
-        shutil.rmtree(self.work, ignore_errors=True)
+        """Drop an uncommitted build and release the lock (idempotent): whatever failed (a
+        full disk), the temporary folder goes."""
+        try:
+            for split in self.splits.values():
+                if not split.closed:
+                    split.discard()
+            shutil.rmtree(self.work, ignore_errors=True)
+        finally:
+            if self._lock is not None:
+                lock, self._lock = self._lock, None
+                lock.__exit__(None, None, None)
 
     def __enter__(self):
         return self

@@ -27,7 +27,11 @@ The crop size, margin and JPEG quality come from the config (--config, --set). S
 cropped in parallel worker processes; this process writes through
 data_prep.dataset.DatasetWriter, which builds in a temporary folder beside --out and renames
 it when complete, so an interrupted run leaves nothing half-built under --out (and its
-leftovers are removed by the next run).
+leftovers are removed by the next run). It holds --out's lock meanwhile: a second build of the
+same folder stops at once, naming this one's process. An existing --out is replaced only with
+--force and only when it is a dataset this toolkit built (its manifest.json): never a raw
+tree or any other folder. A disk without room for the next chunk stops the build with the
+folder named, and nothing of it is left behind.
 """
 import argparse
 import multiprocessing
@@ -38,13 +42,15 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
+import lmdb
 from tqdm import tqdm
 
+from built_folders import FolderError, check_replaceable
 from child_processes import die_with_parent
 from config import ConfigError, LMDB_KEYS, add_config_arguments, load_config, stage_overrides
 from data_prep.crops import box_crop, joints_outside_box
 from data_prep.cli import add_build_options, reject_unknown
-from data_prep.dataset import DatasetWriter, Sample, encode_samples
+from data_prep.dataset import DatasetWriter, DiskFull, Sample, encode_samples
 from data_prep.h36m import ACTIONS, DAMAGED, TEST_SUBJECTS, TRAIN_SUBJECTS
 from data_prep.reader import SequenceError, find_sequences, iter_person_boxes, load_sequence
 
@@ -218,8 +224,28 @@ def without_damaged(sequences, drop_damaged):
     return ([s for s in sequences if not s.damaged], [s for s in sequences if s.damaged])
 
 
+class EmptySplit(ValueError):
+    """A split that no sample reached; `reports` holds each split's report (its skips)."""
+
+    def __init__(self, message, reports):
+        super().__init__(message)
+        self.reports = reports
+
+
+def write_failure(err, out):
+    """The one line that says why writing `out` failed: the error's own where it names what
+    failed, else (an OSError or LMDB's error without a path) naming the folder."""
+    if isinstance(err, (DiskFull, ValueError)):
+        return str(err)
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return (f"cannot write {out} (built beside it in {Path(out).parent}): {reason}; a full "
+            "disk or a file size limit (ulimit -f) is the usual cause: free space there or "
+            "choose another --out")
+
+
 def write_splits(args, cfg, writer, pool):
-    """Write both splits through the writer and commit it; returns the manifest."""
+    """Write both splits through the writer and commit it; returns the manifest. EmptySplit
+    when every sequence of a split was skipped or dropped (its reasons in the reports)."""
     reports = {}
     for split, subjects in (("train", args.train_subjects), ("test", args.test_subjects)):
         sequences, skips = find_sequences(args.root, subjects, args.actions)
@@ -231,7 +257,13 @@ def write_splits(args, cfg, writer, pool):
                              + report["skipped"])
         report["ignored"] = [s.what for s in skips if s.ignored]
         report["dropped_damaged"] = [s.name for s in dropped]
+        report["count"] = writer.split(split).count
         reports[split] = report
+    empty = [split for split, report in reports.items() if not report["count"]]
+    if empty:
+        raise EmptySplit(f"no samples in the {' and '.join(empty)} split(s) of {args.root}: "
+                         "every sequence was skipped or dropped (the reasons above); nothing "
+                         f"written to {args.out}", reports)
     settings = {"root": str(args.root), "crop_margin": cfg.crop_margin,
                 "actions": list(args.actions), "drop_damaged": args.drop_damaged}
     return writer.commit(settings, reports)
@@ -350,8 +382,10 @@ def parse_args(argv):
                      "`make synth` or point --root at Human3.6M")
     if args.out is None:
         args.out = Path("data/lmdb") / args.root.name
-    if args.out.exists() and not args.force:
-        parser.error(f"{args.out} exists; pass --force to replace it")
+    try:
+        check_replaceable(args.out, "dataset", args.force)
+    except FolderError as err:
+        parser.error(str(err))
     return args
 
 
@@ -359,8 +393,13 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         manifest = build(args)
-    except (ValueError, OSError) as err:
+    except EmptySplit as err:
+        for split, section in err.reports.items():
+            print("\n".join(split_summary(split, section)))
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, lmdb.Error) as err:
+        print(f"error: {write_failure(err, args.out)}", file=sys.stderr)
         return 1
     for split, section in manifest["splits"].items():
         print("\n".join(split_summary(split, section)))

@@ -19,7 +19,6 @@ the paths for the folder's new place, the newest .solverstate's included.
 """
 import contextlib
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from built_folders import FolderError, build_lock, check_replaceable
 from caffe.proto import caffe_pb2
 from config import LMDB_KEYS, PAPER, ConfigError, apply_overrides
 from data_prep.dataset import Dataset
@@ -248,23 +248,13 @@ def complete_snapshot(path):
 @contextlib.contextmanager
 def locked(run):
     """Hold the run folder's lock (<run>.lock beside it, so that --force may replace the
-    folder) while the block runs; RunError at once when another process holds it. The
-    kernel drops the lock when its process ends, however it ends."""
-    path = Path(run).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunError(f"{run} is in use by {holder}: wait for it to end (or end it), "
-                           "then run again") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()}")
-        handle.flush()
-        yield
+    folder; built_folders.build_lock) while the block runs; RunError at once, naming the
+    process, when another one holds it."""
+    try:
+        with build_lock(run, what="in use"):
+            yield
+    except FolderError as err:
+        raise RunError(str(err)) from None
 
 
 def _write(path, content):
@@ -316,6 +306,19 @@ def check_dataset_settings(cfg, dataset):
                            f"{key}={getattr(cfg, key)}\"`")
 
 
+# what prepare_run writes before config.json, its last file: a folder holding no more than
+# these is a run whose preparation was interrupted
+RUN_ENTRIES = {"train.prototxt", "test.prototxt", "deploy.prototxt", "solver.prototxt",
+               "solver.prototxt.tmp", "config.json.tmp", "snapshots", "logs"}
+
+
+def _check_replaceable(path, force):
+    try:
+        check_replaceable(path, "run", force)
+    except FolderError as err:
+        raise RunError(str(err)) from None
+
+
 def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
     """Write the run folder's nets, solver and config.json for training `variant` on the
     dataset; returns its RunFolder. An existing run of the same configuration is kept (its
@@ -336,7 +339,10 @@ def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
                            f"{', '.join(differences)}): choose another run folder, or pass "
                            "--force to replace it")
         if differences:
+            _check_replaceable(folder.path, force)
             shutil.rmtree(folder.path)
+    elif folder.path.exists() and not set(os.listdir(folder.path)) <= RUN_ENTRIES:
+        _check_replaceable(folder.path, force)   # a folder that is not a run: refused
     for sub in (folder.path, folder.snapshots, folder.log_path.parent):
         sub.mkdir(parents=True, exist_ok=True)
     data, train_size = str(dataset.directory.resolve()), dataset.count("train")

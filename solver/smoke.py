@@ -7,12 +7,11 @@ summary.json into the output folder (built in a temporary folder beside it and r
 complete).
 """
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from built_folders import FolderError, check_replaceable, replace, temporary_sibling
 from prototxt.smoke_net import make_smoke_net
 from solver.smoke_solver import make_smoke_solver
 from solver.caffe_cli import CaffeError, forward_backward_ms, run_caffe, train_losses
@@ -50,20 +49,19 @@ def smoke_train(out, iterations, batch, force=False):
     """The smoke run into the folder `out` (force: replace it if it exists), with its summary
     on stdout; the exit status (1: Caffe failed, 2: `out` exists)."""
     out = Path(out)
-    if out.exists() and not force:
-        print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
+    try:
+        check_replaceable(out, "smoke run", force)
+    except FolderError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    work = temporary_sibling(out)
     try:
         summary = smoke_run(work, iterations, batch)
     except CaffeError as err:
         print(f"error: {err}\n(partial output kept in {work})", file=sys.stderr)
         return 1
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)
+    replace(work, out)
     print(f"smoke: caffe train, {summary['iterations']} iterations of batch {summary['batch']}: "
           f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f} "
           f"in {summary['train_seconds']:.1f} s")

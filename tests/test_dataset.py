@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from built_folders import exchange
 from data_prep.dataset import (FORMAT_VERSION, Dataset, DatasetWriter, Sample, Statistics,
-                               decode_image, decode_pose, encode_samples, exchange, image_record,
+                               decode_image, decode_pose, encode_samples, image_record,
                                pose_record, pose_values, sample_key)
 from layers.h36m_data import BatchLoader
 from tests.tiny_dataset import CROP, COUNT, tiny_samples, write_tiny_dataset
@@ -144,7 +145,7 @@ def test_commit_swaps_the_folders_in_one_step_or_recovers_from_a_kill_between(tm
     writer.close()
     assert (out / "manifest.json").read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
-    monkeypatch.setattr("data_prep.dataset.exchange", lambda first, second: False)
+    monkeypatch.setattr("built_folders.exchange", lambda first, second: False)
     (out / "marker").write_text("old")
     write_tiny_dataset(out)                               # the fallback's two renames
     assert not (out / "marker").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

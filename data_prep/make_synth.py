@@ -21,27 +21,39 @@ few frames longer than its N poses (the person moving on), by the camera's real 
 about twice as long as the poses for S9's four half-posed recordings; per subject the `_ALL`
 files of the first action (<Action>_ALL: video, D3, mono and D2 poses of both recordings one
 after the other); and S11's "Directions" video from camera 54138969 truncated so that it cannot
-be decoded. The dataset is built in a temporary folder beside --out and renamed when complete;
-an existing --out needs --force.
+be decoded.
+
+The dataset is built in a temporary folder beside --out, holding --out's lock (one build at a
+time), and swapped in whole when complete: a kill at any instant leaves --out as it was or
+the new tree, and the next build removes what a killed one left. An existing --out needs
+--force, and is replaced only if it is a synthetic dataset this toolkit wrote (its
+metadata.json). BVH files are checked before any work: a value or frame time that no motion
+has is an error naming the file and line.
 """
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import sys
-import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from built_folders import (FolderError, build_lock, check_replaceable, remove_stale, replace,
+                           temporary_sibling)
+from child_processes import die_with_parent
 from data_prep.cli import add_build_options, reject_unknown
 from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, FPS, J32, SUBJECTS, project,
                             sequence_name, sequence_paths)
 from data_prep.synth import stable_seed
 from data_prep.synth.faults import (all_file_stem, break_video, is_half_posed, motion_frames,
                                     video_frame_counts)
+from data_prep.synth.bvh import BvhError, read_bvh, retarget_to_h36m
 from data_prep.synth.motion import body_for_subject, generate_motion
 from data_prep.synth.render import (appearance_for_subject, make_background, random_light,
                                     render_person)
@@ -49,6 +61,13 @@ from data_prep.synth.studio import studio_cameras
 from data_prep.synth.writers import VideoWriter, write_mask_mat, write_pose_cdf
 
 DEFAULT_OUT = Path("data/synth-h36m")
+KIND = "synthetic dataset"   # what built_folders knows a tree of make_synth by (metadata.json)
+NEAREST_TO_CAMERA_MM = 500.0
+
+
+class SynthError(Exception):
+    """A one-line error for the user, raised in a worker or here: one string, so that it
+    pickles back from a worker process as it is."""
 
 
 def sequence_motion(job):
@@ -60,7 +79,6 @@ def sequence_motion(job):
     frames = job["motion_frames"]
     if job.get("bvh") is None:
         return generate_motion(job["action"], frames, body, rng, fps=FPS)
-    from data_prep.synth.bvh import read_bvh, retarget_to_h36m
     poses = retarget_to_h36m(read_bvh(job["bvh"]), fps=FPS)
     # loop the clip to the requested length, and move it to a random place in the area
     poses = poses[np.arange(frames) % len(poses)]
@@ -74,6 +92,15 @@ def job_motion(job):
     if "parts" in job:
         return np.concatenate([sequence_motion(part)[:part["poses"]] for part in job["parts"]])
     return sequence_motion(job)
+
+
+def run_job(job):
+    """write_sequence, as a worker runs it: a BVH file's error becomes a SynthError, the
+    one line the user sees."""
+    try:
+        return write_sequence(job)
+    except BvhError as err:
+        raise SynthError(err.one_line) from None
 
 
 def write_sequence(job):
@@ -99,8 +126,13 @@ def write_camera(job, world, camera_id, placed, appearance):
     rng = np.random.default_rng(stable_seed(job["seed"], job["subject"], job["stem"],
                                             camera_id, "scene"))
     mono = placed.to_camera(world[:job["video_frames"][camera_id]])
-    if np.any(mono[..., 2] < 500):
-        raise ValueError(f"{job['stem']}: the person came within 0.5 m of camera {camera_id}")
+    near = np.flatnonzero((mono[..., 2] < NEAREST_TO_CAMERA_MM).any(axis=-1))
+    if len(near):
+        raise SynthError(f"{motion_source(job, near[0])}: the person comes within "
+                         f"{NEAREST_TO_CAMERA_MM / 1000:g} m of camera {camera_id} (or behind "
+                         f"it) in {job['subject']}'s \"{job['stem']}\", frame {near[0]}: the "
+                         "motion leaves the capture area; choose motion that stays within "
+                         "about 2 m of where it starts")
     pixels = project(mono, CAMERAS[camera_id], job["scale"])
     camera = placed.camera
     light = random_light(rng)                     # one lighting for scene and person
@@ -120,6 +152,15 @@ def write_camera(job, world, camera_id, placed, appearance):
     write_pose_cdf(paths["d2"], pixels[:poses])
     if job["masks"]:
         write_mask_mat(paths["mask"], masks)
+
+
+def motion_source(job, frame):
+    """Where the motion of a job's `frame` comes from: its BVH file, or the generator."""
+    for part in job.get("parts", ()):
+        if frame < part["poses"]:
+            return motion_source(part, frame)
+        frame -= part["poses"]
+    return job.get("bvh") or "the procedural motion"
 
 
 def recording_job(args, root, subject, action, subaction):
@@ -152,7 +193,7 @@ def plan_jobs(args, root):
     """A job per recording and, unless --clean, per subject one for the `_ALL` files of the
     first action."""
     jobs = []
-    bvh_files = sorted(Path(args.bvh).glob("*.bvh")) if args.bvh else []
+    bvh_files = motion_files(args)
     for subject in args.subjects:
         for action in args.actions:
             recordings = [recording_job(args, root, subject, action, subaction)
@@ -164,6 +205,24 @@ def plan_jobs(args, root):
             if not args.clean and action == args.actions[0]:
                 jobs.append(all_files_job(recordings))
     return jobs
+
+
+def motion_files(args):
+    """The BVH files of --bvh, in the order the recordings take them; none without it."""
+    return sorted(Path(args.bvh).glob("*.bvh")) if args.bvh else []
+
+
+def check_motion_files(args):
+    """SynthError naming the file (and line) unless every BVH file that the recordings take
+    reads and retargets: checked here, before any work, so that no worker meets it."""
+    recordings = len(args.subjects) * len(args.actions) * 2
+    for path in motion_files(args)[:recordings]:
+        try:
+            retarget_to_h36m(read_bvh(path), fps=FPS)
+        except BvhError as err:
+            raise SynthError(err.one_line) from None
+        except OSError as err:
+            raise SynthError(f"{path}: cannot read it: {err.strerror or err}") from None
 
 
 def count_recordings(jobs):
@@ -226,45 +285,80 @@ def all_file_paths(job):
 
 
 def build(args):
-    """Write the dataset into a temporary folder and rename it to args.out when complete."""
+    """Write the dataset into a temporary folder beside args.out and swap it in when complete,
+    holding out's lock throughout. FolderError where another build holds it, or where --out
+    became something that may not be replaced since the arguments were checked."""
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        jobs = plan_jobs(args, work)
-        (work / "metadata.json").write_text(json.dumps(metadata(args, jobs), indent=2) + "\n")
-        frames = 0
-        with worker_pool(max(1, min(args.workers, len(jobs)))) as pool:
-            results = pool.imap_unordered(write_sequence, jobs)
-            for _, count in tqdm(results, total=len(jobs), unit="seq", desc="synth",
-                                 disable=args.quiet):
-                frames += count
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with build_lock(out, "being written"):
+        check_replaceable(out, KIND, args.force)
+        remove_stale(out)            # what a killed build left: no build uses it now
+        work = temporary_sibling(out)
+        try:
+            jobs = plan_jobs(args, work)
+            (work / "metadata.json").write_text(json.dumps(metadata(args, jobs), indent=2)
+                                                + "\n")
+            frames = write_jobs(jobs, args.workers, args.quiet)
+            replace(work, out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return count_recordings(jobs), frames
 
 
+def write_jobs(jobs, workers, quiet):
+    """Run every job in the workers; returns the pose frames written per camera."""
+    frames = 0
+    with worker_pool(max(1, min(workers, len(jobs)))) as pool:
+        for _, count in tqdm(pool.results(run_job, jobs), total=len(jobs), unit="seq",
+                             desc="synth", disable=quiet):
+            frames += count
+    return frames
+
+
 def worker_pool(workers):
-    """A process pool, or for one worker the same interface in this process."""
+    """The worker processes, or for one worker the same interface in this process."""
     if workers == 1:
         return _Serial()
-    return multiprocessing.get_context("spawn").Pool(workers, initializer=_one_opencv_thread)
+    return _Workers(workers)
 
 
-def _one_opencv_thread():
-    """Set up a worker process: one thread for OpenCV. The pool keeps every core busy already,
-    and OpenCV's own threads on top of it only compete for the cores (about a sixth of the
-    time on two); the files written are the same bytes."""
+def _start_worker(parent):
+    """Set up a worker process: one thread for OpenCV, and an end with its parent (a killed
+    make_synth leaves no worker writing on). The pool keeps every core busy already, and
+    OpenCV's own threads on top of it only compete for the cores (about a sixth of the time
+    on two); the files written are the same bytes."""
+    die_with_parent(parent)
     cv2.setNumThreads(1)
 
 
-class _Serial:
-    """The Pool interface, in this process (one worker, and easier debugging)."""
+class _Workers:
+    """Processes that run the jobs, started fresh (spawn). A concurrent.futures pool, not a
+    multiprocessing.Pool: where a worker dies (killed, out of memory) this one learns it
+    (BrokenProcessPool) instead of waiting for its job forever, and an error stops the build
+    without terminating workers halfway through sending a result."""
 
-    def imap_unordered(self, function, items):
+    def __init__(self, workers):
+        self.executor = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker, initargs=(os.getpid(),))
+
+    def results(self, function, items):
+        """function(item) of every item, as they complete; the first error raised ends it."""
+        for future in as_completed([self.executor.submit(function, item) for item in items]):
+            yield future.result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        # the jobs not started are dropped; those running end first (a job is short)
+        self.executor.shutdown(cancel_futures=True)
+        return False
+
+
+class _Serial:
+    """The _Workers interface, in this process (one worker, and easier debugging)."""
+
+    def results(self, function, items):
         return map(function, items)
 
     def __enter__(self):
@@ -310,15 +404,25 @@ def parse_args(argv):
         parser.error(f"--scale must be within 0.05 and 1, got {args.scale}")
     if args.bvh is not None and not sorted(args.bvh.glob("*.bvh")):
         parser.error(f"--bvh {args.bvh}: no .bvh files there")
-    if args.out.exists() and not args.force:
-        parser.error(f"{args.out} exists; pass --force to replace it")
+    try:
+        check_replaceable(args.out, KIND, args.force)
+    except FolderError as err:
+        parser.error(str(err))
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
+        check_motion_files(args)
         sequences, frames = build(args)
+    except (SynthError, FolderError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except BrokenProcessPool:
+        print(f"error: a worker process died (killed, or out of memory) while writing "
+              f"{args.out}; nothing was written there: run again", file=sys.stderr)
+        return 1
     except OSError as err:
         print(f"error: cannot write {args.out}: {err}", file=sys.stderr)
         return 1

@@ -167,6 +167,7 @@ def test_existing_output_needs_force_and_unwritable_path(tmp_path):
     out = tmp_path / "d"
     out.mkdir()
     (out / "keep.txt").write_text("already built")
+    (out / "metadata.json").write_text('{"generator": "make_synth", "stems": {}}')
     result = run_cli("--out", str(out), "--actions", "Walking", "--subjects", "S9")
     assert result.returncode == 2 and "exists; pass --force" in result.stderr
     assert (out / "keep.txt").read_text() == "already built"

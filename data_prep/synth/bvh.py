@@ -32,6 +32,35 @@ TYPICAL_HEIGHT_MM = 1700.0
 # A guessed unit is trusted if it makes the figure this tall; otherwise the figure is scaled to
 # TYPICAL_HEIGHT_MM.
 PLAUSIBLE_HEIGHT_MM = (1200.0, 2300.0)
+# The largest OFFSET or channel value read: a kilometre in millimetres, or 2,777 turns in
+# degrees. Beyond it a value is a broken export, and its arithmetic would overflow.
+MAX_VALUE = 1e6
+# Seconds per frame read: 10,000 frames a second to one. Resampling a file to 50 fps makes up
+# to 50 frames of each of its frames, and a longer frame time many more.
+FRAME_TIME_RANGE = (1e-4, 1.0)
+# Where the retargeted motion may reach, in millimetres from the origin: a unit scaled to a
+# figure whose OFFSETs are all but zero can carry its positions that far.
+MAX_RETARGETED_MM = 1e7
+
+
+class BvhError(ValueError):
+    """What is wrong with a BVH file, naming it and (where known, 1-based) the line: str()
+    reads 'malformed BVH file <path>, line <n>: ...', `one_line` '<path>:<n>: ...'. It
+    pickles back from a worker process as it is (its arguments are what __init__ takes)."""
+
+    def __init__(self, path, line, message):
+        super().__init__(path, line, message)
+        self.path, self.line, self.message = path, line, message
+
+    def __str__(self):
+        where = f"{self.path}, line {self.line}" if self.line is not None else self.path
+        return f"malformed BVH file {where}: {self.message}"
+
+    @property
+    def one_line(self):
+        """'<path>:<line>: <message>' (or '<path>: <message>'), as compilers name a place."""
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +85,9 @@ class BvhMotion:
 # ----------------------------------------------------------------------------------- reading
 
 def read_bvh(path):
-    """Parse a BVH file into a BvhMotion. Raises ValueError naming the file and line for
-    malformed input."""
+    """Parse a BVH file into a BvhMotion. Raises BvhError naming the file and line for
+    malformed input: values that are not finite numbers within MAX_VALUE included, and a
+    frame time outside FRAME_TIME_RANGE."""
     path = str(path)
     lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     motion_line = _find_motion_line(lines, path)
@@ -69,9 +99,8 @@ def read_bvh(path):
 
 
 def _error(path, line_number, message):
-    """The ValueError for malformed input, naming file and (1-based) line."""
-    where = f"{path}, line {line_number}" if line_number is not None else path
-    return ValueError(f"malformed BVH file {where}: {message}")
+    """The BvhError for malformed input, naming file and (1-based) line."""
+    return BvhError(path, line_number, message)
 
 
 def _find_motion_line(lines, path):
@@ -141,7 +170,7 @@ def _parse_hierarchy(lines, path):
         elif keyword == "OFFSET":
             if not stack:
                 raise _error(path, line, "OFFSET outside of any joint")
-            offsets[stack[-1]] = [_number(value, path, at) for value, at in take(3, line)]
+            offsets[stack[-1]] = [_value(value, path, at) for value, at in take(3, line)]
         elif keyword == "CHANNELS":
             if not stack:
                 raise _error(path, line, "CHANNELS outside of any joint")
@@ -196,6 +225,26 @@ def _number(text, path, line):
         raise _error(path, line, f"{text!r} is not a number") from None
 
 
+def _value(text, path, line):
+    """An OFFSET or channel value: a finite number within MAX_VALUE (float() also reads
+    'nan', 'inf' and '1e308', which would make the poses NaN)."""
+    value = _number(text, path, line)
+    if not abs(value) <= MAX_VALUE:
+        raise _error(path, line, f"value {text!r} is not a finite number within "
+                                 f"+-{MAX_VALUE:g}")
+    return value
+
+
+def _frame_time(text, path, line):
+    """The Frame Time: a number of seconds within FRAME_TIME_RANGE."""
+    frame_time = _number(text, path, line)
+    low, high = FRAME_TIME_RANGE
+    if not low <= frame_time <= high:
+        raise _error(path, line, f"frame time {text!r} is not a number of seconds from {low:g} "
+                                 f"to {high:g} (10,000 frames a second to one)")
+    return frame_time
+
+
 def _parse_motion(lines, motion_line, channel_count, path):
     """(frames (F, channel_count), frame_time) from the lines after MOTION."""
     header = {}
@@ -210,9 +259,7 @@ def _parse_motion(lines, motion_line, channel_count, path):
     count_text, count_line = header["FRAMES:"]
     if not count_text.isdigit():
         raise _error(path, count_line, f"frame count {count_text!r} is not a whole number")
-    frame_time = _number(header["FRAME TIME:"][0], path, header["FRAME TIME:"][1])
-    if frame_time <= 0:
-        raise _error(path, header["FRAME TIME:"][1], "frame time must be positive")
+    frame_time = _frame_time(header["FRAME TIME:"][0], path, header["FRAME TIME:"][1])
     rows = []
     for number, line in enumerate(lines[index:], start=index + 1):
         values = line.split()
@@ -221,7 +268,7 @@ def _parse_motion(lines, motion_line, channel_count, path):
         if len(values) != channel_count:
             raise _error(path, number, f"frame has {len(values)} values, the hierarchy declares "
                                        f"{channel_count} channels")
-        rows.append([_number(v, path, number) for v in values])
+        rows.append([_value(v, path, number) for v in values])
     if len(rows) != int(count_text):
         raise _error(path, count_line, f"'Frames: {count_text}' but {len(rows)} frame lines")
     return np.array(rows, dtype=np.float64).reshape(len(rows), channel_count), frame_time
@@ -387,7 +434,7 @@ def _mid_spine_joint(motion, rest, hips, neck):
 
 def h36m_sources(motion):
     """For each of the 32 Human3.6M joints, the index of the BVH joint it is placed at, or None
-    where it is filled in. Raises ValueError naming the missing essential joints."""
+    where it is filled in. Raises BvhError naming the missing essential joints."""
     sources = [None] * len(h36m.JOINTS_32)
     bvh_root = 0  # the root is the pelvis in every convention
     sources[J32["Hip"]] = bvh_root
@@ -397,8 +444,8 @@ def h36m_sources(motion):
     sources[J32["Head"]] = _find_joint(motion, HEAD_NAMES)
     missing = [t for t in ESSENTIAL_H36M if sources[t] is None]
     if missing:
-        raise ValueError(
-            f"cannot retarget {motion.path or 'BVH motion'} to Human3.6M: no joint for "
+        raise BvhError(
+            motion.path or "BVH motion", None, "cannot retarget to Human3.6M: no joint for "
             + "; ".join(f"{h36m.JOINTS_32[t]} (accepted: {', '.join(_accepted_names(t))})"
                         for t in missing))
     rest = rest_positions(motion)
@@ -527,17 +574,36 @@ def resample(positions, source_fps, target_fps):
     return (1 - weight) * positions[before] + weight * positions[after]
 
 
+def _check_extent(path, positions, height, scale):
+    """BvhError unless `positions` (file units) stay within MAX_RETARGETED_MM once scaled:
+    a figure whose OFFSETs are all but zero scales its motion beyond any studio, up to
+    overflow."""
+    # Python floats: a product that overflows is inf, without numpy's warning on stderr
+    extent = float(np.abs(positions).max()) * scale
+    if not extent <= MAX_RETARGETED_MM:
+        raise BvhError(path, None, f"its joints reach {extent:.3g} mm from the origin at "
+                                   f"{scale:.3g} mm a unit (the figure is {height:.3g} units "
+                                   f"tall): beyond {MAX_RETARGETED_MM:g} mm, no person's motion")
+
+
 def retarget_to_h36m(motion, target_height_mm=None, fps=h36m.FPS):
     """(F', 32, 3) Human3.6M joint positions of a BVH motion: world millimetres, z up, the
     lowest joint of the whole sequence on the floor (z = 0), resampled to `fps`.
 
     target_height_mm sets the rest-pose standing height; without it the file's unit is
     guessed (see `millimetres_per_unit`). Horizontal position and heading are the file's.
+    Raises BvhError naming the file for a motion that cannot be posed or scaled so.
     """
+    path = motion.path or "BVH motion"
     if motion.frames.shape[0] == 0:
-        raise ValueError(f"{motion.path or 'BVH motion'} has no frames to retarget")
+        raise BvhError(path, None, "no frames to retarget")
     positions = map_to_h36m(motion)
-    scale = millimetres_per_unit(standing_height(motion), target_height_mm)
+    height = standing_height(motion)
+    if height <= 0:
+        raise BvhError(path, None, "the rest pose has no height (its OFFSETs leave every "
+                                   "joint at one level); cannot scale it")
+    scale = millimetres_per_unit(height, target_height_mm)
+    _check_extent(path, positions, height, scale)
     positions = y_up_to_z_up(positions) * scale
     positions = resample(positions, 1.0 / motion.frame_time, fps)
     positions[..., 2] -= positions[..., 2].min()

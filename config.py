@@ -9,14 +9,17 @@ the text, see ../shared/REFERENCE.md section 1), and every such choice is a fiel
     cfg = load_config("my.json", ["batch_size=32"])       # overrides: a JSON file, then key=value
     cfg = PAPER.replace(batch_size=32)
 
-Unknown keys are rejected; values are checked (`Config.validate`).
+Unknown keys are rejected; values are checked (`Config.validate`), and before a run folder is
+written against Caffe's 32-bit iteration counts and this machine (`Config.check_run_limits`).
 """
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 from data_prep.h36m import JOINTS_17
+from solver.schedule import schedule
 
 
 class ConfigError(ValueError):
@@ -24,6 +27,10 @@ class ConfigError(ValueError):
 
 
 INT32_LIMIT = 2 ** 31   # Caffe's integer parameters are 32-bit
+# ASSUMPTION (engineering): the most data-loader workers per core of the machine that trains
+# (loader_workers, all devices together): a worker decodes and augments on one core, so more
+# of them add processes or threads and memory, not speed
+LOADER_WORKERS_PER_CORE = 4
 # the words --set takes for true and false (any other is refused, not taken for false)
 BOOL_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -202,6 +209,54 @@ class Config:
         need(self.display_iters >= 1, "display_iters must be >= 1")
         need(self.dummy_pose_std_mm > 0, "dummy_pose_std_mm must be positive")
         return self
+
+    def check_run_limits(self, train_size, devices=1):
+        """self, for a training run on train_size images over `devices` (GPUs; 1: the CPU);
+        ConfigError naming the key where Caffe's 32-bit iteration counts or this machine
+        cannot hold it (validate checks what holds on any machine). Called before a run
+        folder is written, so that a refused config leaves none behind."""
+        self._check_iterations(train_size)
+        self._check_loader(devices)
+        return self
+
+    def _check_iterations(self, train_size):
+        """ConfigError naming the epoch-valued key whose iterations pass Caffe's int32 (the
+        solver's max_iter, stepsize, snapshot, test_interval)."""
+        plan = schedule(self, train_size)
+        for key, iterations in (("epochs", plan.max_iter), ("lr_step_epochs", plan.lr_step),
+                                ("snapshot_epochs", plan.snapshot),
+                                ("test_epochs", plan.test_interval)):
+            if iterations >= INT32_LIMIT:
+                raise ConfigError(
+                    f"config: {key}={getattr(self, key):g} makes {iterations} iterations "
+                    f"({plan.per_epoch} per epoch: {train_size} training images, batch_size "
+                    f"{self.batch_size}), more than Caffe's 32-bit iteration count holds "
+                    f"({INT32_LIMIT - 1}); choose {key} <= {(INT32_LIMIT - 1) // plan.per_epoch}")
+
+    def _check_loader(self, devices):
+        """ConfigError naming the loader keys when the training data loaders (one per device)
+        ask for more workers than LOADER_WORKERS_PER_CORE per core of this machine, or for
+        batches that neither the memory nor the folders of their slots can hold."""
+        # the data layer imports Caffe, which config's other users need not load
+        from layers.h36m_data import auto_workers, room_problem
+        cores = os.cpu_count() or 1
+        most = LOADER_WORKERS_PER_CORE * cores // devices
+        if self.loader_workers > most:
+            on = f" on each of {devices} devices" if devices > 1 else ""
+            raise ConfigError(
+                f"config: loader_workers={self.loader_workers}{on} is more than "
+                f"{LOADER_WORKERS_PER_CORE} per core of this machine's {cores}; choose "
+                f"loader_workers <= {most}, or 0 (one per core left to each device)")
+        workers = self.loader_workers or auto_workers(devices)
+        problem = room_problem(self.batch_size // devices, self.input_size, workers,
+                               self.loader_prefetch, self.loader_processes, loaders=devices)
+        if problem:
+            kind = "processes" if self.loader_processes else "threads"
+            each = f", a loader on each of {devices} devices" if devices > 1 else ""
+            raise ConfigError(
+                f"config: loader_workers={self.loader_workers}, loader_prefetch="
+                f"{self.loader_prefetch}, batch_size={self.batch_size} (worker {kind}{each}): "
+                f"{problem}; lower loader_prefetch, loader_workers or batch_size")
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -17,10 +17,14 @@ or every 64th of each recording) and the cameras (all, or one by its id).
     results, poses = evaluate_run(RunFolder(path), protocol=Protocol("every-64th"))
     write_results(results, results_folder(folder, protocol), poses)
 """
+import contextlib
 import csv
 import dataclasses
 import json
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,9 @@ from caffe.proto import caffe_pb2
 from data_prep.h36m import ACTIONS
 from evaluation.metrics import (PAPER_TABLE1, format_table1, mpjpe, p_mpjpe, recover_scale,
                                 summarize)
-from layers.h36m_data import BatchLoader
+from layers.h36m_data import (BatchLoader, available_memory, batch_bytes, batches_held,
+                              mebibytes)
+from prototxt.pose_net import VARIANTS
 from solver.run_folder import short_blobs
 from solver.progress import terminal_size
 
@@ -41,6 +47,12 @@ class EvaluationError(ValueError):
 
 # The test frames of the literature's protocols, by name: every n-th frame of a recording
 SUBSETS = {"all": 1, "every-5th": 5, "every-64th": 64}
+# the evaluation's data loader: worker threads and batches prepared ahead (BatchLoader's)
+LOADER_WORKERS = 2
+LOADER_PREFETCH = 4
+# ASSUMPTION (measured): Caffe's test-time forward pass holds about this many times the bytes
+# of the net's blobs (BatchNorm keeps buffers of its input's size): 2.6 for the paper's net
+FORWARD_MEMORY_FACTOR = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +90,19 @@ class Protocol:
         return "-".join(parts)
 
 
-def check_weights(deploy, weights):
-    """Refuse a caffemodel whose layers do not fit the deploy net, with a readable message
-    (Caffe itself would abort the process on the first mismatching blob)."""
+def weights_variant(names):
+    """The VARIANTS name whose nets have the layers `names` of a caffemodel (its root heads
+    fc2_3D_root<r>: several for multi-reg; fc_probs_2D for 2D-cls), or None."""
+    heads = sum(bool(re.fullmatch(r"fc2_3D_root\d+", name)) for name in names)
+    kind = (heads > 1, "fc_probs_2D" in names)
+    return next((name for name, flags in VARIANTS.items() if heads and flags == kind), None)
+
+
+def check_weights(deploy, weights, variant=None):
+    """Refuse a caffemodel whose layers do not fit the deploy net (of the run's `variant`),
+    with a readable message (Caffe itself would abort the process on the first mismatching
+    blob, and would take a superset without a word: a multi-reg model's extra root heads in
+    a baseline net)."""
     import caffe
     if not Path(weights).exists():
         raise EvaluationError(f"{weights} does not exist")
@@ -99,15 +121,30 @@ def check_weights(deploy, weights):
             problems.append(f"layer {name} missing")
         elif stored[name] != wanted:
             problems.append(f"layer {name}: {stored[name]} in the file, {wanted} in the net")
+    # learned layers of the kinds the deploy net learns, but not its own (the train net's
+    # extra learned layers, such as lambda_2D's iteration count, are of other kinds)
+    kinds = {layer.type for layer in net.layers if len(layer.blobs)}
+    extra = [layer.name for layer in model.layer
+             if layer.blobs and layer.type in kinds and layer.name not in net.params]
+    if extra:
+        more = f" and {len(extra) - 4} more" if len(extra) > 4 else ""
+        problems.append(f"layers {', '.join(extra[:4])}{more} in the file, not in the net")
     if problems:
-        raise EvaluationError(f"{weights} does not match {deploy}: " + "; ".join(problems[:4]))
+        held = weights_variant(list(stored))
+        run = f" (a {variant} net)" if variant else ""
+        fix = (f"; the file holds a {held} model: evaluate it with a {held} run (--run), or "
+               f"give weights of a {variant} run (--weights)"
+               if variant and held and held != variant else "")
+        raise EvaluationError(f"{weights} does not match {deploy}{run}: "
+                              + "; ".join(problems[:4]) + fix)
 
 
-def deploy_net(deploy, weights):
-    """The deploy net with the weights, checked first (their shapes before Caffe reads them,
-    their values after: NaN or inf weights would give NaN poses, not an error)."""
+def deploy_net(deploy, weights, variant=None):
+    """The deploy net (of the run's `variant`) with the weights, checked first (their
+    layers and shapes before Caffe reads them, their values after: NaN or inf weights would
+    give NaN poses, not an error)."""
     import caffe
-    check_weights(deploy, weights)
+    check_weights(deploy, weights, variant)
     net = caffe.Net(str(deploy), str(weights), caffe.TEST)
     bad = [name for name, blobs in net.params.items()
            if not all(np.isfinite(blob.data).all() for blob in blobs)]
@@ -136,7 +173,8 @@ def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=Fa
     # the terminal's size given: tqdm shows nothing in one that reports 0 x 0 (`script`, CI)
     columns, lines = terminal_size(sys.stderr)
     with BatchLoader(dataset.directory, split, batch_size, input_size=input_size, train=False,
-                     shuffle=False, pca_std=0, samples=samples) as loader, \
+                     shuffle=False, pca_std=0, samples=samples, workers=LOADER_WORKERS,
+                     prefetch=LOADER_PREFETCH) as loader, \
             tqdm(total=count, desc=f"evaluate {split}", unit="frame", disable=quiet,
                  ncols=columns, nrows=lines) as bar:
         while len(truth) < count:
@@ -149,6 +187,30 @@ def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=Fa
             bar.update(min(len(batch.indices), count - bar.n))
     return (np.array(predictions[:count]), np.array(truth[:count]),
             np.array(indices[:count], dtype=np.int64))
+
+
+def evaluation_batch(batch_size, frames, net, input_size):
+    """The batch an evaluation of `frames` frames runs with: batch_size, capped at the
+    frames (a larger batch would only hold copies; said on stderr); EvaluationError when
+    this machine's memory cannot hold it (the net's blobs, as the deploy net holds them for
+    one frame, and the loader's batches)."""
+    if batch_size < 1:
+        raise EvaluationError(f"the batch must be at least 1 frame, got {batch_size} (--batch)")
+    if batch_size > frames:
+        print(f"evaluate: batches of {frames} frames, not {batch_size}: the protocol has only "
+              f"{frames} frames", file=sys.stderr)
+        batch_size = frames
+    blobs = 4 * sum(blob.count for blob in net.blobs.values()) // net.blobs["data"].num
+    per_frame = (FORWARD_MEMORY_FACTOR * blobs + batches_held(LOADER_WORKERS, LOADER_PREFETCH,
+                                                              False) * batch_bytes(1, input_size))
+    free = available_memory()
+    if free is not None and batch_size * per_frame > free:
+        raise EvaluationError(
+            f"a batch of {batch_size} frames needs about {mebibytes(batch_size * per_frame)} "
+            f"of memory (the net's blobs and the loader's batches), and this machine has "
+            f"{mebibytes(free)} available; choose a batch of at most {free // per_frame} "
+            "frames (--batch)")
+    return batch_size
 
 
 def protocol_samples(index, protocol, limit=None):
@@ -175,7 +237,8 @@ def evaluate_run(folder, weights=None, split="test", batch_size=16, limit=None, 
     weights = Path(weights) if weights else folder.latest_weights()
     index = dataset.index(split)
     samples = protocol_samples(index, protocol, limit)
-    net = deploy_net(folder.deploy_path, weights)
+    net = deploy_net(folder.deploy_path, weights, folder.variant())
+    batch_size = evaluation_batch(batch_size, len(samples), net, cfg.input_size)
     raw, truth, indices = predict_split(net, dataset, split, samples, batch_size,
                                         cfg.input_size, quiet)
     check_poses(raw, weights)
@@ -210,20 +273,62 @@ def results_folder(folder, protocol=Protocol(), limit=None):
     return folder.path / f"eval-{tag}" if tag else folder.path
 
 
+def check_output_folder(folder, flag="--out", output=None):
+    """EvaluationError naming `output` (a file to go into the folder; default: the folder)
+    unless files can be written into `folder`, found out by doing so before any work: its
+    missing folders made and a file created in it, then all removed again (os.access would
+    answer for the permission bits alone, which root passes, not for a read-only mount, a
+    full disk or a path under a file)."""
+    folder = Path(folder)
+    what = output or f"into {folder}"
+    lowest = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if lowest is not None and not lowest.is_dir():
+        raise EvaluationError(f"cannot write {what}: {lowest} is a file, not a folder; choose "
+                              f"another place ({flag})")
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    made = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            made.append(path)
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise EvaluationError(f"cannot write {what}: {error.strerror}; choose a place that "
+                              f"can be written to ({flag})") from None
+    finally:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _write_whole(path, write):
+    """write(tmp) into a temporary file beside `path`, then renamed over it; the temporary
+    file removed again when writing fails (a full disk)."""
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")   # numpy keeps a .npz name
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_results(results, out, poses=None):
     """results.json, results.csv and (given the poses of evaluate_run) predictions.npz in
     out, each written whole (a temporary file renamed)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(out / "results.json")
+    _write_whole(out / "results.json",
+                 lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
     if poses is not None:
-        tmp = out / "predictions.tmp.npz"
-        np.savez_compressed(tmp, **poses)
-        tmp.replace(out / "predictions.npz")
-    tmp = out / "results.csv.tmp"
-    with open(tmp, "w", newline="") as handle:
+        _write_whole(out / "predictions.npz", lambda tmp: np.savez_compressed(tmp, **poses))
+    _write_whole(out / "results.csv", lambda tmp: _write_csv(results, tmp))
+
+
+def _write_csv(results, path):
+    """results.csv's rows: per action, our MPJPE and P-MPJPE, the mean pose's, the paper's."""
+    with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["action", "frames", "mpjpe_mm", "p_mpjpe_mm", "mean_pose_mpjpe_mm",
                          "paper_mpjpe_mm_real_h36m"])
@@ -233,7 +338,6 @@ def write_results(results, out, poses=None):
                              round(results["p_mpjpe"]["per_action"][action], 2),
                              round(results["mean_pose_mpjpe"]["per_action"][action], 2),
                              PAPER_TABLE1.get(action, "")])
-    tmp.replace(out / "results.csv")
 
 
 def results_text(results):

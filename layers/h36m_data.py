@@ -69,6 +69,7 @@ import mmap
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import tempfile
 import threading
@@ -321,8 +322,8 @@ class _Threads:
 
     def __init__(self, maker, stream_index, workers, prefetch, name):
         self.workers = workers
-        depth = max(1, -(-prefetch // workers))  # ceil: about `prefetch` in all
-        self._queues = [queue.Queue(maxsize=depth) for _ in range(workers)]
+        self._queues = [queue.Queue(maxsize=_queue_depth(workers, prefetch))
+                        for _ in range(workers)]
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=_thread_worker, name=f"{name}-{w}", daemon=True,
@@ -370,6 +371,94 @@ def _slot_layout(batch_size, input_size):
     return layout, offset
 
 
+def batch_bytes(batch_size, input_size):
+    """Bytes of one batch (images, joints, sample indices) as a slot of the shared file holds
+    it; about what a batch of the threads takes too."""
+    return _slot_layout(batch_size, input_size)[1]
+
+
+def _slot_count(workers, prefetch):
+    """Slots of the shared file of worker processes: every worker can hold one batch in the
+    making, and `prefetch` batches wait ready."""
+    return max(prefetch, workers)
+
+
+def _queue_depth(workers, prefetch):
+    """Batches each worker thread's queue holds: about `prefetch` in all (ceil), one at least."""
+    return max(1, -(-prefetch // workers))
+
+
+def batches_held(workers, prefetch, processes):
+    """Batches a loader holds at most: the slots of its worker processes, or its threads'
+    queues, one batch in the making per thread and the one handed out."""
+    if processes:
+        return _slot_count(workers, prefetch)
+    return workers * _queue_depth(workers, prefetch) + workers + 1
+
+
+# folders for the slots file of worker processes, in order of preference (memory first);
+# None: the temporary folder
+SLOT_FOLDERS = (Path("/dev/shm"), None)
+# a folder takes the slots file when it has this much more free room than the file needs
+# (ASSUMPTION: room left for the other users of a folder that is memory)
+SLOT_ROOM_MARGIN = 1.25
+
+
+def slots_folder(size):
+    """The folder a slots file of `size` bytes goes in: /dev/shm (memory) when it has room
+    for it, else the temporary folder (the page cache then holds it); OSError saying what
+    each has free when neither has."""
+    free = {}
+    for folder in SLOT_FOLDERS:
+        folder = folder or Path(tempfile.gettempdir())
+        try:
+            stat = os.statvfs(folder)
+        except OSError:
+            continue
+        free[folder] = stat.f_bavail * stat.f_frsize
+        if free[folder] >= SLOT_ROOM_MARGIN * size:
+            return folder
+    room = " or ".join(f"{folder} ({mebibytes(space)} free)" for folder, space in free.items())
+    raise OSError(f"no room for {mebibytes(size)} of batch slots in {room or 'any folder'}")
+
+
+def mebibytes(size):
+    """A size in bytes in words: "927502 MiB"."""
+    return f"{size / 2 ** 20:.0f} MiB"
+
+
+def available_memory():
+    """Bytes of memory available to new allocations without swapping (Linux' MemAvailable),
+    or None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def room_problem(batch_size, input_size, workers, prefetch, processes, loaders=1):
+    """Why `loaders` loaders of these settings (one per device of a run) do not fit this
+    machine, or None: the slots files of worker processes must fit where slots_folder puts
+    them, the batches of threads the memory available."""
+    need = loaders * batches_held(workers, prefetch, processes) * batch_bytes(batch_size,
+                                                                             input_size)
+    if processes:
+        try:
+            slots_folder(need)
+        except OSError as error:
+            return str(error)
+        return None
+    free = available_memory()
+    if free is not None and need > free:
+        return (f"no room for {mebibytes(need)} of batches in memory ({mebibytes(free)} "
+                "available)")
+    return None
+
+
 def _slot_views(buffer, batch_size, input_size, slots):
     """A Batch of numpy views into the shared buffer for each slot."""
     layout, size = _slot_layout(batch_size, input_size)
@@ -379,19 +468,11 @@ def _slot_views(buffer, batch_size, input_size, slots):
 
 
 def _shared_file(size):
-    """Path of a new file of `size` bytes for the slots: in /dev/shm (memory) when it has
-    room for it, else in the temporary folder (the page cache then holds it)."""
-    folders = [Path("/dev/shm"), Path(tempfile.gettempdir())]
-    for folder in folders:
-        try:
-            stat = os.statvfs(folder)
-        except OSError:
-            continue
-        if stat.f_bavail * stat.f_frsize >= 1.25 * size:
-            break
-    else:
-        raise OSError(f"BatchLoader: no room for {size / 2 ** 20:.0f} MiB of batch slots in "
-                      f"{' or '.join(map(str, folders))}; lower \"prefetch\" or the batch")
+    """Path of a new file of `size` bytes for the slots, in the folder slots_folder picks."""
+    try:
+        folder = slots_folder(size)
+    except OSError as error:
+        raise OSError(f"BatchLoader: {error}; lower \"prefetch\" or the batch") from None
     handle, path = tempfile.mkstemp(prefix="h36m-batches-", dir=folder)
     try:
         os.ftruncate(handle, size)
@@ -411,6 +492,9 @@ def _python_executable():
 def _process_worker(maker_args, path, slots, tasks, results, parent):
     """Process body: open the LMDBs, map the slots, then build (position, stream batch, slot)
     tasks until told to stop (None) or the parent is gone."""
+    # a Ctrl-C in a terminal reaches the whole process group: Caffe stops at it (snapshotting
+    # first, with batches from these workers) and then ends them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         maker = _BatchMaker(**maker_args)
         with open(path, "r+b") as handle:
@@ -463,9 +547,8 @@ class _Processes:
 
     def __init__(self, maker, maker_args, stream_index, workers, prefetch, name):
         self.maker, self.stream_index = maker, stream_index
-        self.slots = max(prefetch, workers)   # every worker can hold one batch in the making
-        _, slot_size = _slot_layout(maker.batch_size, maker.input_size)
-        path = _shared_file(self.slots * slot_size)
+        self.slots = _slot_count(workers, prefetch)
+        path = _shared_file(self.slots * batch_bytes(maker.batch_size, maker.input_size))
         with open(path, "r+b") as handle:
             buffer = mmap.mmap(handle.fileno(), 0)
         self._views = _slot_views(buffer, maker.batch_size, maker.input_size, self.slots)
@@ -655,6 +738,16 @@ class H36MData(caffe.Layer):
     """Human3.6M crops and 2D / 3D joints from LMDB, prefetched; see the module docstring."""
 
     def setup(self, bottom, top):
+        try:
+            self._setup(bottom, top)
+        except Exception as error:
+            # Caffe ends the process at a Python layer's exception without printing it
+            # (boost::python's error_already_set, then a C++ stack): its log must say it
+            print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            raise
+
+    def _setup(self, bottom, top):
+        """setup's work: check the blobs, start the loader of param_str."""
         if len(bottom) != 0 or len(top) != 3:
             raise ValueError(f"H36MData takes no bottoms and 3 tops (data, joints_2D, "
                              f"joints_3D), got {len(bottom)} and {len(top)}")

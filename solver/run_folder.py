@@ -330,6 +330,8 @@ def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
     dataset = Dataset(dataset_dir)
     check_dataset_settings(cfg, dataset)
     gpu_batch(cfg, max(1, len(gpus)))   # refuses a batch that does not split, before writing
+    # and what Caffe's iteration counts or this machine cannot hold (ConfigError naming the key)
+    cfg.check_run_limits(dataset.count("train"), max(1, len(gpus)))
     folder = RunFolder(Path(run).resolve())
     description = run_description(cfg, variant, dataset, gpus, folder.path)
     if folder.config_path.exists():

@@ -121,7 +121,7 @@ def test_evaluate_and_predict_refuse_an_unusable_gpu(tmp_path, capsys):
     assert evaluate_main(["--run", str(tmp_path), "--gpu", "7"]) == 1
     assert re.search(expected_device_message(7), capsys.readouterr().err)
     image = tmp_path / "crop.png"
-    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
     assert predict_main([str(image), "--run", str(tmp_path), "--gpu", "7"]) == 1
     assert re.search(expected_device_message(7), capsys.readouterr().err)
 

@@ -2,14 +2,17 @@
 """Evaluate a trained run on its test split: MPJPE per action in the layout of Table 1.
 
     python tools/evaluate.py [--run RUN] [--subset all|every-5th|every-64th] [--camera ID]
-        [--joints 17|16] [--weights FILE] [--lmdb DIR] [--limit N] [--gpu N] [--quiet]
+        [--joints 17|16] [--weights FILE] [--lmdb DIR] [--limit N] [--batch N] [--out DIR]
+        [--gpu N] [--quiet]
 
 Without --run it evaluates the run that solver/h36m.prototxt belongs to (what `caffe train
 -solver solver/h36m.prototxt` trained). Metrics and protocols: evaluation/evaluate.py; the
 protocol is printed above the table and named in results.json. Writes results.json,
 results.csv and predictions.npz (predicted and true poses in mm, actions, sample indices) into
 the run folder for the default protocol (every frame, all cameras, 17 joints), else into
-<run>/eval-<protocol>[-first<N>]/ (or --out).
+<run>/eval-<protocol>[-first<N>]/ (or --out), which is checked to take files before the
+work. Weights of another variant than the run's are refused; a batch larger than the frames
+evaluated is capped at them (and said), one the memory cannot hold is refused.
 """
 import argparse
 import sys
@@ -17,8 +20,8 @@ from pathlib import Path
 
 from config import (EVALUATION_KEYS, ConfigError, add_config_arguments, apply_overrides,
                     stage_overrides)
-from evaluation.evaluate import (SUBSETS, EvaluationError, Protocol, evaluate_run,
-                                 results_folder, results_text, write_results)
+from evaluation.evaluate import (SUBSETS, EvaluationError, Protocol, check_output_folder,
+                                 evaluate_run, results_folder, results_text, write_results)
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
 from solver.run_folder import RunError, add_model_arguments, find_run
@@ -28,7 +31,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_arguments(parser)
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--batch", type=int, default=16, help="images per forward pass")
+    parser.add_argument("--batch", type=int, default=16,
+                        help="images per forward pass (at most the frames evaluated; "
+                             "default: %(default)s)")
     parser.add_argument("--subset", default="all", choices=list(SUBSETS),
                         help="test frames: every frame, or every 5th or 64th of each recording "
                              "(default: %(default)s)")
@@ -50,6 +55,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
     quiet_caffe_log()
     try:
         use_device(args.gpu)   # first: a bad --gpu is the message, whatever else is missing
@@ -59,13 +66,18 @@ def main(argv=None):
             overrides.append(f"evaluation_joints={args.joints}")
         cfg = apply_overrides(folder.config(), overrides)
         protocol = Protocol(args.subset, args.camera, cfg.evaluation_joints)
+        out = args.out or results_folder(folder, protocol, args.limit)
+        check_output_folder(out)   # before the work, not after it
         results, poses = evaluate_run(folder, args.weights, args.split, args.batch, args.limit,
                                       cfg, args.quiet, args.subset, args.camera)
     except (ConfigError, DeviceError, EvaluationError, RunError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    out = args.out or results_folder(folder, protocol, args.limit)
-    write_results(results, out, poses)
+    try:
+        write_results(results, out, poses)
+    except OSError as err:   # writable when checked, then not (a full disk)
+        print(f"error: cannot write the results into {out}: {err.strerror}", file=sys.stderr)
+        return 1
     print(results_text(results))
     print(f"evaluate: {folder.path}, weights {results['weights']}; results in "
           f"{out / 'results.json'} and results.csv")

@@ -3,6 +3,7 @@ quieting pycaffe's own log in a command's process."""
 import functools
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,14 @@ _VALUE = r"(-?nan|-?inf|[-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)"
 TRAIN_DISPLAY = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE + r"\s*$")
 # the same anywhere in a text (train_losses)
 TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _VALUE)
-# glog's FATAL lines: "F1126 20:05:31.614074 14628 file.cpp:238] message"
-FATAL = re.compile(r"F\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] ")
+# glog's FATAL lines: "F1126 20:05:31.614074 14628 file.cpp:238] message", or with the year
+# ("F20261126 ...") as the glog of Debian 12's Caffe writes them
+FATAL = re.compile(r"F(?:\d{4}){1,2} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] ")
+# "Snapshotting to binary proto file <path>.caffemodel", then "Snapshotting solver state to
+# binary proto file <path>.solverstate" (Solver::Snapshot)
+SNAPSHOTTING = re.compile(r"Snapshotting (?:solver state )?to binary proto file (\S+)")
+# Caffe's io.cpp when a snapshot's bytes cannot be written (a full disk, a file size limit)
+NOT_WRITTEN = "SerializeToOstream"
 # Where a Python layer's error ends Caffe, with no FATAL line: the exception's last line,
 # an interpreter's fatal error, and C++'s "terminate called after throwing ..."
 PYTHON_FAILURE = re.compile(r"(\w+\.)*\w*(Error|Exception)(: |$)|Fatal Python error|"
@@ -83,7 +90,7 @@ def parse_caffe_log(text):
 
 
 class CaffeError(RuntimeError):
-    pass
+    """Caffe failed, or what it left is not what was asked for; the message says why."""
 
 
 @functools.cache
@@ -118,6 +125,9 @@ def run_caffe(args, log_path, cwd=None, progress=None):
         try:
             code = (follow_log(log_path, process, progress) if progress is not None
                     else process.wait())
+        except KeyboardInterrupt:
+            stop_at_sigint(process)
+            raise
         finally:
             if process.poll() is None:   # interrupted here: no orphaned `caffe train`
                 process.kill()
@@ -125,6 +135,30 @@ def run_caffe(args, log_path, cwd=None, progress=None):
     if code != 0:
         raise CaffeError(f"caffe {args[0]} failed (exit {code}); log: {log_path}\n" +
                          failure_excerpt(log_path.read_text(errors="replace")))
+
+
+def stop_at_sigint(process):
+    """Have Caffe end as it does at SIGINT, and wait for it: `caffe train` snapshots the
+    iteration it reached, then exits. A Ctrl-C in a terminal signals Caffe too (the whole
+    process group); `kill -INT` of this process alone does not, so the signal is passed on
+    (a second one changes nothing). Ctrl-C again while waiting ends the wait, and run_caffe
+    then kills Caffe."""
+    print("caffe: stopping at Ctrl-C (a training first saves a snapshot of the iteration it "
+          "reached; Ctrl-C again ends it at once)", file=sys.stderr, flush=True)
+    process.send_signal(signal.SIGINT)   # nothing when it has already ended
+    process.wait()
+
+
+def unwritten_snapshot(log_text):
+    """The snapshot file (a Path) that Caffe could not write, when its log ends so (its
+    "Check failed: proto.SerializeToOstream(&output)" after "Snapshotting ... <file>": a full
+    disk, or a file size limit); else None."""
+    lines = log_text.splitlines()
+    fatal = next((index for index, line in enumerate(lines) if FATAL.match(line)), None)
+    if fatal is None or NOT_WRITTEN not in lines[fatal]:
+        return None
+    written = [SNAPSHOTTING.search(line) for line in lines[:fatal]]
+    return next((Path(match.group(1)) for match in reversed(written) if match), None)
 
 
 def diverged_at(log_text):

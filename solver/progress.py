@@ -13,6 +13,8 @@ What the log holds, and what is made of it (BVLC Caffe's solver.cpp):
   "Iteration 225, Testing net (#0)" ... "    Test net output #1: ..."  a test pass
   "Iteration 900, loss = 0.5"  after the last update, when display divides max_iter
   "Optimization Done."  Solve() reached max_iter
+  "Optimization stopped early."  Solve() stopped at SIGINT (then caffe.cpp's "Optimization
+      Done." all the same)
 """
 import math
 import os
@@ -24,9 +26,14 @@ from pathlib import Path
 
 from solver.caffe_cli import NET_OUTPUT, TEST_START, TRAIN_LOSS
 
-# the "(2.9 iter/s, ..." part of a display line
-ITERATIONS_PER_SECOND = re.compile(r"\(([-+0-9.eE]+|-?nan|-?inf) iter/s")
+# the "(2.9 iter/s, 6.9s/" part of a display line: Caffe's rate and the seconds it measured
+ITERATIONS_PER_SECOND = re.compile(r"\(([-+0-9.eE]+|-?nan|-?inf) iter/s(?:, ([-+0-9.eE]+)s/)?")
 OPTIMIZATION_DONE = "Optimization Done."
+OPTIMIZATION_STOPPED = "Optimization stopped early."
+# The clock times lines when they are read, and follow_log reads them in bursts (every 0.5 s
+# by default): a rate over less time than this between two lines is the polling's, not
+# Caffe's (1 iteration in the 0.01 ms between two lines of one burst: 1e5 iter/s).
+MIN_RATE_SECONDS = 1.0
 LOSS_3D_PREFIX = "loss_3D_root"
 TERMINAL_INTERVAL = 0.5   # s between rewrites of a terminal line
 LOG_INTERVAL = 30.0       # s between printed lines in a log file
@@ -101,9 +108,10 @@ class TrainingProgress:
         self._test_outputs = None     # {loss_3D_root*: value} of test net #0's last pass
         self._testing = False
         self._iterations_per_second = None
-        self._last_display = None     # (iteration, clock) of the last display line
+        self._rate_from = None        # (iteration, clock) whence the clock measures a rate
         self._block_open = False      # a display line or net outputs seen, more may follow
         self._done = False
+        self._stopped = False         # Caffe stopped short of max_iter (SIGINT)
         self._shown_at = None         # clock of the last line shown
         self._shown_text = None
         self._finished = False
@@ -129,7 +137,9 @@ class TrainingProgress:
         test = TEST_START.search(line)
         if test:
             self._start_test(int(test.group(1)), int(test.group(2)))
-        elif OPTIMIZATION_DONE in line:
+        elif OPTIMIZATION_STOPPED in line:
+            self._stopped = True
+        elif OPTIMIZATION_DONE in line and not self._stopped:
             self._done = True
             self._iteration = max(self._iteration, self.total_iterations)
         self.refresh()
@@ -188,6 +198,8 @@ class TrainingProgress:
             parts.append(f"{self._iterations_per_second * self.images_per_iteration:.1f} img/s")
         if self._done:
             parts.append("done")
+        elif self._stopped:
+            parts.append("stopped early")
         elif self._iterations_per_second and self._iteration < total:
             seconds = (total - self._iteration) / self._iterations_per_second
             parts.append(f"{format_duration(seconds)} left")
@@ -198,23 +210,28 @@ class TrainingProgress:
         rate = self._rate(iteration, now, ITERATIONS_PER_SECOND.search(line))
         if rate is not None and math.isfinite(rate) and rate > 0:
             self._iterations_per_second = rate
+        # the clock measures from the line of the last rate taken (or the run's first line),
+        # over as many lines as it takes to make MIN_RATE_SECONDS
+        if rate is not None or self._rate_from is None:
+            self._rate_from = (iteration, now)
         self._iteration, self._loss = iteration, float(match.group(2))
         self._train_outputs = {}
-        self._last_display = (iteration, now)
         self._block_open = True
 
     def _rate(self, iteration, now, logged):
-        """Iterations per second at a display line: Caffe's own figure, else the clock's since
-        the previous display line. None at the first display line of the run, whose logged
-        rate is meaningless: Caffe divides by iterations since `iterations_last_`, which is
-        uninitialised at iteration 0 (1.56e+31 iter/s in a real log) and 0 after a restored
-        snapshot (680 iterations counted for 5)."""
-        if self._last_display is None:
+        """Iterations per second at a display line, or None where none is measured: Caffe's
+        own figure, timed by Caffe (where it measured some time), else the clock's since the
+        line of the last rate, over MIN_RATE_SECONDS at least. None at the first display line
+        of the run, whose logged rate is meaningless: Caffe divides by iterations since
+        `iterations_last_`, which is uninitialised at iteration 0 (1.56e+31 iter/s in a real
+        log) and 0 after a restored snapshot (680 iterations counted for 5)."""
+        if self._rate_from is None:
             return None
         if logged:
-            return float(logged.group(1))
-        last_iteration, last_time = self._last_display
-        if iteration > last_iteration and now > last_time:
+            seconds = logged.group(2)
+            return float(logged.group(1)) if seconds is None or float(seconds) > 0 else None
+        last_iteration, last_time = self._rate_from
+        if iteration > last_iteration and now - last_time >= MIN_RATE_SECONDS:
             return (iteration - last_iteration) / (now - last_time)
         return None
 

@@ -28,7 +28,10 @@ The worker also runs as a single process on the CPU (`run_processes(..., gpus=()
 same code without NCCL, which the tests compare with `caffe train`.
 """
 import argparse
+import errno
 import os
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,10 +40,10 @@ import time
 from pathlib import Path
 
 from solver.caffe_cli import (CaffeError, diverged_at, failure_excerpt, run_caffe,
-                              train_losses)
+                              train_losses, unwritten_snapshot)
 from solver.devices import check_gpus, describe
-from solver.progress import TrainingProgress, follow_log
-from solver.run_folder import locked, prepare_run
+from solver.progress import OPTIMIZATION_STOPPED, TrainingProgress, follow_log
+from solver.run_folder import RunError, locked, prepare_run
 
 # how often (s) the launcher looks at its workers, and a worker at its parent
 POLL_SECONDS = 0.5
@@ -50,20 +53,50 @@ def train(run, cfg, variant, dataset_dir, gpus=(), force=False, quiet=False):
     """Prepare the run folder (solver/run_folder.py) and train it to the end; returns the
     RunFolder. A rerun resumes an interrupted run and leaves a finished one as it is."""
     check_gpus(gpus)
-    with locked(run):
+    with locked(run):   # its lock file beside the run: a folder we cannot write is refused
+        check_writable(run)
         folder = prepare_run(run, cfg, variant, dataset_dir, gpus, force=force)
         train_run(folder, gpus, quiet=quiet)
     return folder
 
 
+def check_writable(run):
+    """RunError naming the first place that training writes to, where it exists, that this
+    process may not write: the run folder, its snapshots/ and logs/, and the log appended in
+    place. Checked before anything is written, so that a read-only run (even a finished one,
+    whose nets prepare_run rewrites) is refused and left as it is."""
+    run = Path(run)
+    for path in (run, run / "snapshots", run / "logs", run / "logs" / "train.log"):
+        needed = os.W_OK | os.X_OK if path.is_dir() else os.W_OK
+        if path.exists() and not os.access(path, needed):
+            raise RunError(f"cannot write {path} ({_why_not_writable(path)}): training writes "
+                           "its nets, snapshots and log in the run folder; make it writable, "
+                           "or give a run folder you can write to (--run)")
+
+
+def _why_not_writable(path):
+    """Why os.access refused to write `path`: its file system, or its permissions."""
+    try:
+        read_only = os.statvfs(path).f_flag & os.ST_RDONLY
+    except OSError:
+        read_only = False
+    return "a read-only file system" if read_only else "no permission to write it"
+
+
 def train_run(folder, gpus=(), quiet=False):
     """Run the folder's solver on gpus (() = the CPU) from its newest .solverstate to
     max_iter, showing progress from Caffe's log (unless quiet) and appending the log to
-    logs/train.log (and logs/train.rank<r>.log of the other ranks)."""
+    logs/train.log (and logs/train.rank<r>.log of the other ranks). A TrainingError when the
+    run ends short of max_iter (StoppedEarly, Diverged, SnapshotNotWritten, a failure) or its
+    log could not be appended."""
     solver, cfg = folder.solver(), folder.config()
     part = folder.log_path.with_name("train.part.log")
-    # of a run killed before it could (even after its last snapshot, which ends the run)
-    _keep_part_logs(part, folder.log_path, gpus)
+    # of a run killed before it could (even after its last snapshot, which ends the run); one
+    # left where it cannot be appended stops here: this run would overwrite it
+    error = _keep_part_logs(part, folder.log_path, gpus)
+    if error is not None:
+        raise RunError(f"{_not_appended(part, folder.log_path, error)}: {_write_fix(error)}, "
+                       "then run the same command again")
     state = folder.latest_state()
     if state and state[0] >= solver.max_iter:
         print(f"train: {folder.path} already finished at iteration {state[0]}")
@@ -76,21 +109,113 @@ def train_run(folder, gpus=(), quiet=False):
     try:
         run_stage(folder.solver_path, part, gpus, snapshot=state[1] if state else None,
                   progress=progress)
+        stop = _short_of_the_end(folder, part, solver.max_iter)
+    except KeyboardInterrupt:   # Caffe was stopped as at SIGINT (caffe_cli.stop_at_sigint)
+        stop = StoppedEarly(folder, solver.max_iter, "Ctrl-C")
     except CaffeError as error:
-        diverged = _diverged(part)
-        if diverged is None:
-            raise
-        iteration, loss = diverged
-        raise Diverged(folder, iteration, loss, folder.set_aside_from(iteration)) from error
-    finally:
+        stop = _explained(folder, part, error)   # from the part log, before it is appended
+    except BaseException:   # anything else that ended it: its log is kept all the same
         _keep_part_logs(part, folder.log_path, gpus)
+        raise
+    error = _keep_part_logs(part, folder.log_path, gpus)
+    if error is not None:
+        stop = stop or TrainingError(f"training reached iteration {solver.max_iter}")
+        stop.log_note = (f"{_not_appended(part, folder.log_path, error)} ({_write_fix(error)}; "
+                         "the same command appends it then)")
+    if stop is not None:
+        raise stop
     curve = train_losses(folder.log_path.read_text())
     if curve:
         print(f"train: iterations {curve[0][0]}-{curve[-1][0]}, loss {curve[0][1]:.4f} -> "
               f"{curve[-1][1]:.4f}; run folder {folder.path}")
 
 
-class Diverged(CaffeError):
+class TrainingError(CaffeError):
+    """A training that ended short of max_iter, or whose log could not be appended; log_note:
+    what became of its log then, added to the message."""
+    log_note = None
+
+    def __str__(self):
+        message = super().__str__()
+        return message if self.log_note is None else f"{message}; {self.log_note}"
+
+
+class StoppedEarly(TrainingError):
+    """Training ended short of max_iter without an error: Caffe's stop at SIGINT, having
+    snapshotted the iteration it reached (`cause`: "Ctrl-C" of this process, passed on to
+    Caffe, or what Caffe's log says). tools/train.py exits 130, as an interrupted command."""
+
+    def __init__(self, folder, max_iter, cause):
+        state = folder.latest_state()
+        self.iteration = state[0] if state else 0
+        where = (f"at iteration {state[0]} of {max_iter}; run the same command again to "
+                 f"resume from its snapshot {state[1]}" if state else
+                 f"before its first snapshot (of {max_iter} iterations); run the same command "
+                 "again to start it anew")
+        super().__init__(f"training stopped early ({cause}) {where}")
+
+
+class SnapshotNotWritten(TrainingError):
+    """Caffe could not write a snapshot (caffe_cli.unwritten_snapshot): a full disk, or a file
+    size limit. The file it cut short is removed: of no use, and it takes room."""
+
+    def __init__(self, folder, snapshot):
+        if snapshot.is_file():   # not what a link leads to: only a file Caffe made
+            snapshot.unlink()
+        state = folder.latest_state()
+        resume = (f"it resumes from the snapshot of iteration {state[0]}" if state else
+                  "it starts anew (no snapshot was written before)")
+        try:
+            room = f"{_size(shutil.disk_usage(snapshot.parent).free)} free there now"
+        except OSError:
+            room = "its free space unknown"
+        fix = "make room there"
+        # a file size limit (ulimit -f), which Caffe inherits, stops a snapshot the same way
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            room += f"; the file size limit (ulimit -f) is {_size(limit)}"
+            fix += " or raise that limit"
+        super().__init__(
+            f"could not write the snapshot {snapshot.name} in {snapshot.parent}: the disk is "
+            f"full or the file cannot be written ({room}); {fix}, then run the same command "
+            f"again: {resume}. Log: {folder.log_path}")
+
+
+def _size(count):
+    """A byte count as 512 B, 1.5 MiB or 73.2 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+
+
+def _explained(folder, part, error):
+    """The TrainingError that tells what a failed `caffe train` left (its part log still
+    there): Diverged, SnapshotNotWritten, or the failure as it is."""
+    diverged = _diverged(part)
+    if diverged is not None:
+        iteration, loss = diverged
+        return Diverged(folder, iteration, loss, folder.set_aside_from(iteration))
+    log = part.read_text(errors="replace") if part.exists() else ""
+    snapshot = unwritten_snapshot(log)
+    if snapshot is not None:
+        return SnapshotNotWritten(folder, snapshot)
+    return TrainingError(str(error))
+
+
+def _short_of_the_end(folder, part, max_iter):
+    """StoppedEarly when a `caffe train` that ended without an error left no snapshot of
+    max_iter (Caffe exits 0 when SIGINT stops it); None when it reached it."""
+    state = folder.latest_state()
+    if state is not None and state[0] >= max_iter:
+        return None
+    log = part.read_text(errors="replace") if part.exists() else ""
+    cause = ("Caffe got SIGINT" if OPTIMIZATION_STOPPED in log else
+             "Caffe ended without an error before the last iteration")
+    return StoppedEarly(folder, max_iter, cause)
+
+
+class Diverged(TrainingError):
     """Training stopped at a non-finite loss (Caffe's solver, patch 04); `moved`: the
     snapshots of that iteration and later, whose weights gave it, set aside by train_run. The
     newest one left is the last good state."""
@@ -122,9 +247,30 @@ def _diverged(part):
 
 def _keep_part_logs(part, log, gpus):
     """Append the logs of the `caffe train` that wrote `part` (each rank's) to the run's
-    logs, and remove them: a resume never overwrites what a killed run logged."""
-    for rank in range(max(1, len(gpus), _rank_logs(part))):
-        append_once(rank_log(part, rank), rank_log(log, rank))
+    logs, and remove them: a resume never overwrites what a killed run logged. Returns the
+    OSError that stopped it (a full disk, a read-only log), or None: what is not appended
+    stays, and the next call appends it."""
+    try:
+        for rank in range(max(1, len(gpus), _rank_logs(part))):
+            append_once(rank_log(part, rank), rank_log(log, rank))
+    except OSError as error:
+        return error
+    return None
+
+
+def _not_appended(part, log, error):
+    return f"Caffe's log stays in {part}: appending it to {log} failed ({error.strerror})"
+
+
+def _write_fix(error):
+    """What to do about an OSError of a write, by its errno."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "make room on that disk"
+    if error.errno == errno.EFBIG:
+        return "raise the file size limit (ulimit -f)"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "make it writable"
+    return "fix that"
 
 
 def append_once(part, log):

@@ -11,6 +11,10 @@ solver/h36m.prototxt`. Rerunning the command resumes an interrupted run from its
 snapshot and leaves a finished one alone; a run folder of another configuration is refused
 (--force replaces it). A progress line follows Caffe's log (--quiet: none).
 
+Exit status: 0 when the run reached its last iteration; 130 when it stopped early (Ctrl-C, or
+SIGINT to `caffe train`, which snapshots the iteration it reached: the same command resumes);
+1 on an error, told in one line.
+
 Schedules (config.SCHEDULES): `paper` (section 4: batch 128, 28 epochs, lr halved every 4,
 switch at 16) and `demo` (an assumption, for two CPU cores: the same network and losses with
 fewer epochs, a smaller batch and shorter learning-rate steps).
@@ -28,7 +32,9 @@ from prototxt.pose_net import VARIANTS
 from solver.caffe_cli import CaffeError
 from solver.devices import DeviceError, parse_gpus
 from solver.run_folder import RunError
-from solver.training import train
+from solver.training import StoppedEarly, train
+
+INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2), as a shell reports it
 
 
 def main(argv=None):
@@ -56,8 +62,19 @@ def main(argv=None):
         parser.error(str(err))
     try:
         train(run, cfg, args.variant, args.lmdb, gpus, force=args.force, quiet=args.quiet)
+    except StoppedEarly as err:
+        print(f"error: {err}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:   # before or after Caffe ran: nothing half-written is taken
+        print("error: interrupted (Ctrl-C); run the same command again to go on from the "
+              "newest snapshot", file=sys.stderr)
+        return INTERRUPTED
     except (CaffeError, DeviceError, RunError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:   # a full disk or a read-only file where no check foresaw it
+        print(f"error: {err.filename or 'a file'}: {err.strerror or err}; fix that, then run "
+              "the same command again", file=sys.stderr)
         return 1
     return 0
 

@@ -35,6 +35,9 @@ LMDB_DIR ?= data/lmdb/$(H36M_NAME)$(ACTIONS_TAG)
 # `make evaluate` reads the run's own dataset unless LMDB_DIR is named (a moved dataset; the
 # tool checks it is the same one by its fingerprint)
 EVAL_LMDB = $(if $(filter command line environment,$(origin LMDB_DIR)),--lmdb "$(LMDB_DIR)")
+# `make evaluate TEST_LMDB=DIR`: RUN's model on another dataset's test split (same crop size and
+# joints), results in RUN/eval-on-<DIR's folder name>/ beside the run's own
+TEST_LMDB ?=
 LMDB_FLAGS ?=
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) of `make solver`, `make train`
 VARIANT ?= full
@@ -127,8 +130,9 @@ train: lmdb  ## train VARIANT on LMDB_DIR with SCHEDULE into RUN (resumes an int
 	$(VPY) tools/train.py --variant $(VARIANT) --lmdb "$(LMDB_DIR)" --schedule $(SCHEDULE) --run "$(RUN)" \
 	  $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
 
-evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on the test LMDB
-	$(VPY) tools/evaluate.py --run "$(RUN)" $(EVAL_LMDB) $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(QUIET_FLAG)
+evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot on its test LMDB, or TEST_LMDB's
+	$(VPY) tools/evaluate.py --run "$(RUN)" $(EVAL_LMDB) $(if $(TEST_LMDB),--test-lmdb "$(TEST_LMDB)") \
+	  $(if $(GPUS),--gpu $(firstword $(GPU_LIST))) $(QUIET_FLAG)
 
 report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
 	$(VPY) tools/report.py --run "$(RUN)"

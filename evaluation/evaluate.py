@@ -14,8 +14,15 @@ averaged over (config evaluation_joints: all 17 by default, the root's 0 include
 literature reports; or the 16 non-root ones), the test frames (SUBSETS: every frame, every 5th
 or every 64th of each recording) and the cameras (all, or one by its id).
 
-    results, poses = evaluate_run(RunFolder(path), protocol=Protocol("every-64th"))
-    write_results(results, results_folder(folder, protocol), poses)
+Another dataset (test_lmdb: one of the same crop size and joints, MPI-INF-3DHP's or a
+real-motion test set built by make_lmdb) is evaluated with the run's own training statistics:
+its torso bone lengths recover the scale, its mean pixel is subtracted from the input, its
+mean pose is the baseline; beside it the other dataset's own mean-pose baseline (the mean pose
+of that dataset's train split, as its manifest records) and the ratios of the MPJPE to both.
+Its results go to <run>/eval-on-<dataset folder name>[-<protocol>]/, never over the run's own.
+
+    results, poses = evaluate_run(folder, subset="every-64th")
+    write_results(results, results_folder(folder, Protocol("every-64th")), poses)
 """
 import contextlib
 import csv
@@ -31,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from caffe.proto import caffe_pb2
-from data_prep.h36m import ACTIONS
+from data_prep.dataset import Dataset
 from evaluation.metrics import (PAPER_TABLE1, format_table1, mpjpe, p_mpjpe, recover_scale,
                                 summarize)
 from layers.h36m_data import (BatchLoader, available_memory, batch_bytes, batches_held,
@@ -165,10 +172,15 @@ def check_poses(poses, weights):
                               "choose an earlier one (--weights)")
 
 
-def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=False):
+def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=False,
+                  mean_bgr=None):
     """(network poses (N, 17, 3), true poses (N, 17, 3) mm, sample indices (N,)) of the given
-    samples of a split, with a progress bar over the frames."""
+    samples of a split, with a progress bar over the frames. mean_bgr: the mean pixel the net
+    was trained with, subtracted from the input instead of the dataset's own (default)."""
     count = len(samples)
+    # the loader subtracts the dataset's own mean pixel; this turns it into the model's
+    shift = np.zeros((3, 1, 1), np.float32) if mean_bgr is None else \
+        (dataset.mean_bgr - np.asarray(mean_bgr, np.float32)).reshape(3, 1, 1)
     predictions, truth, indices = [], [], []
     # the terminal's size given: tqdm shows nothing in one that reports 0 x 0 (`script`, CI)
     columns, lines = terminal_size(sys.stderr)
@@ -180,7 +192,7 @@ def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=Fa
         while len(truth) < count:
             batch = loader.next_batch()
             net.blobs["data"].reshape(*batch.images.shape)
-            net.blobs["data"].data[...] = batch.images
+            np.add(batch.images, shift, out=net.blobs["data"].data)
             predictions.extend(net.forward()["pose_3D"].copy())
             truth.extend(batch.joints_3d)
             indices.extend(batch.indices)
@@ -221,14 +233,47 @@ def protocol_samples(index, protocol, limit=None):
     return samples[:limit] if limit else samples
 
 
+def dataset_name(directory):
+    """The name an evaluation on another dataset goes by: its folder's name."""
+    return Path(os.path.abspath(directory)).name or "root"
+
+
+def other_dataset(directory, training):
+    """The Dataset at `directory` to evaluate a model trained on `training` (a Dataset) on;
+    EvaluationError naming both unless it has the crops and joints the model was trained on
+    (a model sees input windows of crops of one size, and regresses one skeleton)."""
+    try:
+        dataset = Dataset(directory)
+    except ValueError as error:
+        raise EvaluationError(f"{error} (--test-lmdb)") from None
+    if dataset.crop_size != training.crop_size:
+        size = training.crop_size
+        raise EvaluationError(
+            f"{dataset.directory} holds {dataset.crop_size} x {dataset.crop_size} crops, the "
+            f"run's dataset {training.directory} {size} x {size}: the model takes crops of the "
+            f"size it was trained on; build the test set with `make lmdb LMDB_FLAGS=\"--set "
+            f"crop_size={size}\"`")
+    for key in ("joints", "parents"):
+        if dataset.manifest.get(key) != training.manifest.get(key):
+            raise EvaluationError(
+                f"{dataset.directory} has other {key} than the run's dataset "
+                f"{training.directory} ({dataset.manifest.get(key)} and "
+                f"{training.manifest.get(key)}): the model regresses the skeleton it was "
+                "trained on")
+    return dataset
+
+
 def evaluate_run(folder, weights=None, split="test", batch_size=16, limit=None, cfg=None,
-                 quiet=False, subset="all", camera="all"):
+                 quiet=False, subset="all", camera="all", test_lmdb=None):
     """Results dict and poses of the run's deploy net (its latest weights by default) on a
-    split of its dataset, under the protocol of subset, camera and cfg.evaluation_joints.
+    split of its dataset, or of another dataset's (test_lmdb: its folder), under the protocol
+    of subset, camera and cfg.evaluation_joints. The run's training statistics recover the
+    scale, centre the input and give the mean-pose baseline in either case.
     cfg: the run's config with evaluation overrides (EVALUATION_KEYS)."""
     cfg = cfg or folder.config()
     protocol = Protocol(subset, camera, cfg.evaluation_joints)
-    dataset = folder.dataset()
+    training = folder.dataset()
+    dataset = training if test_lmdb is None else other_dataset(test_lmdb, training)
     if split not in dataset.manifest["splits"]:
         raise EvaluationError(f"{dataset.directory} has no {split!r} split")
     if not folder.deploy_path.exists():
@@ -240,11 +285,11 @@ def evaluate_run(folder, weights=None, split="test", batch_size=16, limit=None, 
     net = deploy_net(folder.deploy_path, weights, folder.variant())
     batch_size = evaluation_batch(batch_size, len(samples), net, cfg.input_size)
     raw, truth, indices = predict_split(net, dataset, split, samples, batch_size,
-                                        cfg.input_size, quiet)
+                                        cfg.input_size, quiet, training.mean_bgr)
     check_poses(raw, weights)
-    predictions = recover_scale(raw, dataset.bone_lengths_mm, cfg.torso_bones)
+    predictions = recover_scale(raw, training.bone_lengths_mm, cfg.torso_bones)
     actions = np.array([index[i]["action"] for i in indices])
-    baseline = np.broadcast_to(dataset.mean_pose_mm, truth.shape)
+    baseline = np.broadcast_to(training.mean_pose_mm, truth.shape)
     with_root = protocol.joints == 17
     results = {
         "run": str(folder.path), "weights": str(weights), "lmdb": str(dataset.directory),
@@ -260,16 +305,50 @@ def evaluate_run(folder, weights=None, split="test", batch_size=16, limit=None, 
         "mean_pose_mpjpe": summarize(mpjpe(baseline, truth, include_root=with_root), actions),
         "paper_table1_real_h36m": PAPER_TABLE1,
     }
+    if test_lmdb is not None:
+        own_baseline = np.broadcast_to(dataset.mean_pose_mm, truth.shape)
+        results["other_dataset"] = other_dataset_results(
+            dataset, training, results["mpjpe"],
+            summarize(mpjpe(own_baseline, truth, include_root=with_root), actions),
+            results["mean_pose_mpjpe"])
     poses = {"predictions_mm": predictions, "truth_mm": truth, "actions": actions,
              "indices": indices}
     return results, poses
 
 
-def results_folder(folder, protocol=Protocol(), limit=None):
+def other_dataset_results(dataset, training, ours, own_baseline, run_baseline):
+    """results.json's "other_dataset": what was evaluated with which statistics, the other
+    dataset's own mean-pose baseline and the ratios of our MPJPE to both baselines
+    (frame-weighted)."""
+    return {
+        "name": dataset_name(dataset.directory), "lmdb": str(dataset.directory),
+        "fingerprint": dataset.fingerprint, "training_lmdb": str(training.directory),
+        "statistics": "the run's training dataset's (training_lmdb): torso bone lengths for "
+                      "the scale recovery, the mean pixel of the input, the mean pose of "
+                      "mean_pose_mpjpe",
+        "own_mean_pose": "the mean pose of this dataset's own train split (its manifest), "
+                         "predicted for every frame",
+        "own_mean_pose_mpjpe": own_baseline,
+        "mpjpe_ratio": {"to_run_mean_pose": _ratio(ours, run_baseline),
+                        "to_own_mean_pose": _ratio(ours, own_baseline)},
+    }
+
+
+def _ratio(ours, baseline):
+    """Frame-weighted MPJPE over the baseline's, or None where the baseline's is 0 (test
+    poses that are all the mean pose)."""
+    floor = baseline["frame_weighted"]
+    return ours["frame_weighted"] / floor if floor > 0 else None
+
+
+def results_folder(folder, protocol=Protocol(), limit=None, test_lmdb=None):
     """Where an evaluation's files go: the run folder for the default protocol on the whole
-    split, a folder of its own (eval-<protocol>[-first<N>]) for any other, so that another
-    protocol or a quick look never replaces the full results."""
-    tag = "-".join(part for part in (protocol.tag(), f"first{limit}" if limit else "") if part)
+    split of the run's dataset, a folder of its own (eval-[on-<dataset>-]<protocol>
+    [-first<N>]) for any other, so that another protocol, a quick look or another dataset
+    (test_lmdb, by its folder's name) never replaces the full results."""
+    parts = (f"on-{dataset_name(test_lmdb)}" if test_lmdb is not None else "",
+             protocol.tag(), f"first{limit}" if limit else "")
+    tag = "-".join(part for part in parts if part)
     return folder.path / f"eval-{tag}" if tag else folder.path
 
 
@@ -327,26 +406,57 @@ def write_results(results, out, poses=None):
 
 
 def _write_csv(results, path):
-    """results.csv's rows: per action, our MPJPE and P-MPJPE, the mean pose's, the paper's."""
+    """results.csv's rows: per action (Human3.6M's first, as summarize orders them; another
+    dataset's actions too), our MPJPE and P-MPJPE, the mean pose's, on another dataset its
+    own mean pose's, the paper's."""
+    other = results.get("other_dataset")
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["action", "frames", "mpjpe_mm", "p_mpjpe_mm", "mean_pose_mpjpe_mm",
+                         *(["own_mean_pose_mpjpe_mm"] if other else []),
                          "paper_mpjpe_mm_real_h36m"])
-        for action in [a for a in ACTIONS if a in results["mpjpe"]["per_action"]]:
+        for action in results["mpjpe"]["per_action"]:
+            own = [round(other["own_mean_pose_mpjpe"]["per_action"][action], 2)] if other else []
             writer.writerow([action, results["mpjpe"]["frames"][action],
                              round(results["mpjpe"]["per_action"][action], 2),
                              round(results["p_mpjpe"]["per_action"][action], 2),
                              round(results["mean_pose_mpjpe"]["per_action"][action], 2),
-                             PAPER_TABLE1.get(action, "")])
+                             *own, PAPER_TABLE1.get(action, "")])
+
+
+def _percent(ratio):
+    """A ratio as a printed percentage ("-" for none)."""
+    return "-" if ratio is None else f"{100 * ratio:.0f}%"
 
 
 def results_text(results):
-    """The printed form of evaluate_run's results: the protocol, Table 1's layout, P-MPJPE."""
+    """The printed form of evaluate_run's results: the protocol, Table 1's layout, P-MPJPE;
+    on another dataset both mean-pose baselines and the ratios of our MPJPE to them."""
     protocol = results["protocol"]
     frames = f", the first {protocol['limit']} of them" if protocol["limit"] else ""
-    return "\n".join([
-        f"# protocol: {protocol['description']}{frames}; {results['split']} split",
-        format_table1(results["mpjpe"], results["mean_pose_mpjpe"]),
-        f"P-MPJPE frame-weighted {results['p_mpjpe']['frame_weighted']:.1f} mm, "
-        f"action-wise {results['p_mpjpe']['action_wise']:.1f} mm ({protocol['joints']} joints)",
-        "(paper column: the paper's own results on real Human3.6M, not this run's)"])
+    other = results.get("other_dataset")
+    if other is None:
+        head = [f"# protocol: {protocol['description']}{frames}; {results['split']} split"]
+        table = format_table1(results["mpjpe"], results["mean_pose_mpjpe"])
+    else:
+        head = [f"# protocol: {protocol['description']}{frames}; {results['split']} split of "
+                f"{other['name']} ({other['lmdb']})",
+                f"# with the run's training statistics (bone lengths, mean pixel, mean pose) "
+                f"of {other['training_lmdb']}",
+                "# run_mean: the run's training mean pose; data_mean: the mean pose of "
+                f"{other['name']}'s own train split"]
+        table = format_table1(results["mpjpe"], baselines={
+            "run_mean": results["mean_pose_mpjpe"], "data_mean": other["own_mean_pose_mpjpe"]})
+    lines = [*head, table,
+             f"P-MPJPE frame-weighted {results['p_mpjpe']['frame_weighted']:.1f} mm, "
+             f"action-wise {results['p_mpjpe']['action_wise']:.1f} mm "
+             f"({protocol['joints']} joints)"]
+    if other is not None:
+        ours, ratio = results["mpjpe"]["frame_weighted"], other["mpjpe_ratio"]
+        lines.append(
+            f"MPJPE {ours:.1f} mm (frame-weighted) = {_percent(ratio['to_run_mean_pose'])} of "
+            f"the run's training mean pose ({results['mean_pose_mpjpe']['frame_weighted']:.1f} "
+            f"mm), {_percent(ratio['to_own_mean_pose'])} of {other['name']}'s own mean pose "
+            f"({other['own_mean_pose_mpjpe']['frame_weighted']:.1f} mm)")
+    lines.append("(paper column: the paper's own results on real Human3.6M, not this run's)")
+    return "\n".join(lines)

@@ -179,33 +179,38 @@ def summarize(errors, actions):
     }
 
 
-def format_table1(summary, baseline_summary=None):
+def format_table1(summary, baseline_summary=None, baselines=None):
     """A text table in the layout of the paper's Table 1: one line per action
-    "MPJPE <action> <ours> [<mean-pose baseline>] <paper> <frames>", then the frame-weighted
-    and action-wise averages. The paper column holds its results on real Human3.6M."""
+    "MPJPE <action> <ours> [<baselines>...] <paper> <frames>", then the frame-weighted and
+    action-wise averages. The paper column holds its results on real Human3.6M.
+
+    baseline_summary: the mean-pose baseline's summary (column "mean_pose"); baselines: more
+    baseline columns, {column header: summary}, in order (another dataset's mean pose)."""
+    columns = {} if baseline_summary is None else {"mean_pose": baseline_summary}
+    columns.update(baselines or {})
+    widths = {header: max(10, len(header)) for header in columns}
+
     def cell(value, width, digits):
         return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
-    def row(label, ours, baseline, paper, frames):
+    def row(label, ours, baseline_values, paper, frames):
         cells = [f"MPJPE {label:<23}", cell(ours, 9, 1)]
-        if baseline_summary is not None:
-            cells.append(cell(baseline, 10, 1))
+        cells += [cell(value, widths[name], 1) for name, value in zip(columns, baseline_values)]
         cells += [cell(paper, 12, 2), f"{frames:>8}"]
         return " ".join(cells)
 
     header = [f"{'#':<5} {'action':<23}", f"{'ours_mm':>9}"]
-    if baseline_summary is not None:
-        header.append(f"{'mean_pose':>10}")
+    header += [f"{name:>{widths[name]}}" for name in columns]
     header += [f"{'paper_h36m':>12}", f"{'frames':>8}"]
-    baseline_per_action = (baseline_summary or {}).get("per_action", {})
     lines = [" ".join(header)]
     for action, error in summary["per_action"].items():
-        lines.append(row(action, error, baseline_per_action.get(action),
+        lines.append(row(action, error,
+                         [base["per_action"].get(action) for base in columns.values()],
                          PAPER_TABLE1.get(action), summary["frames"][action]))
     total = sum(summary["frames"].values())
     lines.append(row("Average(frame-weighted)", summary["frame_weighted"],
-                     (baseline_summary or {}).get("frame_weighted"), None, total))
+                     [base["frame_weighted"] for base in columns.values()], None, total))
     lines.append(row("Average(action-wise)", summary["action_wise"],
-                     (baseline_summary or {}).get("action_wise"), PAPER_TABLE1["Average"],
-                     total))
+                     [base["action_wise"] for base in columns.values()],
+                     PAPER_TABLE1["Average"], total))
     return "\n".join(lines)

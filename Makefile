@@ -62,6 +62,10 @@ GPU_CHECK_FLAGS ?=
 TORCH_WHEELS ?=
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
+# `make ablation SEEDS=3`: every variant trained with 3 seeds (seed s: the config's
+# random_seed and data_seed plus s, alike for all variants), means, 95% intervals, paired
+# differences; runs in runs/ablation-<schedule>/seed<s>/<variant>/
+SEEDS ?= 1
 
 # a target's own make of another target ($(MAKE) $(SUBMAKE) target): setup has run once
 # already (SETUP_DONE=1 on the command line skips it; the environment's value does not count)
@@ -137,11 +141,11 @@ evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot o
 report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
 	$(VPY) tools/report.py --run "$(RUN)"
 
-ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default: Table 2's six)
+ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default: Table 2's six), SEEDS times each
 	$(MAKE) $(SUBMAKE) lmdb ACTIONS="$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))"
 	$(VPY) tools/ablation.py --schedule $(SCHEDULE) \
 	  --lmdb "data/lmdb/$(H36M_NAME)-$(subst $(space),-,$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS)))" \
-	  --out runs/ablation-$(SCHEDULE) $(QUIET_FLAG)
+	  --out runs/ablation-$(SCHEDULE) --seeds $(SEEDS) $(QUIET_FLAG)
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py

@@ -94,7 +94,7 @@ def test_ablation_prints_table2_and_draws_the_pair(lmdb_dir, tmp_path, capsys):
     assert list(document["mpjpe_mm"]) == ["multi-reg", "full"]
     for variant in ("multi-reg", "full"):
         row = document["mpjpe_mm"][variant]
-        result = json.loads((out / variant / "results.json").read_text())
+        result = json.loads((out / "seed0" / variant / "results.json").read_text())
         assert row["Average"] == pytest.approx(result["mpjpe"]["action_wise"])
         assert row["Walking"] == pytest.approx(result["mpjpe"]["per_action"]["Walking"])
         line = next(l for l in printed.splitlines() if l.startswith(f"TABLE2 {variant} ("))

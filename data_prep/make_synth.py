@@ -71,15 +71,16 @@ class SynthError(Exception):
 
 
 def sequence_motion(job):
-    """World poses (M, 32, 3) of one recording, M = job["motion_frames"]: procedural, or from
-    the job's BVH clip."""
+    """World poses (M, 32, 3) of one recording, M = job["motion_frames"]: procedural, or the
+    job's BVH clip moved onto the subject's body (its own bone lengths, as the procedural
+    motion has them)."""
     rng = np.random.default_rng(stable_seed(job["seed"], job["subject"], job["action"],
                                             job["subaction"], "motion"))
     body = body_for_subject(job["subject"])
     frames = job["motion_frames"]
     if job.get("bvh") is None:
         return generate_motion(job["action"], frames, body, rng, fps=FPS)
-    poses = retarget_to_h36m(read_bvh(job["bvh"]), fps=FPS)
+    poses = retarget_to_h36m(read_bvh(job["bvh"]), body, fps=FPS)
     # loop the clip to the requested length, and move it to a random place in the area
     poses = poses[np.arange(frames) % len(poses)]
     offset = rng.uniform(-1000, 1000, size=2) - poses[0, J32["Hip"], :2]

@@ -14,6 +14,7 @@ import pytest
 from data_prep.h36m import (JOINTS_17_FROM_32, PARENTS_17, VIDEO_EXTRA_FRAMES, sequence_name,
                             sequence_paths)
 from data_prep.make_synth import main as make_synth
+from data_prep.synth.motion import body_for_subject
 from tests.h36m_facts import INTRINSIC_FACTS, formula_projection, video_frames
 
 SUBJECT, ACTIONS, FRAMES, SCALE = "S5", ["Walking", "Phoning"], 4, 0.2
@@ -211,7 +212,7 @@ def test_motion_from_bvh_files(tmp_path, bvh_files):
     stem = sequence_name("S9", "Greeting", 1)
     world = cdflib.CDF(str(sequence_paths(out, "S9", stem, "54138969")["d3_world"]))["Pose"]
     world = world.reshape(6, 32, 3)
-    expected = retarget_to_h36m(read_bvh(folder / "wave.bvh"))[:6]
+    expected = retarget_to_h36m(read_bvh(folder / "wave.bvh"), body_for_subject("S9"))[:6]
     # the same motion, moved as a whole to a place in the capture area
     shift = world - expected
     np.testing.assert_allclose(shift, shift[:1, :1].repeat(6, 0).repeat(32, 1), atol=1e-6)

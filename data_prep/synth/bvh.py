@@ -1,14 +1,26 @@
 """BVH motion files as input to the synthetic Human3.6M: a reader, forward kinematics, and a
 retargeting onto Human3.6M's 32-joint skeleton (world, millimetres, z up, feet on the floor,
-50 fps).
+50 fps) with the proportions of the subject it is rendered as.
 
-BVH conventions used here (Biovision's, as CMU, Mixamo and most exporters write them):
-- A joint's frame is its parent's frame translated by OFFSET (plus the position channels, for
-  the joints that have them, the root in practice) and then rotated by its rotation channels.
+BVH conventions used here (Biovision's, as CMU, Mixamo, LaFAN1 and most exporters write them):
+- A joint's frame is its parent's frame translated by OFFSET and then rotated by its rotation
+  channels. A joint with position channels (the root in most files; every joint in LaFAN1 and
+  Bandai Namco's files) is translated by them instead of its OFFSET, along the axes they give,
+  as Blender's and LaFAN1's own readers do: those files repeat the OFFSET there, and adding
+  both would make every bone twice as long.
 - The rotation of a joint is the product of the per-axis rotations in the order the CHANNELS
   line lists them (intrinsic): "Zrotation Xrotation Yrotation" means R = Rz @ Rx @ Ry.
-- Angles are in degrees; the file's units and axes (usually y up) are kept by the reader and
-  by `world_positions`; only `retarget_to_h36m` converts them.
+- Angles are in degrees; the file's units and axes (y up, as every convention read here) are
+  kept by the reader and by `world_positions`; only `retarget_to_h36m` converts them.
+
+Joint names of the public motion capture releases read (see `h36m_sources`): CMU's two BVH
+releases (MotionBuilder style: Hips, LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LeftToeBase,
+LowerBack, Spine, Spine1, Neck, Neck1, Head, LeftShoulder, LeftArm, LeftForeArm, LeftHand;
+3ds Max style: Hips, LeftHip, LeftKnee, LeftAnkle, LeftToe, Chest, Chest2, lowerneck, Neck,
+Head, LeftCollar, LeftShoulder (the shoulder joint there), LeftElbow, LeftWrist), Mixamo's
+(mixamorig:Hips, mixamorig:LeftUpLeg...), LaFAN1's (LeftToe, Spine2), Bandai Namco Research
+Motion dataset's (joint_Root above Hips, UpperLeg_L, LowerLeg_L, Foot_L, Toes_L, Chest,
+Shoulder_L, UpperArm_L, LowerArm_L, Hand_L), Biovision's and Poser/DAZ's.
 """
 import dataclasses
 import math
@@ -19,6 +31,7 @@ import numpy as np
 
 from data_prep import h36m
 from data_prep.h36m import J32
+from data_prep.synth.motion import BodyShape, bone_offsets
 from data_prep.synth.skeleton import axis_rotation, forward_kinematics
 
 ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
@@ -289,7 +302,8 @@ def _local_transforms(motion, frames):
                 # Later channels are applied first to the vector: R = R_first @ ... @ R_last.
                 rotation = rotation @ axis_rotation(axis, np.deg2rad(frames[:, column]))
             else:
-                translation[:, "XYZ".index(axis)] += frames[:, column]
+                # the joint's place in its parent's frame, instead of its OFFSET (module doc)
+                translation[:, "XYZ".index(axis)] = frames[:, column]
         rotations.append(rotation)
         translations.append(translation)
     return rotations, translations
@@ -308,48 +322,67 @@ def world_positions(motion):
 
 
 def rest_positions(motion):
-    """(J, 3) positions of the rest pose: all channels zero (offsets only)."""
-    zero_frame = np.zeros((1, sum(len(c) for c in motion.channels)))
-    return _forward_kinematics(motion, zero_frame)[0]
+    """(J, 3) positions of the rest pose: every joint at its OFFSET, no rotation. Position
+    channels are left out too: set to zero they would put their joints on their parents."""
+    no_rotation = [np.eye(3)[None]] * len(motion.names)
+    offsets = [motion.offsets[0][None], *motion.offsets[1:]]
+    return forward_kinematics(motion.parents, no_rotation, offsets)[0][0]
 
 
 # ------------------------------------------------------------------------------ retargeting
 
 def _side_names(templates):
     """Candidate names for both sides: {side} becomes left/right, {s} becomes l/r. Returns
-    {'Left': (...), 'Right': (...)}, lower case."""
+    {'Left': (...), 'Right': (...)}, as `_normalised` writes names."""
     return {side: tuple(t.format(side=side.lower(), s=side[0].lower()) for t in templates)
             for side in ("Left", "Right")}
 
 
-# Accepted BVH names (compared in lower case, any 'namespace:' prefix dropped) per Human3.6M
-# joint of one side, first match wins. CMU ('LeftUpLeg', 'LThumb', 'LeftFingerBase'), Mixamo
-# ('LeftHandThumb1', 'LeftToe_End'), Biovision ('LeftCollar', 'LeftUpArm', 'LeftLowLeg') and
-# Poser/DAZ ('lThigh', 'lShin', 'lShldr') names. CMU's 'LHipJoint' is not the hip joint: it
-# sits at the pelvis, and the hip joint is its child 'LeftUpLeg'.
+# Accepted BVH names (as `_normalised` writes them: lower case, no 'namespace:' prefix, no
+# separators) per Human3.6M joint of one side, first match wins. CMU MotionBuilder style
+# ('LeftUpLeg', 'LThumb', 'LeftFingerBase'), CMU 3ds Max style ('LeftHip', 'LeftKnee',
+# 'LeftAnkle', 'LeftToe', 'LeftElbow', 'LeftWrist', 'LFingers'), Mixamo ('LeftHandThumb1'),
+# LaFAN1 ('LeftToe'), Bandai Namco ('UpperLeg_L', 'Toes_L', 'Shoulder_L', 'LowerArm_L'),
+# Biovision ('LeftCollar', 'LeftUpArm', 'LeftLowLeg') and Poser/DAZ ('lThigh', 'lShin',
+# 'lShldr') names. CMU's 'LHipJoint' is not the hip joint: it sits at the pelvis, and the hip
+# joint is its child 'LeftUpLeg' (or 'LeftHip').
 SIDE_JOINT_NAMES = {
     "UpLeg": _side_names(("{side}upleg", "{side}hip", "{s}hip", "{side}thigh", "{s}thigh",
-                          "{s}upleg", "{side}upperleg")),
+                          "{s}upleg", "{side}upperleg", "upperleg{s}", "thigh{s}", "hip{s}")),
     "Leg": _side_names(("{side}leg", "{side}lowleg", "{side}knee", "{s}knee", "{side}shin",
-                        "{s}shin", "{s}lowleg", "{side}lowerleg")),
-    "Foot": _side_names(("{side}foot", "{side}ankle", "{s}foot", "{s}ankle")),
+                        "{s}shin", "{s}lowleg", "{side}lowerleg", "lowerleg{s}", "knee{s}",
+                        "shin{s}")),
+    "Foot": _side_names(("{side}foot", "{side}ankle", "{s}foot", "{s}ankle", "foot{s}",
+                         "ankle{s}")),
     "ToeBase": _side_names(("{side}toebase", "{side}toe", "{side}toes", "{s}toe", "{s}toebase",
-                            "{s}toes")),
-    "Shoulder": _side_names(("{side}shoulder", "{side}collar", "{s}collar", "{side}clavicle",
-                             "{s}clavicle")),
+                            "{s}toes", "toes{s}", "toe{s}", "toebase{s}")),
+    # the clavicle: a collar or clavicle first, as 3ds Max style files name their shoulder
+    # joint '<Side>Shoulder' (see `_arm_source`)
+    "Shoulder": _side_names(("{side}collar", "{s}collar", "{side}clavicle", "{s}clavicle",
+                             "shoulder{s}", "clavicle{s}", "collar{s}", "{side}shoulder")),
     "Arm": _side_names(("{side}arm", "{side}uparm", "{s}uparm", "{side}upperarm", "{s}shldr",
-                        "{s}humerus")),
+                        "{s}humerus", "upperarm{s}", "{s}upperarm")),
     "ForeArm": _side_names(("{side}forearm", "{side}lowarm", "{s}lowarm", "{side}lowerarm",
-                            "{s}forearm", "{side}elbow", "{s}elbow")),
-    "Hand": _side_names(("{side}hand", "{side}wrist", "{s}hand", "{s}wrist")),
+                            "{s}forearm", "{side}elbow", "{s}elbow", "lowerarm{s}", "forearm{s}",
+                            "elbow{s}")),
+    "Hand": _side_names(("{side}hand", "{side}wrist", "{s}hand", "{s}wrist", "hand{s}",
+                         "wrist{s}")),
     "HandThumb": _side_names(("{s}thumb", "{side}thumb", "{side}handthumb1", "{side}handthumb",
-                              "{side}thumb1")),
+                              "{side}thumb1", "thumb{s}")),
     "WristEnd": _side_names(("{side}fingerbase", "{side}handmiddle1", "{side}handindex1",
-                             "{side}handindex", "{side}fingers")),
+                             "{side}handindex", "{side}fingers", "{s}fingers")),
 }
-NECK_NAMES = ("neck", "lowerneck", "neck1", "neck01")
+# The pelvis; a file without one of these names has it at its root (Bandai Namco's files have
+# a 'joint_Root' on the floor above their 'Hips').
+PELVIS_NAMES = ("hips", "pelvis", "hip")
+# The thorax (Human3.6M's Neck): CMU's 3ds Max style files have 'lowerneck' there and 'Neck'
+# half way up the neck, the other conventions 'Neck' at the thorax.
+NECK_NAMES = ("lowerneck", "neck", "neck1", "neck01")
 HEAD_NAMES = ("head",)
-HEAD_TOP_NAMES = ("headtop_end", "head_end", "headend", "headtop", "head_top")
+HEAD_TOP_NAMES = ("headtopend", "headend", "headtop")
+# Characters dropped from names before comparing: 'UpperLeg_L', 'upperleg.L' and 'Upper Leg L'
+# are one name.
+NAME_SEPARATORS = re.compile(r"[\s_.\-]+")
 
 # Human3.6M joint -> (kind, side) for the joints found by name: Human3.6M names them
 # <side><kind> (RightUpLeg, LeftHandThumb...). 'Site' joints are the tip of the chain that
@@ -377,20 +410,29 @@ FILL_FRACTION = {J32[name]: fraction for name, fraction in (
 # Missing clavicles: the shoulders sit on the thorax (Neck), as they do in Human3.6M's own data.
 FILL_AT_THORAX = (J32["LeftShoulder"], J32["RightShoulder"])
 _COINCIDENT = 1e-6  # relative to the figure's size: closer joints count as the same point
+# A frame is a T-pose when both arms (shoulder joint to wrist) lie within this angle of the
+# horizontal line through the shoulder joints, pointing outwards. CMU's BVH releases start with
+# one whose arms hang 5 degrees below it; arms lowered further than this are not a T-pose.
+T_POSE_TOLERANCE_DEG = 20.0
+# A frame is at rest when its lowest joint moves slower than this, in mm/s: a foot planted on
+# the floor, not one swinging (metres a second) or landing. The floor is found at those frames.
+REST_SPEED_MM_S = 100.0
 
 
 def _normalised(name):
-    """Lower-case name without a 'namespace:' prefix (Mixamo writes 'mixamorig:Hips')."""
-    return name.rsplit(":", 1)[-1].strip().lower()
+    """A name as compared: lower case, without a 'namespace:' prefix (Mixamo writes
+    'mixamorig:Hips') and without separators (NAME_SEPARATORS)."""
+    return NAME_SEPARATORS.sub("", name.rsplit(":", 1)[-1]).lower()
 
 
-def _find_joint(motion, candidates):
-    """Index of the first joint (in file order) whose name is the first matching candidate;
-    None if none matches."""
+def _find_joint(motion, candidates, exclude=()):
+    """Index of the first joint (in file order) whose name is the first matching candidate,
+    leaving out the joints in `exclude`; None if none matches."""
     normalised = [_normalised(n) for n in motion.names]
     for candidate in candidates:
-        if candidate in normalised:
-            return normalised.index(candidate)
+        for joint, name in enumerate(normalised):
+            if name == candidate and joint not in exclude:
+                return joint
     return None
 
 
@@ -432,24 +474,43 @@ def _mid_spine_joint(motion, rest, hips, neck):
     return min(between)[1] if between else None
 
 
+def _pelvis(motion):
+    """The BVH joint at the pelvis: by name (PELVIS_NAMES), else the root."""
+    pelvis = _find_joint(motion, PELVIS_NAMES)
+    return 0 if pelvis is None else pelvis
+
+
+def _arm_source(motion, side, elbow):
+    """The BVH shoulder joint (Human3.6M's <side>Arm): by name, else the elbow's parent. 3ds
+    Max style files name it '<Side>Shoulder', which other conventions give the clavicle."""
+    arm = _find_joint(motion, SIDE_JOINT_NAMES["Arm"][side])
+    if arm is None and elbow is not None and motion.parents[elbow] >= 0:
+        arm = motion.parents[elbow]
+    return arm
+
+
 def h36m_sources(motion):
     """For each of the 32 Human3.6M joints, the index of the BVH joint it is placed at, or None
-    where it is filled in. Raises BvhError naming the missing essential joints."""
+    where it is filled in. Raises BvhError naming the file, the essential joints missing with
+    the names accepted for them, and the joints the file has."""
     sources = [None] * len(h36m.JOINTS_32)
-    bvh_root = 0  # the root is the pelvis in every convention
-    sources[J32["Hip"]] = bvh_root
+    pelvis = _pelvis(motion)
+    sources[J32["Hip"]] = pelvis
     for target, (kind, side) in _H36M_SIDE_JOINTS.items():
-        sources[target] = _find_joint(motion, SIDE_JOINT_NAMES[kind][side])
+        if kind not in ("Arm", "Shoulder"):
+            sources[target] = _find_joint(motion, SIDE_JOINT_NAMES[kind][side])
+    for side in ("Right", "Left"):
+        arm = _arm_source(motion, side, sources[J32[side + "ForeArm"]])
+        sources[J32[side + "Arm"]] = arm
+        sources[J32[side + "Shoulder"]] = _find_joint(
+            motion, SIDE_JOINT_NAMES["Shoulder"][side], exclude=(arm,))
     sources[J32["Neck"]] = _find_joint(motion, NECK_NAMES)
     sources[J32["Head"]] = _find_joint(motion, HEAD_NAMES)
     missing = [t for t in ESSENTIAL_H36M if sources[t] is None]
     if missing:
-        raise BvhError(
-            motion.path or "BVH motion", None, "cannot retarget to Human3.6M: no joint for "
-            + "; ".join(f"{h36m.JOINTS_32[t]} (accepted: {', '.join(_accepted_names(t))})"
-                        for t in missing))
+        raise _unmapped_error(motion, missing)
     rest = rest_positions(motion)
-    sources[J32["Spine1"]] = _mid_spine_joint(motion, rest, bvh_root, sources[J32["Neck"]])
+    sources[J32["Spine1"]] = _mid_spine_joint(motion, rest, pelvis, sources[J32["Neck"]])
     for side in ("Right", "Left"):
         toe, foot = J32[side + "ToeBase"], J32[side + "Foot"]
         if sources[toe] is None:  # a foot's End Site (Biovision writes one) marks the toes
@@ -464,11 +525,24 @@ def h36m_sources(motion):
     return _drop_degenerate_sites(sources, rest)
 
 
+def _unmapped_error(motion, missing):
+    """The BvhError for a file without the essential joints `missing` (Human3.6M indices)."""
+    found = [name for name, channels in zip(motion.names, motion.channels) if channels]
+    wanted = "; ".join(f"{h36m.JOINTS_32[t]} ({_accepted_names(t)})" for t in missing)
+    return BvhError(
+        motion.path or "BVH motion", None,
+        f"cannot map its skeleton to Human3.6M's: no joint for {wanted}. Its joints: "
+        f"{', '.join(found) or 'none'}. Names are compared in lower case, without a "
+        f"'namespace:' prefix, spaces, '_', '.' or '-'")
+
+
 def _accepted_names(target):
+    """The names accepted for an essential Human3.6M joint, as one text."""
     if target in _H36M_SIDE_JOINTS:
         kind, side = _H36M_SIDE_JOINTS[target]
-        return SIDE_JOINT_NAMES[kind][side]
-    return NECK_NAMES if target == J32["Neck"] else HEAD_NAMES
+        names = ", ".join(SIDE_JOINT_NAMES[kind][side])
+        return names + (", or the elbow's parent" if kind == "Arm" else "")
+    return ", ".join(NECK_NAMES if target == J32["Neck"] else HEAD_NAMES)
 
 
 def _drop_degenerate_sites(sources, rest):
@@ -526,12 +600,105 @@ def _assemble(bvh_positions, sources):
     return positions
 
 
+def _unit(vectors):
+    """Vectors (..., 3) scaled to length 1; zero vectors stay zero."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def t_pose_frames(positions):
+    """(F,) True for the frames of Human3.6M joints (F, 32, 3; y up, as read) whose arms are
+    stretched out sideways: shoulder joint to wrist within T_POSE_TOLERANCE_DEG of the
+    horizontal line through both shoulder joints, pointing away from the body."""
+    left_arm, right_arm = positions[:, J32["LeftArm"]], positions[:, J32["RightArm"]]
+    across = left_arm - right_arm
+    across[:, 1] = 0.0                   # the horizontal direction from right to left
+    across = _unit(across)
+    left = _unit(positions[:, J32["LeftHand"]] - left_arm)
+    right = _unit(positions[:, J32["RightHand"]] - right_arm)
+    cosine = math.cos(math.radians(T_POSE_TOLERANCE_DEG))
+    return (np.sum(left * across, -1) > cosine) & (np.sum(right * -across, -1) > cosine)
+
+
+def starts_with_t_pose(positions):
+    """Whether frame 0 of Human3.6M joints (F, 32, 3; y up) is a T-pose put before the motion,
+    as CMU's BVH releases have: frame 0 is a T-pose (`t_pose_frames`) and frame 1 is not. A
+    clip whose actor holds the arms out at its start keeps its first frame."""
+    if len(positions) < 2:
+        return False
+    first, second = t_pose_frames(positions[:2])
+    return bool(first and not second)
+
+
 def y_up_to_z_up(points):
     """BVH axes (y up, right-handed) to Human3.6M's (z up, right-handed): a +90 degree
     rotation about x, (x, y, z) -> (x, -z, y). A rotation, not a mirror, so left stays left."""
     points = np.asarray(points, dtype=np.float64)
     return np.stack([points[..., 0], -points[..., 2], points[..., 1]], axis=-1)
 
+
+# ---------------------------------------------------------------- the subject's proportions
+
+def body_rest_pose(body):
+    """(32, 3) joints of `body` standing in its rest pose (motion.bone_offsets, no rotation),
+    pelvis at the origin, z up."""
+    offsets = bone_offsets(body)
+    rest = np.zeros((len(h36m.JOINTS_32), 3))
+    for joint in range(1, len(rest)):      # parents precede their children
+        rest[joint] = rest[h36m.PARENTS_32[joint]] + offsets[joint]
+    return rest
+
+
+def coincident_joints(rest):
+    """For each of the 32 joints of a rest pose, the first joint in JOINTS_32 order at the
+    same place: itself, or the joint it duplicates (Spine the pelvis, the clavicle joints the
+    thorax, HandThumb and WristEnd the wrist, in Human3.6M's data and in motion.py's bodies)."""
+    size = np.ptp(rest, axis=0).max()
+    return [int(np.argmax(np.linalg.norm(rest[:joint + 1] - rest[joint], axis=-1)
+                          <= _COINCIDENT * size)) for joint in range(len(rest))]
+
+
+def leg_length(positions):
+    """Hip joint to knee to ankle, the mean of both legs, median over the frames of Human3.6M
+    joints (F, 32, 3); in their unit. The median: a frame or two of a bad capture does not
+    change it."""
+    sides = []
+    for side in ("Right", "Left"):
+        hip, knee, ankle = (positions[:, J32[side + part]] for part in ("UpLeg", "Leg", "Foot"))
+        sides.append(np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1))
+    return float(np.median((sides[0] + sides[1]) / 2))
+
+
+def transfer_to_body(positions, body, root_scale):
+    """(F, 32, 3) joints of `body` moving as Human3.6M joints `positions` (F, 32, 3; z up):
+    the pelvis at root_scale times its place in `positions`, each bone of the body (its
+    length from motion.bone_offsets) pointing where the source's does, frame by frame.
+
+    A bone points from the source joint at the place of the body's parent joint to the
+    source joint: where the body's parent duplicates another joint (`coincident_joints`), from
+    that one; the shoulder joint, for one, from the thorax, as the body's clavicle joint sits
+    on it. Joints that duplicate another stay on it. A source bone without length (two source
+    joints at one place) takes the body's rest direction, an assumption: it tells none."""
+    rest = body_rest_pose(body)
+    same_as = coincident_joints(rest)
+    size = np.ptp(positions.reshape(-1, 3), axis=0).max()
+    result = np.empty_like(positions)
+    result[:, 0] = root_scale * positions[:, 0]
+    for joint in range(1, len(rest)):
+        parent = h36m.PARENTS_32[joint]
+        if same_as[joint] != joint:
+            result[:, joint] = result[:, same_as[joint]]
+            continue
+        bone = rest[joint] - rest[parent]
+        length = np.linalg.norm(bone)
+        source = positions[:, joint] - positions[:, same_as[parent]]
+        direction = _unit(source)
+        direction[np.linalg.norm(source, axis=-1) <= _COINCIDENT * size] = bone / length
+        result[:, joint] = result[:, parent] + length * direction
+    return result
+
+
+# ------------------------------------------------------------------ the source's proportions
 
 def standing_height(motion):
     """Height of the rest pose of the Human3.6M joints (lowest foot point to head top) along
@@ -558,6 +725,8 @@ def millimetres_per_unit(height_in_units, target_height_mm=None):
     return TYPICAL_HEIGHT_MM / height_in_units
 
 
+# --------------------------------------------------------------------------- the whole way
+
 def resample(positions, source_fps, target_fps):
     """Linear interpolation of (F, ...) positions sampled at source_fps onto target_fps,
     starting at the first frame and never extrapolating past the last."""
@@ -574,37 +743,89 @@ def resample(positions, source_fps, target_fps):
     return (1 - weight) * positions[before] + weight * positions[after]
 
 
-def _check_extent(path, positions, height, scale):
-    """BvhError unless `positions` (file units) stay within MAX_RETARGETED_MM once scaled:
-    a figure whose OFFSETs are all but zero scales its motion beyond any studio, up to
-    overflow."""
+def floor_height(positions, fps):
+    """Height of the floor under joints (F, 32, 3; mm, z up) sampled at `fps`: the median of
+    the lowest point of the frames at rest (REST_SPEED_MM_S), where a foot stands on the floor;
+    the clip's lowest point where no frame is at rest. One height for the whole clip, as the
+    procedural motion's floor: feet leave it in a jump. Not the clip's lowest point: a capture
+    whose foot dips below the floor once (CMU's 01_01 does, by 9 cm) would lift every other
+    frame off it."""
+    lowest = positions[..., 2].min(axis=-1)
+    if len(positions) < 2:
+        return float(lowest.min())
+    lowest_joint = positions[..., 2].argmin(axis=-1)
+    velocity = np.gradient(positions, axis=0)[np.arange(len(positions)), lowest_joint] * fps
+    at_rest = np.linalg.norm(velocity, axis=-1) < REST_SPEED_MM_S
+    return float(np.median(lowest[at_rest])) if at_rest.any() else float(lowest.min())
+
+
+def _check_extent(path, positions, scale, why):
+    """BvhError unless `positions` (file units) stay within MAX_RETARGETED_MM once scaled by
+    `scale` mm a unit (`why` says where the scale comes from): a figure whose OFFSETs are all
+    but zero scales its motion beyond any studio, up to overflow."""
     # Python floats: a product that overflows is inf, without numpy's warning on stderr
     extent = float(np.abs(positions).max()) * scale
     if not extent <= MAX_RETARGETED_MM:
         raise BvhError(path, None, f"its joints reach {extent:.3g} mm from the origin at "
-                                   f"{scale:.3g} mm a unit (the figure is {height:.3g} units "
-                                   f"tall): beyond {MAX_RETARGETED_MM:g} mm, no person's motion")
+                                   f"{scale:.3g} mm a unit ({why}): beyond "
+                                   f"{MAX_RETARGETED_MM:g} mm, no person's motion")
 
 
-def retarget_to_h36m(motion, target_height_mm=None, fps=h36m.FPS):
-    """(F', 32, 3) Human3.6M joint positions of a BVH motion: world millimetres, z up, the
-    lowest joint of the whole sequence on the floor (z = 0), resampled to `fps`.
-
-    target_height_mm sets the rest-pose standing height; without it the file's unit is
-    guessed (see `millimetres_per_unit`). Horizontal position and heading are the file's.
-    Raises BvhError naming the file for a motion that cannot be posed or scaled so.
-    """
-    path = motion.path or "BVH motion"
-    if motion.frames.shape[0] == 0:
-        raise BvhError(path, None, "no frames to retarget")
-    positions = map_to_h36m(motion)
+def _with_source_proportions(path, motion, positions, target_height_mm):
+    """Source positions (z up, file units) in millimetres, the file's proportions kept."""
     height = standing_height(motion)
     if height <= 0:
         raise BvhError(path, None, "the rest pose has no height (its OFFSETs leave every "
                                    "joint at one level); cannot scale it")
     scale = millimetres_per_unit(height, target_height_mm)
-    _check_extent(path, positions, height, scale)
-    positions = y_up_to_z_up(positions) * scale
-    positions = resample(positions, 1.0 / motion.frame_time, fps)
-    positions[..., 2] -= positions[..., 2].min()
+    _check_extent(path, positions, scale, f"the figure is {height:.3g} units tall")
+    return positions * scale
+
+
+def _on_body(path, positions, body):
+    """Source positions (z up, file units) transferred onto `body`, its pelvis's path scaled
+    by the ratio of the body's leg length to the source's."""
+    source_leg = leg_length(positions)
+    if not source_leg > 0:
+        raise BvhError(path, None, "its legs have no length (hip joint, knee and ankle at one "
+                                   "point); cannot scale its motion to a person's")
+    # Python floats: a ratio that overflows is inf, without numpy's warning; the check below
+    # refuses it
+    ratio = float(body.leg) / source_leg
+    _check_extent(path, positions[:, 0], ratio,
+                  f"the legs are {source_leg:.3g} units long, the subject's {body.leg:.0f} mm")
+    return transfer_to_body(positions, body, ratio)
+
+
+def retarget_to_h36m(motion, body=None, fps=h36m.FPS, source_proportions=False,
+                     target_height_mm=None):
+    """(F', 32, 3) Human3.6M joint positions of a BVH motion: world millimetres, z up, the
+    floor at z = 0 (`floor_height`), resampled to `fps`, a first T-pose frame dropped
+    (`starts_with_t_pose`).
+
+    The motion is transferred onto `body` (a motion.BodyShape; its default shape without one):
+    each bone keeps the body's length and points as the source's does, frame by frame, and the
+    pelvis moves as the source's, scaled by the ratio of the body's leg length to the
+    source's (`transfer_to_body`).
+
+    source_proportions=True keeps the file's skeleton instead (the BVH joints' own places):
+    target_height_mm sets its rest-pose standing height; without it the file's unit is guessed
+    (`millimetres_per_unit`). Horizontal position and heading are the file's either way.
+    Raises BvhError naming the file for a motion that cannot be posed or scaled so.
+    """
+    path = motion.path or "BVH motion"
+    if target_height_mm is not None and not source_proportions:
+        raise ValueError("target_height_mm sets the height of the file's own skeleton: it "
+                         "needs source_proportions=True (the body sets the height otherwise)")
+    if motion.frames.shape[0] == 0:
+        raise BvhError(path, None, "no frames to retarget")
+    positions = map_to_h36m(motion)
+    if starts_with_t_pose(positions):
+        positions = positions[1:]
+    positions = resample(y_up_to_z_up(positions), 1.0 / motion.frame_time, fps)
+    if source_proportions:
+        positions = _with_source_proportions(path, motion, positions, target_height_mm)
+    else:
+        positions = _on_body(path, positions, BodyShape() if body is None else body)
+    positions[..., 2] -= floor_height(positions, fps)
     return positions

@@ -39,6 +39,13 @@ EVAL_LMDB = $(if $(filter command line environment,$(origin LMDB_DIR)),--lmdb "$
 # joints), results in RUN/eval-on-<DIR's folder name>/ beside the run's own
 TEST_LMDB ?=
 LMDB_FLAGS ?=
+# `make real-motion`, and `make demo`'s second test set: real motion capture (CMU, in
+# data_prep/real_motion/) rendered by the synthetic studio onto S1 (the train split, unused but
+# for its mean pose) and the held-out S9 and S11, each recording slot taking the clips in turn
+# (the action names are slots, not what the actor does); frames per recording at 50 fps
+REAL_MOTION_ROOT ?= data/real-motion-h36m
+REAL_MOTION_LMDB ?= data/lmdb/real-motion-h36m
+REAL_MOTION_FRAMES ?= 150
 # Table 2 variant (baseline, multi-reg, 2d-cls, full) of `make solver`, `make train`
 VARIANT ?= full
 # `make solver`, `make train`: schedule (paper or demo) and run folder; `make evaluate` reads
@@ -73,7 +80,7 @@ SUBMAKE := --no-print-directory SETUP_DONE=1
 SKIP_SETUP := $(if $(filter command line,$(origin SETUP_DONE)),$(SETUP_DONE))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project fault-sweep demo smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
+.PHONY: help setup test test-caffe test-project fault-sweep demo real-motion smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -96,8 +103,19 @@ test-project:  ## the project's pytest suite
 fault-sweep: setup  ## the kill tests at 12 instants per command instead of make test's 3 (a few minutes)
 	$(VPY) -m pytest tests/test_kill.py --kill-points 12
 
-demo: lmdb  ## the main job: synthetic dataset, LMDBs, demo training, evaluation, figures (runs/demo)
-	$(VPY) tools/demo.py --lmdb "$(LMDB_DIR)" --run runs/demo $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
+demo: lmdb  ## the main job: synthetic dataset, LMDBs, demo training, evaluation (synthetic and real motion), figures (runs/demo)
+	$(MAKE) $(SUBMAKE) real-motion
+	$(VPY) tools/demo.py --lmdb "$(LMDB_DIR)" --run runs/demo --real-lmdb "$(REAL_MOTION_LMDB)" \
+	  $(if $(GPUS),--gpus $(GPUS)) $(QUIET_FLAG)
+
+real-motion: setup  ## the real-motion test set: CMU motion capture rendered onto S1, S9, S11, and its LMDBs (REAL_MOTION_LMDB)
+	@if [ -d "$(REAL_MOTION_ROOT)" ]; then echo "$(REAL_MOTION_ROOT) exists"; \
+	else $(VPY) -m data_prep.make_synth --out "$(REAL_MOTION_ROOT)" --bvh data_prep/real_motion \
+	  --subjects S1 S9 S11 --actions Walking Greeting --frames $(REAL_MOTION_FRAMES) --clean \
+	  $(QUIET_FLAG); fi
+	@if [ -d "$(REAL_MOTION_LMDB)" ]; then echo "$(REAL_MOTION_LMDB) exists"; \
+	else $(VPY) -m data_prep.make_lmdb --root "$(REAL_MOTION_ROOT)" --out "$(REAL_MOTION_LMDB)" \
+	  --train-subjects S1 --test-subjects S9 S11 --actions Walking Greeting $(QUIET_FLAG); fi
 
 smoke: setup  ## smoke run of the toolchain: a tiny generated net trained with `caffe train`
 	$(VPY) tools/smoke_train.py --out runs/smoke --force

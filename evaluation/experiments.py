@@ -34,7 +34,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from built_folders import is_built
-from evaluation.evaluate import evaluate_run, results_text, write_results
+from evaluation.evaluate import evaluate_run, results_folder, results_text, write_results
 from evaluation.figures import action_bars_figure, save_figure
 from evaluation.metrics import PAPER_TABLE2
 from evaluation.report import draw_report
@@ -335,23 +335,36 @@ def ablation(out, cfg, lmdb_dir, variants, quiet=False, seeds=1):
             *(f"ablation: {name} {path}" for name, path in paths.items())]
 
 
-def demo(run, cfg, variant, lmdb_dir, gpus=(), quiet=False):
-    """Train with cfg into run (resuming), evaluate on the test split, draw the figures;
-    returns the lines to print (the table, the ratio to the mean pose, the files)."""
+def demo(run, cfg, variant, lmdb_dir, gpus=(), quiet=False, real_lmdb=None):
+    """Train with cfg into run (resuming), evaluate on the test split and, given real_lmdb (a
+    real-motion test set: `make real-motion`), on that one too; draw the figures; returns the
+    lines to print (the tables, the ratios to the mean pose, the files)."""
     start = time.monotonic()
     folder = train(run, cfg, variant, lmdb_dir, gpus, quiet=quiet)
     trained = time.monotonic()
     print(f"demo: trained in {(trained - start) / 60:.1f} min; evaluating", flush=True)
     results, poses = evaluate_run(folder, quiet=quiet)
     write_results(results, folder.path, poses)
+    lines = [results_text(results), "demo: synthetic test set: " + ratio_line(results),
+             f"demo: results {folder.path / 'results.json'} and results.csv"]
+    if real_lmdb is not None:
+        real, real_poses = evaluate_run(folder, quiet=quiet, test_lmdb=real_lmdb)
+        out = results_folder(folder, test_lmdb=real_lmdb)
+        write_results(real, out, real_poses)
+        lines += [results_text(real), "demo: real motion (CMU motion capture rendered onto the "
+                  "held-out subjects): " + ratio_line(real),
+                  f"demo: results {out / 'results.json'} and results.csv"]
     evaluated = time.monotonic()
     print(f"demo: evaluated in {(evaluated - trained) / 60:.1f} min; drawing", flush=True)
     figures = draw_report({f"{variant} (demo)": folder.path}, folder.path / "figures")
-    ours, floor = results["mpjpe"]["frame_weighted"], results["mean_pose_mpjpe"]["frame_weighted"]
-    return [results_text(results),
-            f"demo: MPJPE {ours:.1f} mm = {100 * ours / floor:.0f}% of the mean-pose baseline "
-            f"({floor:.1f} mm); P-MPJPE {results['p_mpjpe']['frame_weighted']:.1f} mm; "
-            f"{results['frames']} test frames",
-            f"demo: results {folder.path / 'results.json'} and results.csv",
-            *(f"demo: {name} {path}" for name, path in figures.items()),
+    return [*lines, *(f"demo: {name} {path}" for name, path in figures.items()),
             f"demo: {(time.monotonic() - start) / 60:.1f} min after the LMDBs were built"]
+
+
+def ratio_line(results):
+    """'MPJPE 98.1 mm = 54% of the mean-pose baseline (181.2 mm); P-MPJPE 70.3 mm; 2880 test
+    frames' of an evaluation (the baseline: the run's training mean pose)."""
+    ours, floor = results["mpjpe"]["frame_weighted"], results["mean_pose_mpjpe"]["frame_weighted"]
+    return (f"MPJPE {ours:.1f} mm = {100 * ours / floor:.0f}% of the mean-pose baseline "
+            f"({floor:.1f} mm); P-MPJPE {results['p_mpjpe']['frame_weighted']:.1f} mm; "
+            f"{results['frames']} test frames")

@@ -7,9 +7,10 @@
 model with the demo schedule (config.SCHEDULES["demo"]: the paper's network and losses; fewer
 epochs, a smaller batch, shorter learning-rate steps) into --run, resuming after an
 interruption (a finished run is kept); evaluates it on the test split (Table 1 layout,
-results.json, results.csv); draws Fig. 4, Fig. 5 and the MPJPE bars into <run>/figures/ (see
-evaluation/experiments.py). It ends with the table, the ratio of the model's MPJPE to the
-mean-pose baseline and the paths.
+results.json, results.csv) and, with --real-lmdb, on a real-motion test set (results in
+<run>/eval-on-<its folder name>/); draws Fig. 4, Fig. 5 and the MPJPE bars into
+<run>/figures/ (see evaluation/experiments.py). It ends with the tables, the ratios of the
+model's MPJPE to the mean-pose baseline and the paths.
 """
 import argparse
 import sys
@@ -31,6 +32,10 @@ def main(argv=None):
                         help="dataset folder of `make lmdb` (default: %(default)s)")
     parser.add_argument("--run", type=Path, default=Path("runs/demo"),
                         help="run folder (default: %(default)s)")
+    parser.add_argument("--real-lmdb", type=Path, metavar="DIR",
+                        help="a real-motion test set (`make real-motion`: CMU motion capture "
+                             "rendered onto the held-out subjects) to evaluate the model on "
+                             "too (default: none)")
     parser.add_argument("--variant", default="full", choices=list(VARIANTS),
                         help="Table 2 variant (default: %(default)s, the paper's model)")
     add_config_arguments(parser, "config overrides after the demo schedule's",
@@ -48,7 +53,8 @@ def main(argv=None):
         parser.error(str(err))
     quiet_caffe_log()
     try:
-        print("\n".join(demo(args.run, cfg, args.variant, args.lmdb, gpus, args.quiet)))
+        print("\n".join(demo(args.run, cfg, args.variant, args.lmdb, gpus, args.quiet,
+                              real_lmdb=args.real_lmdb)))
     except (CaffeError, DeviceError, EvaluationError, ReportError, RunError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -63,7 +63,7 @@ def test_demo_writes_results_figures_and_the_ratio(demo_run, capsys):
     out = capsys.readouterr().out
     ours = results["mpjpe"]["frame_weighted"]
     floor = results["mean_pose_mpjpe"]["frame_weighted"]
-    assert f"demo: MPJPE {ours:.1f} mm = {100 * ours / floor:.0f}% of the mean-pose baseline" in out
+    assert f"demo: synthetic test set: MPJPE {ours:.1f} mm = {100 * ours / floor:.0f}% of the mean-pose baseline" in out
     assert "already finished" in out
 
 

@@ -1,77 +1,90 @@
-# Reimplementation of Park, Hwang, Kwak (ECCV-W 2016) in BVLC Caffe.  `make help` lists targets.
+# Reimplementation of Park, Hwang, Kwak (ECCV-W 2016) in BVLC Caffe.  `make help` lists the
+# targets and the variables below.
+#
+# Every variable a user may set (make TARGET NAME=value) is defined with ?= right below its
+# help text, one or more lines of `## text`: `make help` prints them with the default.
 
-# The interpreter the venv is made from (needs a shared libpython; see README).
+## the interpreter the venv is made from (needs a shared libpython; see README)
 PYTHON ?= python3
-# Where Caffe's source comes from: auto (Debian, falling back to PyPI), debian or pypi.
+## where Caffe's source comes from: auto (Debian, falling back to PyPI), debian or pypi
 CAFFE_SOURCE ?= auto
 VENV := .venv
 VPY := $(VENV)/bin/python
-# Caffe for the CPU or the GPU: cpu, gpu (CUDA, cuDNN, NCCL; a separate cached build) or auto
-# (the device of the venv's current build; for a new venv gpu where nvidia-smi sees a GPU and
-# nvcc exists, else cpu). CUDA_ARCH: compute capabilities to build
-# for (e.g. 90 for H100/H200; default: the GPUs present); CUDA_HOME: the toolkit (default: the
-# nvcc on PATH, else /usr/local/cuda)
+## Caffe for the CPU or the GPU: cpu, gpu (CUDA, cuDNN, NCCL; a separate cached build) or
+## auto (the device of the venv's current build; for a new venv gpu where nvidia-smi sees a
+## GPU and nvcc exists, else cpu)
 CAFFE_DEVICE ?= auto
+## compute capabilities to build for, e.g. 90 for H100/H200 (empty: the GPUs present;
+## gpu-bundle: 90)
 CUDA_ARCH ?=
+## the CUDA toolkit (empty: the nvcc on PATH, else /usr/local/cuda)
 CUDA_HOME ?=
-# Extra flags for setup/caffe_setup.py, e.g. SETUP_FLAGS=--rebuild or
-# SETUP_FLAGS=--debian-mirror=URI (a Debian archive that still serves bullseye's sources)
+## extra flags for setup/caffe_setup.py, e.g. --rebuild, or --debian-mirror=URI (a Debian
+## archive that still serves bullseye's sources)
 SETUP_FLAGS ?=
-# Where the synthetic Human3.6M goes, and flags for data_prep/make_synth.py (e.g. --frames 48)
+## `make gpu-bundle`: a Python 3.12 built with --enable-shared (empty: a pyenv 3.12)
+PYTHON312 ?=
+## where the synthetic Human3.6M goes
 SYNTH_ROOT ?= data/synth-h36m
+## extra flags for data_prep/make_synth.py, e.g. --frames 48, or --force
 SYNTH_FLAGS ?=
-# Human3.6M root for `make lmdb` (default: the synthetic one), actions (default: all; one or
-# several, e.g. ACTIONS=Walking or ACTIONS="Eating Walking": one model per action as in the
-# paper, or one over several), output folder (named after the actions), and extra flags for
-# data_prep/make_lmdb.py (e.g. --force, --test-stride 5)
+## the Human3.6M root `make lmdb` reads (default: the synthetic one)
 H36M_ROOT ?= $(SYNTH_ROOT)
+## the actions, one or several, e.g. ACTIONS=Walking or ACTIONS="Eating Walking": one model
+## per action as in the paper, or one over several (empty: all)
 ACTIONS ?=
 empty :=
 space := $(empty) $(empty)
 ACTIONS_TAG := $(if $(strip $(ACTIONS)),-$(subst $(space),-,$(strip $(ACTIONS))))
 # The root's last folder name, spaces included (make's notdir splits words at spaces).
 H36M_NAME := $(subst |,$(space),$(notdir $(subst $(space),|,$(strip $(H36M_ROOT)))))
+## the LMDB dataset folder, named after H36M_ROOT's last folder and the ACTIONS; `make
+## evaluate` reads the run's own dataset unless it is named (a moved dataset)
 LMDB_DIR ?= data/lmdb/$(H36M_NAME)$(ACTIONS_TAG)
-# `make evaluate` reads the run's own dataset unless LMDB_DIR is named (a moved dataset; the
-# tool checks it is the same one by its fingerprint)
+# the tool checks that a named LMDB_DIR is the run's dataset by its fingerprint
 EVAL_LMDB = $(if $(filter command line environment,$(origin LMDB_DIR)),--lmdb "$(LMDB_DIR)")
-# `make evaluate TEST_LMDB=DIR`: RUN's model on another dataset's test split (same crop size and
-# joints), results in RUN/eval-on-<DIR's folder name>/ beside the run's own
+## `make evaluate TEST_LMDB=DIR`: RUN's model on another dataset's test split (same crop size
+## and joints), results in RUN/eval-on-<DIR's folder name>/ beside the run's own
 TEST_LMDB ?=
+## extra flags for data_prep/make_lmdb.py, e.g. --force, or --test-stride 5
 LMDB_FLAGS ?=
 # `make real-motion`, and `make demo`'s second test set: real motion capture (CMU, in
 # data_prep/real_motion/) rendered by the synthetic studio onto S1 (the train split, unused but
 # for its mean pose) and the held-out S9 and S11, each recording slot taking the clips in turn
-# (the action names are slots, not what the actor does); frames per recording at 50 fps
+# (the action names are slots, not what the actor does)
+## the real-motion test set's raw tree (`make real-motion`, `make demo`)
 REAL_MOTION_ROOT ?= data/real-motion-h36m
+## the real-motion test set's LMDBs
 REAL_MOTION_LMDB ?= data/lmdb/real-motion-h36m
+## frames per real-motion recording, at 50 fps
 REAL_MOTION_FRAMES ?= 150
-# Table 2 variant (baseline, multi-reg, 2d-cls, full) of `make solver`, `make train`
+## the Table 2 variant of `make solver` and `make train`: baseline, multi-reg, 2d-cls or full
 VARIANT ?= full
-# `make solver`, `make train`: schedule (paper or demo) and run folder; `make evaluate` reads
-# the same run
+## the schedule of `make solver`, `make train` and `make ablation`: paper or demo
 SCHEDULE ?= paper
-# GPUs for demo, train, solver and evaluate (the first one): e.g. GPUS=0, or
-# GPUS=0,1,2,3 for Caffe's NCCL across several (needs `make setup CAFFE_DEVICE=gpu`); empty: CPU
+## GPUs for demo, train, solver and evaluate (the first one), e.g. GPUS=0, or GPUS=0,1,2,3
+## for Caffe's NCCL across several (needs `make setup CAFFE_DEVICE=gpu`); empty: the CPU
 GPUS ?=
 comma := ,
 GPU_LIST := $(subst $(comma),$(space),$(strip $(GPUS)))
+## the run folder `make solver` and `make train` write, and `make evaluate` and `make report`
+## read
 RUN ?= runs/$(VARIANT)-$(SCHEDULE)$(ACTIONS_TAG)
-# QUIET=1: no progress lines from demo, train, evaluate and ablation (for scripts and CI)
+## QUIET=1: no progress lines from demo, train, evaluate and ablation (for scripts and CI)
 QUIET ?=
 QUIET_FLAG := $(if $(QUIET),--quiet)
-# extra flags for tools/make_solver.py (e.g. SOLVER_FLAGS=--force, or "--set batch_size=64")
+## extra flags for tools/make_solver.py, e.g. --force, or "--set batch_size=64"
 SOLVER_FLAGS ?=
-# extra flags for tools/gpu_check.py (e.g. GPU_CHECK_FLAGS=--parts=speed,layers)
+## extra flags for tools/gpu_check.py, e.g. --parts=speed,layers
 GPU_CHECK_FLAGS ?=
-# `make bench`: a folder of wheels pip may take the benchmark's pinned PyTorch from first (a
-# cache; empty: the package index only)
+## `make bench`: a folder of wheels pip may take the benchmark's pinned PyTorch from first (a
+## cache; empty: the package index only)
 TORCH_WHEELS ?=
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
-# `make ablation SEEDS=3`: every variant trained with 3 seeds (seed s: the config's
-# random_seed and data_seed plus s, alike for all variants), means, 95% intervals, paired
-# differences; runs in runs/ablation-<schedule>/seed<s>/<variant>/
+## `make ablation SEEDS=3`: every variant trained with 3 seeds (seed s: the config's
+## random_seed and data_seed plus s, alike for all variants), means, 95% intervals, paired
+## differences; runs in runs/ablation-<schedule>/seed<s>/<variant>/
 SEEDS ?= 1
 
 # a target's own make of another target ($(MAKE) $(SUBMAKE) target): setup has run once
@@ -82,8 +95,15 @@ SKIP_SETUP := $(if $(filter command line,$(origin SETUP_DONE)),$(SETUP_DONE))
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-caffe test-project fault-sweep demo real-motion smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
 
-help:  ## list the targets
+# the targets from their `## ` help text, then the ?= variables from the `## ` lines above them
+help:  ## list the targets, then the variables with their defaults
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+	@echo
+	@echo "variables (make TARGET NAME=value; default in brackets):"
+	@awk '/^## / { help = help (help == "" ? "" : " ") substr($$0, 4); next } \
+	  /^[A-Za-z_][A-Za-z0-9_]* *\?=/ { name = $$0; sub(/ *\?=.*/, "", name); \
+	    value = $$0; sub(/^[^?]*\?= */, "", value); printf "%-19s %s [%s]\n", name, help, value } \
+	  { help = "" }' $(MAKEFILE_LIST)
 
 setup:  ## install apt packages, .venv and Caffe for CAFFE_DEVICE (cached; a second run takes seconds)
 	$(if $(SKIP_SETUP),@true,$(PYTHON) setup/caffe_setup.py --source $(CAFFE_SOURCE) --device $(CAFFE_DEVICE) \
@@ -172,5 +192,7 @@ solver: setup  ## run folder RUN for LMDB_DIR and solver/h36m.prototxt -> its so
 	$(VPY) tools/make_solver.py --lmdb "$(LMDB_DIR)" --variant $(VARIANT) --schedule $(SCHEDULE) \
 	  --run "$(RUN)" $(if $(GPUS),--gpus $(GPUS)) $(SOLVER_FLAGS)
 
-clean:  ## remove the venv and setup logs (the Caffe build cache in ~/.cache is kept)
-	rm -rf $(VENV) build
+clean:  ## remove .venv and build/ (setup logs; the GPU bundle, its wheels and venv), printing each; kept: Caffe's build cache in ~/.cache, .venv-bench, data/, runs/
+	@removed=; for path in $(VENV) build/* build; do \
+	  if [ -e "$$path" ]; then rm -rf "$$path" || exit 1; echo "removed $$path"; removed=1; fi; \
+	done; [ -n "$$removed" ] || echo "nothing to remove: no $(VENV), no build/"

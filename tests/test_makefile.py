@@ -1,7 +1,10 @@
-"""The Makefile's commands with paths that hold spaces (issue 15): each path reaches its
-Python command as one argument. `make -n` prints the commands without running them."""
+"""The Makefile: its commands with paths that hold spaces (each path reaches its Python
+command as one argument; `make -n` prints the commands without running them), `make help`
+listing every variable a user may set with its default, and what `make clean` removes."""
 import os
+import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -75,3 +78,46 @@ def test_setup_runs_once_whatever_makes_a_target_starts():
     # a variable a machine happens to set in the environment skips nothing
     assert dry_run("setup", env={**os.environ, "SETUP_DONE": "1"}).count(
         "setup/caffe_setup.py") == 1
+
+
+def user_variables():
+    """{name: default as written} of every variable the Makefile defines with ?=."""
+    found = {}
+    for line in (REPO / "Makefile").read_text().splitlines():
+        match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)\s*\?=\s*(.*)$", line)
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def test_help_lists_every_variable_with_its_default_and_what_it_is():
+    shown = subprocess.run(["make", "--no-print-directory", "help"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout
+    lines = {line.split()[0]: line for line in shown.splitlines() if line.strip()}
+    variables = user_variables()
+    assert {"H36M_ROOT", "LMDB_DIR", "RUN", "GPUS", "SEEDS", "TORCH_WHEELS"} <= set(variables)
+    for name, default in variables.items():
+        assert name in lines, f"make help does not list {name}"
+        description = lines[name].removeprefix(name).strip()
+        assert description.endswith(f"[{default}]"), (name, default, lines[name])
+        assert len(description) > len(f"[{default}]") + 10, f"{name} has no help text"
+
+
+def test_clean_removes_the_venv_and_build_and_says_so(tmp_path):
+    """In a copy of the Makefile: .venv and build/ (the GPU bundle's files included) go, each
+    named; data/ and runs/ stay; a second clean says there was nothing to remove."""
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    for folder in (".venv/bin", "build/setup-logs", "build/gpu-bundle", "data", "runs"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "build" / "gpu-bundle.tar.xz").write_bytes(b"")
+
+    def clean():
+        return subprocess.run(["make", "--no-print-directory", "clean"], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+
+    removed = clean()
+    assert removed[0] == "removed .venv" and removed[-1] == "removed build"
+    assert sorted(removed[1:-1]) == ["removed build/gpu-bundle", "removed build/gpu-bundle.tar.xz",
+                                     "removed build/setup-logs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "data", "runs"]
+    assert clean() == ["nothing to remove: no .venv, no build/"]

@@ -1,12 +1,23 @@
-"""Folders the toolkit builds, and how it replaces them without losing anything: a build goes
-into a temporary folder beside its output and is swapped in whole when complete; --force
-replaces only a folder that carries the marker file of what the toolkit built there (a
+"""Folders and files the toolkit builds, and how it replaces them without losing anything: a
+build goes into a temporary folder beside its output and is swapped in whole when complete;
+--force replaces only a folder that carries the marker file of what the toolkit built there (a
 dataset's manifest.json, a synthetic tree's metadata.json, a run's config.json, a smoke run's
 summary.json), never anything else; and one build at a time holds an output's lock, which
 names the process holding it to a second one.
 
-Used by data_prep/make_lmdb.py (through data_prep/dataset.DatasetWriter), make_synth.py,
+Folders: data_prep/make_lmdb.py (through data_prep/dataset.DatasetWriter), make_synth.py,
 solver/run_folder.py and solver/smoke.py.
+
+A single file is written whole the same way: into a temporary file beside it, renamed over
+it when complete, so that a kill or a full disk at any instant leaves the old file or the new
+one, never a part:
+
+    write_whole(path, text_or_bytes)
+    with whole_file(path) as tmp:          # for writers that take a path (numpy, OpenCV, h5py)
+        np.savez_compressed(tmp, **arrays)
+
+(setup/gpu_bundle.py keeps its own rename: setup/ runs before the venv exists and imports
+nothing of the project.)
 """
 import contextlib
 import ctypes
@@ -83,6 +94,54 @@ def remove_stale(out):
             stale.rename(out)
         else:
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def temporary_file(path):
+    """Where a file is written before it is renamed to `path`: .<name>.tmp<suffix> beside it.
+    Hidden, so that the readers' globs pass it over; path's suffix kept at the end, since
+    some writers choose the format by it or append their own to any other name (numpy's
+    savez adds .npz, matplotlib and OpenCV pick the image format)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{path.suffix}")
+
+
+def put_in_place(tmp, path):
+    """Rename the complete temporary file `tmp` over `path`, its data on the disk first
+    (fsync), so that even a crash of the machine leaves the old file or the new one whole. A
+    symbolic link is renamed as it is."""
+    if not os.path.islink(tmp):
+        handle = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def whole_file(path):
+    """Yield the temporary path (temporary_file) to write `path` to; renamed over `path` when
+    the block ends without an error (put_in_place), removed when it raises (a full disk, a
+    failed writer). A temporary file a killed writer left is removed first: some writers
+    refuse an existing file."""
+    path = Path(path)
+    tmp = temporary_file(path)
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        put_in_place(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_whole(path, content):
+    """Write `content` (str: in the locale's encoding, as Path.write_text; or bytes) to `path`
+    whole (whole_file)."""
+    with whole_file(path) as tmp:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content)
 
 
 RENAME_EXCHANGE = 2   # renameat2 flag: swap two paths atomically (Linux 3.15, glibc 2.28)

@@ -1,9 +1,10 @@
 """Every hyper-parameter of the reimplementation, with the paper's value and where it comes from.
 
 Park, Hwang, Kwak, "3D Human Pose Estimation Using Convolutional Neural Networks with 2D Pose
-Information", ECCV Workshops 2016 (../shared/paper). A comment names the section that gives a
-value; `ASSUMPTION` marks a choice the paper does not make (the figures' numbers are lost in
-the text, see ../shared/REFERENCE.md section 1), and every such choice is a field here.
+Information", ECCV Workshops 2016 (arXiv:1608.03075). A comment names the section that gives a
+value; `ASSUMPTION` marks a choice the paper does not make (its text gives no feature-map counts
+or fc sizes, which only Fig. 1 and 2 show, nor which six joints are the roots, nor the test
+frames), and every such choice is a field here.
 
     cfg = load_config()                                   # the paper's values
     cfg = load_config("my.json", ["batch_size=32"])       # overrides: a JSON file, then key=value
@@ -115,14 +116,14 @@ class Config:
 
     # ---- scale recovery [sec. 4]: "we only used the length of joints in the torso"
     # ASSUMPTION: which torso bones (named by their child joint): pelvis-hips, pelvis-spine,
-    # spine-thorax, thorax-shoulders (../shared/REFERENCE.md section 2)
+    # spine-thorax, thorax-shoulders (the paper names none; bones of data_prep/h36m.PARENTS_17)
     torso_bones: tuple = ("RHip", "LHip", "Spine", "Thorax", "LShoulder", "RShoulder")
 
     # ---- evaluation protocol
     # ASSUMPTION (the paper says MPJPE without the joints averaged over): MPJPE and P-MPJPE
     # averaged over all 17 joints after root alignment (the root's error of 0 included), as
-    # the works the paper compares with and today's literature do (REFERENCE.md section 5);
-    # 16: over the non-root joints only (17/16 of the 17-joint figure)
+    # the works the paper compares with and today's literature do (e.g. VideoPose3D, Pavllo et
+    # al., CVPR 2019); 16: over the non-root joints only (17/16 of the 17-joint figure)
     evaluation_joints: int = 17
 
     # ---- data loading (layers/h36m_data.py): how the training batches are prepared, never

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from built_folders import write_whole
+
 REPO = Path(__file__).resolve().parent.parent
 TOOL = REPO / "tools" / "gpu_check.py"   # its command line, run again for the --part processes
 AGREEMENT_TOLERANCE = 1e-3   # FP32 on both sides: different algorithms, same function
@@ -590,9 +592,7 @@ def check(args):
     failures = [name for name in report["parts"] if not PARTS[name](args, report)]
     args.out.mkdir(parents=True, exist_ok=True)
     path = report_path(args.out, report["parts"])
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    write_whole(path, json.dumps(report, indent=2) + "\n")
     report_line("report", path)
     report_line("PASS" if not failures else "FAIL", *failures)
     return 0 if not failures else 1

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import timed
+from built_folders import write_whole
 
 REPO = Path(__file__).resolve().parent.parent
 # the command line that starts the servers: the Caffe one (--serve-caffe) and PyTorch's twin
@@ -549,9 +550,7 @@ def run(args):
         return 1
     report["deploy_batch"] = args.deploy_batch
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_whole(args.out, json.dumps(report, indent=2) + "\n")
     print(format_report(report))
     print(f"bench: report in {args.out}")
     return 0

@@ -1,4 +1,6 @@
-"""Facts about Human3.6M's raw layout, skeleton and cameras (../shared/REFERENCE.md section 2).
+"""Facts about Human3.6M's raw layout, skeleton and cameras: the dataset as its release lays it
+out on disk and describes it in its metadata (metadata.xml; Ionescu et al., "Human3.6M", TPAMI
+2014), and what the files themselves show.
 
 Shared by the reader of the real dataset and the generator of the synthetic one, which must
 write exactly what the reader expects.
@@ -40,7 +42,9 @@ PARENTS_32 = (-1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 1
 # wrist; Hip is the evaluation's Pelvis, Spine1 its Spine, Neck its Thorax, Head its Neck/Nose
 # and HeadSite its Head.
 J32 = {name: index for index, name in enumerate(JOINTS_32)}
-# The 17 evaluation joints: indices into the 32, their names and parents (REFERENCE.md 2).
+# The 17 evaluation joints: indices into the 32, their names and parents, as the works that
+# report MPJPE on the dataset take them (Martinez et al., ICCV 2017; VideoPose3D, Pavllo et al.,
+# CVPR 2019).
 JOINTS_17_FROM_32 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 JOINTS_17 = ("Pelvis", "RHip", "RKnee", "RFoot", "LHip", "LKnee", "LFoot", "Spine", "Thorax",
              "Neck/Nose", "Head", "LShoulder", "LElbow", "LWrist", "RShoulder", "RElbow", "RWrist")
@@ -74,8 +78,8 @@ class Camera:
     tangential: tuple    # p1, p2, named as in project's formula
 
 
-# The intrinsics at full precision, from the dataset's metadata (REFERENCE.md section 5): with
-# them project reproduces D2_Positions from D3_Positions_mono to about 1e-4 px.
+# The intrinsics at full precision, from the dataset's metadata (metadata.xml): with them
+# project reproduces D2_Positions from D3_Positions_mono to about 1e-4 px.
 CAMERAS = {
     "54138969": Camera("54138969", 1000, 1002, (512.54150390625, 515.4514770507812),
                        (1145.0494384765625, 1143.7811279296875),
@@ -94,7 +98,7 @@ CAMERAS = {
                        (-0.198384091258049, 0.21832367777824402, -0.008947807364165783),
                        (-0.0018133620033040643, -0.0005872055771760643)),
 }
-# S7's four videos are all 1000 wide and 1002 high (REFERENCE.md section 5)
+# S7's four videos are all 1000 wide and 1002 high (the other subjects' follow the camera)
 S7_FRAME_SIZE = (1000, 1002)
 
 
@@ -107,7 +111,7 @@ def frame_size(subject, camera_id):
 
 
 # The file stem of each recording: STEMS[subject][action] = (subaction 1, subaction 2), from
-# the dataset's metadata (REFERENCE.md section 5). Not a rule: S5 has "Discussion 2" and
+# the dataset's metadata (metadata.xml). Not a rule: S5 has "Discussion 2" and
 # "Discussion 3", S6 "Waiting 3" and "Waiting", S11 "Phoning 3" and "Phoning 2".
 _STEM_TABLE = """
 Directions   | Directions 1,Directions | Directions 1,Directions 2 | Directions 1,Directions | Directions 1,Directions | Directions 1,Directions | Directions 1,Directions | Directions 1,Directions
@@ -139,8 +143,8 @@ def _stems():
 
 STEMS = _stems()
 
-# Every video is longer than its pose files (REFERENCE.md section 5): by this many frames,
-# (least, median, most), per camera.
+# Every video of the dataset is longer than its pose files: by this many frames (least,
+# median, most), per camera.
 VIDEO_EXTRA_FRAMES = {"54138969": (0, 1, 2), "60457274": (0, 1, 2),
                       "55011271": (2, 4, 8), "58860488": (2, 4, 8)}
 MOST_VIDEO_EXTRA_FRAMES = max(most for _, _, most in VIDEO_EXTRA_FRAMES.values())
@@ -148,11 +152,13 @@ MOST_VIDEO_EXTRA_FRAMES = max(most for _, _, most in VIDEO_EXTRA_FRAMES.values()
 # 2899-2902 frames, 1447 poses), by subject and stem.
 HALF_POSED = {("S9", "Greeting"), ("S9", "SittingDown 1"), ("S9", "Waiting 1"),
               ("S9", "Walking")}
-# Recordings that some works leave out as damaged (misaligned ground truth; REFERENCE.md
-# section 2): --drop-damaged. By stem: the works that drop them name "SittingDown 1", one of
-# the half-posed recordings, not S9's other SittingDown.
+# Recordings that some works leave out of their evaluation as damaged (misaligned ground
+# truth; e.g. HybrIK, Li et al., CVPR 2021, and MotionBERT, Zhu et al., ICCV 2023, skip
+# S9's Greeting and SittingDown of subaction 2 and Waiting of subaction 1): --drop-damaged. By
+# stem: "SittingDown 1", one of the half-posed recordings, not S9's other SittingDown.
 DAMAGED = {("S9", "Greeting"), ("S9", "SittingDown 1"), ("S9", "Waiting 1")}
-# The video that many copies of the dataset hold corrupt or not at all.
+# The video that many copies of the dataset hold corrupt or not at all (VideoPose3D's data
+# preparation skips S11's Directions altogether for it).
 BROKEN_VIDEO = ("S11", "Directions", "54138969")
 # Crops of the real dataset at every frame, four cameras: training (S1 S5 S6 S7 S8), test.
 REAL_CROPS = {"train": 1_559_752, "test": 550_644}

@@ -8,7 +8,7 @@ then decodes the video frame by frame, sequentially, and reads the masks in one 
 their file (`_MaskReader`); `iter_person_boxes`, which the LMDB build uses, gives each mask's
 person box instead, read without building the mask.
 
-Known quirks handled (../shared/REFERENCE.md sections 2 and 5): subaction names vary per
+Known quirks of the real dataset handled (data_prep/h36m.py): subaction names vary per
 subject and not only as "X" / "X 1" (S5's Discussion is "Discussion 2" and "Discussion 3"; every
 stem of h36m.STEMS maps to its action), S1 spells TakingPhoto and WalkingDog, `_ALL` files are
 skipped, some videos are missing or corrupt (S11 Directions, camera 54138969, in many copies:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from built_folders import whole_file, write_whole
 from caffe.proto import caffe_pb2
 from data_prep.dataset import Dataset
 from evaluation.metrics import (PAPER_TABLE1, format_table1, mpjpe, p_mpjpe, recover_scale,
@@ -382,27 +383,17 @@ def check_output_folder(folder, flag="--out", output=None):
                 path.rmdir()
 
 
-def _write_whole(path, write):
-    """write(tmp) into a temporary file beside `path`, then renamed over it; the temporary
-    file removed again when writing fails (a full disk)."""
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")   # numpy keeps a .npz name
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_results(results, out, poses=None):
     """results.json, results.csv and (given the poses of evaluate_run) predictions.npz in
-    out, each written whole (a temporary file renamed)."""
+    out, each written whole (built_folders.whole_file)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_whole(out / "results.json",
-                 lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
+    write_whole(out / "results.json", json.dumps(results, indent=2) + "\n")
     if poses is not None:
-        _write_whole(out / "predictions.npz", lambda tmp: np.savez_compressed(tmp, **poses))
-    _write_whole(out / "results.csv", lambda tmp: _write_csv(results, tmp))
+        with whole_file(out / "predictions.npz") as tmp:
+            np.savez_compressed(tmp, **poses)
+    with whole_file(out / "results.csv") as tmp:
+        _write_csv(results, tmp)
 
 
 def _write_csv(results, path):

@@ -40,12 +40,14 @@ from pathlib import Path
 import caffe
 from caffe import layers as L, params as P
 
+from built_folders import write_whole
 from config import PAPER
+from data_prep.h36m import REAL_CROPS
 from solver.schedule import lambda_2d_schedule
 
-# Training crops of real Human3.6M (S1 S5 S6 S7 S8, four cameras, every frame;
-# ../shared/REFERENCE.md section 5): the schedule the committed nets are written for.
-REAL_TRAIN_SIZE = 1_559_752
+# Training crops of real Human3.6M (S1 S5 S6 S7 S8, four cameras, every frame): the schedule
+# the committed nets are written for.
+REAL_TRAIN_SIZE = REAL_CROPS["train"]
 
 VARIANTS = {
     # name: (multi_reg, cls_2d)                       Table 2
@@ -235,11 +237,9 @@ def net_text(cfg, variant, phase, data="dummy", gpus=1, train_size=REAL_TRAIN_SI
 
 
 def write_net(path, cfg, variant, phase, data="dummy", gpus=1, train_size=REAL_TRAIN_SIZE):
-    """Write net_text to `path` (whole: a temporary file renamed); returns the path."""
+    """Write net_text to `path` whole (built_folders.write_whole); returns the path."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(net_text(cfg, variant, phase, data, gpus, train_size))
-    tmp.replace(path)
+    write_whole(path, net_text(cfg, variant, phase, data, gpus, train_size))
     return path
 
 
@@ -258,12 +258,11 @@ def generated_files(cfg=PAPER, data="dummy", variants=VARIANTS, gpus=1,
 
 
 def write_files(files, out_dir):
+    """Write generated_files' {relative path: text} into out_dir, each file whole."""
     for relative, text in files.items():
         path = Path(out_dir) / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_whole(path, text)
 
 
 def main(argv=None):

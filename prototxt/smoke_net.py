@@ -1,4 +1,4 @@
-"""A tiny generated net for smoke runs of the toolchain (`make demo` for now, and the tests).
+"""A tiny generated net for smoke runs of the toolchain (`make smoke`, and the tests).
 
 DummyData images (Gaussian noise, refilled every iteration) and a constant target go through
 conv -> BatchNorm -> Scale -> ReLU -> pool -> [optional Python layer] -> fc -> EuclideanLoss,

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The GPU build of Caffe as a bundle for a GPU machine that has none of Caffe's dependencies.
 
-The GPU machines lent here (../.library/device) have one H100 or H200, CUDA 13's nvcc, and a
-Python 3.12 with PyTorch, numpy, OpenCV, scipy, scikit-image, h5py and NVIDIA's CUDA 13
-wheels (cuBLAS, cuRAND, cuDNN, NCCL), but no Boost, glog, gflags, protobuf, LMDB or OpenBLAS,
-no package registry, and at most 64 MiB may travel there. So:
+The GPU machines this is for have one H100 or H200, CUDA 13's nvcc, and a Python 3.12 with
+PyTorch, numpy, OpenCV, scipy, scikit-image, h5py and NVIDIA's CUDA 13 wheels (cuBLAS, cuRAND,
+cuDNN, NCCL), but no Boost, glog, gflags, protobuf, LMDB or OpenBLAS, no package registry, and
+at most 64 MiB may travel there. So:
 
     make gpu-bundle                       # here: build/gpu-bundle.tar.xz + build/gpu-bundle-wheels/
     python3 setup/gpu_bundle.py check     # there, in the repository: install, data, make gpu-check

@@ -1,7 +1,7 @@
 """A progress line for a `caffe train` run, read from the log that Caffe writes as it trains.
 
     progress = TrainingProgress(total_iterations=900, images_per_iteration=128,
-                                start_iteration=675, label="train: stage 2")
+                                start_iteration=675, label="train")
     exit_code = follow_log(log_path, process, progress)
 
 In a terminal the line is rewritten in place; in a log file or CI a full line is printed at
@@ -254,8 +254,8 @@ class TrainingProgress:
 
     def _add_train_output(self, name, match):
         """loss_3D_root* outputs add up into "loss_3D" (weighted, as in the total); others
-        keep their name and raw value (loss_2D without its weight lambda_2D, which stage 2
-        changes)."""
+        keep their name and raw value (loss_2D without its weight lambda_2D, which changes
+        during training)."""
         if name.startswith(LOSS_3D_PREFIX):
             self._train_outputs["loss_3D"] = (self._train_outputs.get("loss_3D", 0.0)
                                               + _output_value(match))

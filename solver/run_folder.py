@@ -28,7 +28,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from built_folders import FolderError, build_lock, check_replaceable
+from built_folders import (FolderError, build_lock, check_replaceable, temporary_file,
+                           whole_file, write_whole)
 from caffe.proto import caffe_pb2
 from config import LMDB_KEYS, PAPER, ConfigError, apply_overrides
 from data_prep.dataset import Dataset
@@ -193,7 +194,7 @@ class RunFolder:
         beside = str(path.parent.resolve() / Path(state.learned_net).name)
         if state.learned_net != beside:
             state.learned_net = beside
-            _write(path, state.SerializeToString())
+            write_whole(path, state.SerializeToString())
 
     def latest_weights(self):
         """The newest complete .caffemodel; RunError when there is none."""
@@ -257,16 +258,6 @@ def locked(run):
         raise RunError(str(err)) from None
 
 
-def _write(path, content):
-    """Write a file whole (str or bytes): a temporary file renamed over it."""
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content)
-    tmp.replace(path)
-
-
 # The keys every run's config.json has (run_description), and those that runs prepared before
 # the dataset's relative path and fingerprint were recorded lack.
 DESCRIPTION_KEYS = {"variant", "dataset", "train_size", "test_size", "gpus", "config"}
@@ -306,10 +297,12 @@ def check_dataset_settings(cfg, dataset):
                            f"{key}={getattr(cfg, key)}\"`")
 
 
-# what prepare_run writes before config.json, its last file: a folder holding no more than
-# these is a run whose preparation was interrupted
-RUN_ENTRIES = {"train.prototxt", "test.prototxt", "deploy.prototxt", "solver.prototxt",
-               "solver.prototxt.tmp", "config.json.tmp", "snapshots", "logs"}
+# what prepare_run writes before config.json, its last file, and the temporary files a kill
+# while writing one leaves: a folder holding no more than these is a run whose preparation was
+# interrupted
+_RUN_FILES = ("train.prototxt", "test.prototxt", "deploy.prototxt", "solver.prototxt")
+RUN_ENTRIES = {*_RUN_FILES, "snapshots", "logs",
+               *(temporary_file(name).name for name in (*_RUN_FILES, "config.json"))}
 
 
 def _check_replaceable(path, force):
@@ -357,8 +350,8 @@ def prepare_run(run, cfg, variant, dataset_dir, gpus=(), force=False):
     solver = make_solver(cfg, folder.path / "train.prototxt", folder.path / SNAPSHOT_PREFIX,
                          train_size, test_net=folder.path / "test.prototxt",
                          test_size=dataset.count("test"))
-    _write(folder.solver_path, str(solver))
-    _write(folder.config_path, json.dumps(description, indent=2) + "\n")
+    write_whole(folder.solver_path, str(solver))
+    write_whole(folder.config_path, json.dumps(description, indent=2) + "\n")
     folder.point_state_at_its_model()
     return folder
 
@@ -367,10 +360,8 @@ def link_solver(solver_path, link=SOLVER_LINK):
     """Point `link` (solver/h36m.prototxt) at a run's solver by a relative symbolic link."""
     link = Path(link)
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(link.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(os.path.relpath(Path(solver_path).resolve(), link.parent.resolve()))
-    tmp.replace(link)
+    with whole_file(link) as tmp:
+        tmp.symlink_to(os.path.relpath(Path(solver_path).resolve(), link.parent.resolve()))
 
 
 def default_run(link=SOLVER_LINK):

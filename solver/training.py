@@ -2,7 +2,7 @@
 
     train(run, cfg, variant, dataset_dir, gpus=())   # prepare the run folder, then train_run
     train_run(folder, gpus=())      # its solver to the end, resuming from the newest snapshot
-    run_stage(solver_path, log_path, gpus=(), snapshot=None)   # one `caffe train`
+    run_solver(solver_path, log_path, gpus=(), snapshot=None)   # one `caffe train`
 
 CPU or one GPU: `caffe train -solver S [-snapshot X] [-gpu N]`, the log as Caffe writes it.
 
@@ -14,7 +14,7 @@ builds the solver from the same file, restores the snapshot, then joins Caffe's 
 weights are broadcast, and the gradients are all-reduced layer by layer during backward
 (layer_wise_reduce, Caffe's default) and scaled by 1/N. Rank 0 alone tests and snapshots (as
 in `caffe train`), writes log_path with the same lines `caffe train` writes (the loss parser,
-Fig. 4 and the stage summaries read it) and snapshots at the end as `caffe train` does; rank r
+Fig. 4 and the training summary read it) and snapshots at the end as `caffe train` does; rank r
 > 0 logs to <log>.rank<r>.log. A failing rank stops all of them, since NCCL would wait for it
 forever.
 
@@ -39,6 +39,7 @@ import threading
 import time
 from pathlib import Path
 
+from built_folders import write_whole
 from solver.caffe_cli import (CaffeError, diverged_at, failure_excerpt, run_caffe,
                               train_losses, unwritten_snapshot)
 from solver.devices import check_gpus, describe
@@ -107,7 +108,7 @@ def train_run(folder, gpus=(), quiet=False):
     progress = TrainingProgress(solver.max_iter, cfg.batch_size,
                                 start_iteration=state[0] if state else 0, quiet=quiet)
     try:
-        run_stage(folder.solver_path, part, gpus, snapshot=state[1] if state else None,
+        run_solver(folder.solver_path, part, gpus, snapshot=state[1] if state else None,
                   progress=progress)
         stop = _short_of_the_end(folder, part, solver.max_iter)
     except KeyboardInterrupt:   # Caffe was stopped as at SIGINT (caffe_cli.stop_at_sigint)
@@ -288,10 +289,7 @@ def append_once(part, log):
         note.unlink()
     if not part.exists():
         return
-    length = log.stat().st_size if log.exists() else 0
-    tmp = note.with_name(note.name + ".tmp")
-    tmp.write_text(str(length))
-    tmp.replace(note)
+    write_whole(note, str(log.stat().st_size if log.exists() else 0))
     with open(log, "ab") as out:
         out.write(part.read_bytes())
         out.flush()
@@ -305,7 +303,7 @@ def _rank_logs(part):
     return 1 + len(list(Path(part).parent.glob(f"{Path(part).stem}.rank*.log")))
 
 
-def run_stage(solver_path, log_path, gpus=(), snapshot=None, cwd=None, progress=None):
+def run_solver(solver_path, log_path, gpus=(), snapshot=None, cwd=None, progress=None):
     """Train with solver_path from snapshot (if given) on gpus (() = the CPU); progress: a
     TrainingProgress fed with the log as Caffe writes it."""
     check_gpus(gpus)

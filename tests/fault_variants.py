@@ -25,7 +25,7 @@ from cdflib.cdfwrite import CDF
 from data_prep.synth.writers import (MATLAB_HEADER_BYTES, VideoWriter, write_mask_mat,
                                      write_pose_cdf)
 
-SEED = 15   # issue 15
+SEED = 15   # any fixed value: the variants must not change between runs
 
 # ---------------------------------------------------------------- byte faults, any file
 

@@ -1,6 +1,7 @@
-"""Facts of the real Human3.6M typed into the tests from ../shared/REFERENCE.md section 5
-(independently of data_prep/h36m.py, which the tests check against them), Human3.6M's
-projection formula written out again, and reading a video's frames back with OpenCV."""
+"""Facts of the real Human3.6M typed into the tests from the dataset's own metadata
+(metadata.xml of its release), independently of data_prep/h36m.py, which the tests check
+against them; Human3.6M's projection formula written out again; and reading a video's frames
+back with OpenCV."""
 import cv2
 import numpy as np
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from built_folders import exchange
+from built_folders import exchange, temporary_file, whole_file, write_whole
 from data_prep.dataset import (FORMAT_VERSION, Dataset, DatasetWriter, Sample, Statistics,
                                decode_image, decode_pose, encode_samples, image_record,
                                pose_record, pose_values, sample_key)
@@ -119,7 +119,7 @@ def test_the_fingerprint_follows_the_manifest_not_the_folder_or_its_formatting(t
     assert len(Dataset(moved).fingerprint) == 64
 
 
-# ---------------------------------------------------------------- a second dataset reader
+# ---------------------------------------------------------------- folders and files built whole
 
 def test_exchange_swaps_two_folders(tmp_path):
     for name in ("first", "second"):
@@ -150,6 +150,41 @@ def test_commit_swaps_the_folders_in_one_step_or_recovers_from_a_kill_between(tm
     write_tiny_dataset(out)                               # the fallback's two renames
     assert not (out / "marker").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
+
+def test_write_whole_replaces_a_file_and_leaves_nothing_beside_it(tmp_path):
+    path = tmp_path / "results.json"
+    write_whole(path, "old\n")
+    write_whole(path, b"new\n")
+    assert path.read_bytes() == b"new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_failed_writer_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    path = tmp_path / "predictions.npz"
+    write_whole(path, b"old")
+    with pytest.raises(OSError, match="disk full"):
+        with whole_file(path) as tmp:
+            tmp.write_bytes(b"part")
+            raise OSError("disk full")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.npz"]
+
+
+def test_whole_file_serves_writers_that_name_or_create_the_file_themselves(tmp_path):
+    """A killed writer's temporary file is removed before a writer that refuses an existing
+    file runs; numpy's savez keeps the temporary name, whose suffix is the target's."""
+    path = tmp_path / "predictions.npz"
+    temporary_file(path).write_bytes(b"left by a killed writer")
+    with whole_file(path) as tmp:
+        with open(tmp, "xb") as handle:
+            handle.write(b"x")
+    with whole_file(path) as tmp:
+        np.savez_compressed(tmp, a=np.arange(3))
+    assert np.load(path)["a"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.npz"]
+
+
+# ---------------------------------------------------------------- a second dataset reader
 
 def write_other_layout(root, frames=6, size=(320, 240)):
     """A tiny raw dataset in a layout of its own (not Human3.6M's): per sequence a folder of

@@ -1,4 +1,4 @@
-"""A diverged training (issue 15): Caffe's solver stops at the first non-finite loss (patch
+"""A diverged training: Caffe's solver stops at the first non-finite loss (patch
 04) before the update, and the training path reports it, keeps the last good snapshot and
 moves the ones holding the diverged weights out of reach of resume and evaluation."""
 import pytest

@@ -1,4 +1,4 @@
-"""Fault injection (issue 15): every input the toolkit reads, damaged in the generated ways of
+"""Fault injection: every input the toolkit reads, damaged in the generated ways of
 tests/fault_variants.py, gives a clear error naming the file (or the key, or the layer) or a
 reported skip, and leaves what was already built as it was.
 

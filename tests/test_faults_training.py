@@ -6,7 +6,8 @@ traceback, a non-zero exit status, and leaves what existed as it was; the same c
 goes on.
 
 tools/train.py runs as a user runs it, a subprocess, with PYTHONPATH set to this checkout:
-the venv's path file names /work/main, which would otherwise be imported in a clone.
+the venv's path file names the checkout the venv was made in, which would otherwise be
+imported in a clone.
 """
 import io
 import os

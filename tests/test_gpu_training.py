@@ -17,7 +17,7 @@ from solver import devices
 from solver.devices import DeviceError, check_gpus, parse_gpus
 from solver.caffe_cli import CaffeError, train_losses
 from solver.run_folder import prepare_run
-from solver.training import main as worker_main, rank_log, run_processes, run_stage
+from solver.training import main as worker_main, rank_log, run_processes, run_solver
 from tests.tiny_dataset import TINY, write_tiny_dataset
 from tools.train import main as train_main
 
@@ -128,7 +128,7 @@ def test_evaluate_and_predict_refuse_an_unusable_gpu(tmp_path, capsys):
 
 def test_several_gpus_are_checked_before_any_process_starts(tmp_path):
     with pytest.raises(DeviceError):
-        run_stage(tmp_path / "solver.prototxt", tmp_path / "train.log", gpus=(0, 1))
+        run_solver(tmp_path / "solver.prototxt", tmp_path / "train.log", gpus=(0, 1))
     assert not (tmp_path / "train.log").exists()
 
 
@@ -150,7 +150,7 @@ def test_single_process_path_trains_as_caffe_train(lmdb_dir, tmp_path):
     # worker processes feed the data layer, also inside `caffe train`'s embedded Python
     cfg = schedule_config("paper", overrides=TINY + ["loader_processes=true"])
     prepare_run(run, cfg, "full", lmdb_dir)
-    run_stage(solver_copy(run, "cli", 5), run / "cli.log")
+    run_solver(solver_copy(run, "cli", 5), run / "cli.log")
     run_processes(solver_copy(run, "worker", 5), run / "worker.log", gpus=())
     cli = train_losses((run / "cli.log").read_text())
     worker = train_losses((run / "worker.log").read_text())
@@ -177,10 +177,10 @@ def test_a_failing_rank_names_its_log(tmp_path):
         run_processes(tmp_path / "missing.prototxt", tmp_path / "train.log", gpus=())
 
 
-def test_rank_logs_sit_beside_the_stage_log(tmp_path):
-    log = tmp_path / "logs" / "stage1.log"
+def test_rank_logs_sit_beside_the_run_log(tmp_path):
+    log = tmp_path / "logs" / "train.log"
     assert rank_log(log, 0) == log
-    assert rank_log(log, 3) == tmp_path / "logs" / "stage1.rank3.log"
+    assert rank_log(log, 3) == tmp_path / "logs" / "train.rank3.log"
 
 
 @pytest.mark.parametrize("args, message", [

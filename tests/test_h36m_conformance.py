@@ -1,5 +1,5 @@
 """Conformance with the real Human3.6M: its facts (from the dataset's own metadata,
-../shared/REFERENCE.md sections 2 and 5) stated here, independently of data_prep/h36m.py, and
+metadata.xml of its release, and its files) stated here, independently of data_prep/h36m.py, and
 the reader, the synthetic generator and the manifest checked against them.
 
 One synthetic tree with the default faults is made for the module: subjects and actions
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 # ---------------------------------------------------------------- the facts, stated here
 
-# Both recordings' stems of some subject x action pairs (REFERENCE.md section 5's table).
+# Both recordings' stems of some subject x action pairs (the dataset's metadata.xml).
 STEM_FACTS = {
     ("S1", "Eating"): {"Eating 2", "Eating"},
     ("S1", "Photo"): {"TakingPhoto 1", "TakingPhoto"},

@@ -9,7 +9,8 @@ from data_prep.synth.studio import studio_cameras
 
 
 def test_sequence_names_follow_the_real_disks():
-    # REFERENCE.md section 5's table: not a rule ("X 1" / "X"), and S1 spells two actions
+    # the stems of the dataset's metadata.xml: not a rule ("X 1" / "X"), and S1 spells two
+    # actions its own way
     assert sequence_name("S5", "Directions", 1) == "Directions 1"
     assert sequence_name("S5", "Directions", 2) == "Directions 2"
     assert sequence_name("S11", "WalkDog", 2) == "WalkDog"

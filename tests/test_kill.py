@@ -1,4 +1,4 @@
-"""Kill tests (issue 15): SIGKILL at many instants of `make_lmdb`, of `make_lmdb --force` and
+"""Kill tests: SIGKILL at many instants of `make_lmdb`, of `make_lmdb --force` and
 of training (`make train`'s tools/train.py, including while Caffe writes a snapshot); the same
 command run again must give what an uninterrupted run gives, and nothing a kill leaves may
 be taken for a result. The instants are spread over an uninterrupted run's duration:
@@ -171,7 +171,7 @@ def new_snapshot_file(run, suffix):
 
 def check_finished_run(run, uninterrupted_losses):
     """The resumed run reached the last iteration with complete snapshots, and its log has a
-    loss line for every iteration of both stages (the lambda_2D switch included)."""
+    loss line for every iteration (those after the lambda_2D switch included)."""
     folder = RunFolder(Path(run))
     state = folder.latest_state()
     assert state is not None and state[0] == FINAL_ITERATION and complete_snapshot(state[1])

@@ -1,5 +1,5 @@
 """solver/progress.py: the progress line made from a `caffe train` log (an excerpt in the
-format of runs/demo/logs/stage2.log, fed with a fake clock), how it is shown in a terminal, in
+format of a run's logs/train.log, fed with a fake clock), how it is shown in a terminal, in
 a log file and not at all, and follow_log reading a log that a real process writes."""
 import io
 import json
@@ -14,7 +14,7 @@ from solver.progress import TrainingProgress, follow_log, format_duration
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 16
 
-# A stage-2 run restored at iteration 800, to max_iter 900: display 20, test_interval 50,
+# A run resumed at iteration 800, to max_iter 900: display 20, test_interval 50,
 # lambda_2D 0.01. As in real logs, the first display line's rate is Caffe's meaningless one
 # (820 iterations over 17.3 s, counted from 0), and the rate after a test pass includes it.
 LOG = """\
@@ -107,7 +107,7 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def stage2_progress(**options):
+def resumed_progress(**options):
     options.setdefault("stream", io.StringIO())
     options.setdefault("clock", FakeClock())
     return TrainingProgress(900, BATCH, start_iteration=800, **options)
@@ -128,7 +128,7 @@ def feed_all(progress, text=LOG):
 
 
 def test_status_through_the_log():
-    progress = stage2_progress()
+    progress = resumed_progress()
     lines = iter(LOG.splitlines(keepends=True))
     feed_through(progress, lines, "Starting Optimization")
     assert progress.iteration == 800
@@ -168,7 +168,7 @@ def test_status_through_the_log():
 
 
 def test_loss_3d_sums_the_weighted_roots_and_others_keep_their_raw_value():
-    progress = stage2_progress()
+    progress = resumed_progress()
     feed_all(progress, """\
 I1126 16:54:38.342537 15550 solver.cpp:239] Iteration 820 (2 iter/s, 10s/20 iters), loss = 0.8
 I1126 16:54:38.342601 15550 solver.cpp:258]     Train net output #0: lambda_2D = 0.01
@@ -202,7 +202,7 @@ def test_format_duration(seconds, text):
 def test_terminal_line_is_rewritten_in_place_until_finish(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     terminal = FakeTerminal()
-    progress = stage2_progress(stream=terminal, clock=FakeClock(step=1.0))
+    progress = resumed_progress(stream=terminal, clock=FakeClock(step=1.0))
     feed_all(progress)
     shown = terminal.getvalue()
     assert shown.startswith("\r") and shown.count("\r") > 5
@@ -219,7 +219,7 @@ def test_terminal_line_is_rewritten_in_place_until_finish(monkeypatch):
 def test_terminal_rewrites_at_most_every_min_interval(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     terminal = FakeTerminal()
-    progress = stage2_progress(stream=terminal, clock=FakeClock(now=50.0))   # time stands still
+    progress = resumed_progress(stream=terminal, clock=FakeClock(now=50.0))   # time stands still
     feed_all(progress)
     assert terminal.getvalue() == "\r" + "train: iteration 800/900 (88%)" + "\x1b[K"
     progress.finish()
@@ -229,7 +229,7 @@ def test_terminal_rewrites_at_most_every_min_interval(monkeypatch):
 def test_terminal_line_fits_the_width(monkeypatch):
     monkeypatch.setenv("COLUMNS", "60")
     terminal = FakeTerminal()
-    progress = stage2_progress(stream=terminal, clock=FakeClock(step=1.0))
+    progress = resumed_progress(stream=terminal, clock=FakeClock(step=1.0))
     feed_all(progress)
     progress.finish()
     shown = [part.split("\x1b[K")[0] for part in terminal.getvalue().split("\r")[1:]]
@@ -242,7 +242,7 @@ def test_terminal_line_fits_the_width(monkeypatch):
 
 def test_log_file_gets_a_line_at_most_every_30_seconds_and_at_the_end():
     stream, clock = io.StringIO(), FakeClock()
-    progress = stage2_progress(stream=stream, clock=clock)
+    progress = resumed_progress(stream=stream, clock=clock)
     lines = iter(LOG.splitlines(keepends=True))
     for seconds, marker in [(0, "Learning Rate Policy"),        # shown: the first
                             (5, "loss_3D_root9 = 0.04"),        # test pass, 5 s later: held
@@ -267,7 +267,7 @@ def test_log_file_gets_a_line_at_most_every_30_seconds_and_at_the_end():
 
 def test_log_file_every_change_with_min_interval_zero():
     stream = io.StringIO()
-    progress = stage2_progress(stream=stream, min_interval=0)
+    progress = resumed_progress(stream=stream, min_interval=0)
     feed_all(progress)
     progress.finish()
     printed = stream.getvalue().splitlines()
@@ -278,7 +278,7 @@ def test_log_file_every_change_with_min_interval_zero():
 @pytest.mark.parametrize("stream_type", [io.StringIO, FakeTerminal])
 def test_quiet_prints_nothing(stream_type):
     stream = stream_type()
-    progress = stage2_progress(stream=stream, quiet=True, clock=FakeClock(step=100.0))
+    progress = resumed_progress(stream=stream, quiet=True, clock=FakeClock(step=100.0))
     feed_all(progress)
     progress.finish()
     assert stream.getvalue() == ""
@@ -286,10 +286,10 @@ def test_quiet_prints_nothing(stream_type):
 
 
 def test_default_stream_is_stderr_when_made(capsys):
-    progress = TrainingProgress(10, BATCH, label="stage 1")
+    progress = TrainingProgress(10, BATCH, label="smoke")
     progress.finish()
     progress.finish()
-    assert capsys.readouterr().err == "stage 1: iteration 0/10 (0%)\n"
+    assert capsys.readouterr().err == "smoke: iteration 0/10 (0%)\n"
 
 
 def test_import_has_no_side_effects():

@@ -222,7 +222,7 @@ def test_motion_from_bvh_files(tmp_path, bvh_files):
     assert result.returncode == 2 and "no .bvh files there" in result.stderr
 
 
-# ---- the real tree's layout facts and faults (issue 14): stems, longer videos, half-posed S9
+# ---- the real tree's layout facts and faults: stems, longer videos, half-posed S9
 # recordings, S7's frame size, the dataset's projection, `_ALL` files, S11's broken video
 
 FAULT_SUBJECTS, FAULT_ACTIONS = ["S9", "S11"], ["Greeting", "Directions"]

@@ -3,8 +3,8 @@
 Every real video is a few frames longer than its poses (h36m.VIDEO_EXTRA_FRAMES, per camera);
 four S9 recordings have videos about twice as long as their poses (h36m.HALF_POSED); `_ALL`
 files, each action's subactions in one file, lie beside the others; and S11's "Directions"
-video from camera 54138969 cannot be decoded (h36m.BROKEN_VIDEO). ../shared/REFERENCE.md,
-sections 2 and 5.
+video from camera 54138969 cannot be decoded (h36m.BROKEN_VIDEO), as in many copies of the
+real one.
 """
 import re
 

@@ -2,7 +2,8 @@
 
 Intrinsics are the real ones (data_prep.h36m.CAMERAS); the extrinsics place each camera at a
 corner of a roughly 4 m x 4 m capture area, 4-6 m from its centre and about 1.5 m high,
-looking at the middle of the person's height, as in the real studio (REFERENCE.md 2).
+looking at the middle of the person's height: about where the real studio's cameras stand
+(the raw layout's camera-frame files make their exact extrinsics unnecessary).
 `scale` shrinks the image (resolution flag): focal lengths, centres and sizes scale with it,
 distortion stays. The frame size is the subject's (h36m.frame_size: S7's videos are all
 1000x1002), scaled and rounded to even numbers.

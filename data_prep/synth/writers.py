@@ -1,7 +1,6 @@
 """Writers of Human3.6M's raw file formats: pose CDFs (cdflib), MATLAB v7.3 mask files (h5py),
-and mp4 videos (OpenCV). Each writes to a temporary name beside the target and renames it."""
-import contextlib
-import os
+and mp4 videos (OpenCV). Each writes its file whole: to a temporary name beside the target,
+renamed when complete (built_folders.whole_file)."""
 import time
 from pathlib import Path
 
@@ -10,20 +9,16 @@ import h5py
 import numpy as np
 from cdflib.cdfwrite import CDF
 
+from built_folders import put_in_place, temporary_file, whole_file
+
 MATLAB_HEADER_BYTES = 512
 
 
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _whole_file(path):
+    """built_folders.whole_file, with the file's folder made first: the writers fill new
+    trees."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return whole_file(path)
 
 
 def write_pose_cdf(path, poses):
@@ -31,7 +26,7 @@ def write_pose_cdf(path, poses):
     read back by cdflib as (1, N, 96) / (1, N, 64). poses: (N, 32, 3) or (N, 32, 2)."""
     poses = np.asarray(poses, dtype=np.float64)
     frames = poses.reshape(poses.shape[0], -1)
-    with atomic_path(path) as tmp:
+    with _whole_file(path) as tmp:
         cdf = CDF(str(tmp), cdf_spec={"Majority": "Row_major"})
         # uncompressed: cdflib's gzip would stamp the time into the file, and the same data
         # must give the same bytes
@@ -61,7 +56,7 @@ def write_mask_mat(path, masks, **storage):
     reader)."""
     masks = np.asarray(masks, dtype=bool)
     storage = storage or MASK_STORAGE
-    with atomic_path(path) as tmp:
+    with _whole_file(path) as tmp:
         with h5py.File(tmp, "w", userblock_size=MATLAB_HEADER_BYTES, track_order=True) as f:
             refs_group = f.create_group("#refs#")
             references = np.empty((len(masks), 1), dtype=h5py.ref_dtype)
@@ -83,7 +78,7 @@ class VideoWriter:
     def __init__(self, path, width, height, fps):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp.mp4")
+        self.tmp = temporary_file(self.path)
         self.size = (int(width), int(height))
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                       self.size)
@@ -96,10 +91,12 @@ class VideoWriter:
         self.writer.write(frame)
 
     def close(self, keep=True):
+        """Finish the video: renamed into place (keep), or its temporary file removed."""
         self.writer.release()
-        if keep:
-            os.replace(self.tmp, self.path)
-        else:
+        try:
+            if keep:
+                put_in_place(self.tmp, self.path)
+        finally:
             self.tmp.unlink(missing_ok=True)
 
     def __enter__(self):

@@ -669,25 +669,70 @@ def leg_length(positions):
     return float(np.median((sides[0] + sides[1]) / 2))
 
 
+# The joints placed by the trunk's frames rather than by their bones' directions: skeletons
+# put them where their own conventions say (CMU's hip joints sit below and in front of the
+# pelvis, its shoulders above the thorax, its spine bends back), and a bone direction copied
+# from there would carry that convention onto the body, whose hips and shoulders lie level
+# beside its pelvis and thorax as in Human3.6M's data. {joint: (frame, origin joint)}: the
+# pelvis frame places the hips and the trunk (the spine on the line to the thorax), the chest
+# frame the shoulders, the head frame the head.
+FRAME_PLACED = {
+    J32["RightUpLeg"]: ("pelvis", J32["Hip"]), J32["LeftUpLeg"]: ("pelvis", J32["Hip"]),
+    J32["Spine1"]: ("pelvis", J32["Hip"]), J32["Neck"]: ("pelvis", J32["Hip"]),
+    J32["RightArm"]: ("chest", J32["Neck"]), J32["LeftArm"]: ("chest", J32["Neck"]),
+    J32["Head"]: ("head", J32["Neck"]), J32["HeadSite"]: ("head", J32["Neck"]),
+}
+# each frame's axes: the across axis (right to left joint) and the up axis (from, to)
+FRAME_AXES = {
+    "pelvis": ((J32["RightUpLeg"], J32["LeftUpLeg"]), (J32["Hip"], J32["Neck"])),
+    "chest": ((J32["RightArm"], J32["LeftArm"]), (J32["Hip"], J32["Neck"])),
+    "head": ((J32["RightArm"], J32["LeftArm"]), (J32["Neck"], J32["HeadSite"])),
+}
+
+
+def trunk_frames(points):
+    """{frame: rotations (..., 3, 3)} of FRAME_AXES for joints `points` (..., 32, 3): columns
+    the across axis (made square to up), up x across, and up."""
+    frames = {}
+    for name, ((right, left), (low, high)) in FRAME_AXES.items():
+        up = _unit(points[..., high, :] - points[..., low, :])
+        across = points[..., left, :] - points[..., right, :]
+        across = _unit(across - np.sum(across * up, axis=-1, keepdims=True) * up)
+        frames[name] = np.stack([across, np.cross(up, across), up], axis=-1)
+    return frames
+
+
 def transfer_to_body(positions, body, root_scale):
     """(F, 32, 3) joints of `body` moving as Human3.6M joints `positions` (F, 32, 3; z up):
-    the pelvis at root_scale times its place in `positions`, each bone of the body (its
-    length from motion.bone_offsets) pointing where the source's does, frame by frame.
+    the pelvis at root_scale times its place in `positions`, the body's own proportions
+    (motion.bone_offsets) everywhere else.
 
-    A bone points from the source joint at the place of the body's parent joint to the
-    source joint: where the body's parent duplicates another joint (`coincident_joints`), from
-    that one; the shoulder joint, for one, from the thorax, as the body's clavicle joint sits
-    on it. Joints that duplicate another stay on it. A source bone without length (two source
-    joints at one place) takes the body's rest direction, an assumption: it tells none."""
+    The trunk (FRAME_PLACED: hips, spine, thorax, shoulders, head) turns and leans with the
+    source's pelvis, chest and head frames (`trunk_frames`: the hip and shoulder lines, the
+    pelvis-to-thorax and thorax-to-head-top directions), each joint at its rest offset from
+    its frame's origin turned as the source's frame is turned from the body's rest frame. Each
+    limb bone (thigh, shin, foot, upper arm, forearm, hand) keeps its length and points as the
+    source's does, frame by frame: a bone points from the source joint at the place of the
+    body's parent joint to the source joint, and where the body's parent duplicates another
+    joint (`coincident_joints`), from that one. Joints that duplicate another stay on it. A
+    source limb bone without length (two source joints at one place) takes the body's rest
+    direction, an assumption: it tells none."""
     rest = body_rest_pose(body)
     same_as = coincident_joints(rest)
     size = np.ptp(positions.reshape(-1, 3), axis=0).max()
+    turns = {name: frame @ np.swapaxes(rest_frame, -1, -2)   # source frame times rest's inverse
+             for (name, frame), rest_frame in zip(trunk_frames(positions).items(),
+                                                  trunk_frames(rest).values())}
     result = np.empty_like(positions)
     result[:, 0] = root_scale * positions[:, 0]
     for joint in range(1, len(rest)):
         parent = h36m.PARENTS_32[joint]
         if same_as[joint] != joint:
             result[:, joint] = result[:, same_as[joint]]
+            continue
+        if joint in FRAME_PLACED:
+            frame, origin = FRAME_PLACED[joint]
+            result[:, joint] = result[:, origin] + turns[frame] @ (rest[joint] - rest[origin])
             continue
         bone = rest[joint] - rest[parent]
         length = np.linalg.norm(bone)

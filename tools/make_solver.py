@@ -27,7 +27,8 @@ def main(argv=None):
     parser.add_argument("--variant", default="full", choices=list(VARIANTS),
                         help="Table 2 variant (default: %(default)s)")
     parser.add_argument("--schedule", default="paper", choices=list(SCHEDULES),
-                        help="paper (section 4) or demo (short, two CPU cores); "
+                        help="config.SCHEDULES: paper (section 4), demo (short, two CPU cores) or "
+                             "ablation (Table 2 with seeds on two CPU cores); "
                              "default: %(default)s")
     parser.add_argument("--run", type=Path, help="run folder (default: runs/<variant>-<schedule>)")
     parser.add_argument("--link", type=Path, default=SOLVER_LINK,

@@ -16,8 +16,8 @@ SIGINT to `caffe train`, which snapshots the iteration it reached: the same comm
 1 on an error, told in one line.
 
 Schedules (config.SCHEDULES): `paper` (section 4: batch 128, 28 epochs, lr halved every 4,
-switch at 16) and `demo` (an assumption, for two CPU cores: the same network and losses with
-fewer epochs, a smaller batch and shorter learning-rate steps).
+switch at 16), `demo` and `ablation` (assumptions, for two CPU cores: the same network and
+losses with fewer epochs, a smaller batch and shorter learning-rate steps).
 
 Devices (--gpus): none, the CPU; one id, `caffe train -gpu N`; several, one process per GPU
 with Caffe's NCCL (solver/training.py). batch_size is the batch of one update on any number of
@@ -45,7 +45,8 @@ def main(argv=None):
                         help="dataset folder of `make lmdb` (default: %(default)s)")
     parser.add_argument("--run", type=Path, help="run folder (default: runs/<variant>-<schedule>)")
     parser.add_argument("--schedule", choices=list(SCHEDULES), default="paper",
-                        help="paper (section 4) or demo (short, for two CPU cores)")
+                        help="config.SCHEDULES: paper (section 4), demo (short, for two CPU "
+                             "cores) or ablation (Table 2 with seeds on two CPU cores)")
     add_config_arguments(parser, "config overrides after the schedule's, e.g. batch_size=16")
     parser.add_argument("--gpus", default="", metavar="IDS",
                         help="GPU ids: 0 for one GPU, 0,1,2,3 for several (Caffe's NCCL; the "

@@ -18,11 +18,15 @@ layer: "ScheduledLossWeight" }, param { lr_mult: 0 decay_mult: 0 }):
              increasing from 0; weight k holds from its first iteration to the next one's
 In TEST the weight of the shared count is used and the count does not move (a test net
 shares the train net's blobs). Backward: bottom diff = weight x top[0] diff.
+
+The layer computes with numpy or CuPy (layers/device_arrays.py): in GPU mode the count, the
+weight and the loss stay on the device, so a step does not wait to read the count.
 """
 
 import numpy as np
 
 import caffe
+from layers.device_arrays import blob_array, blob_shape, mode_module, module_of
 from layers.params import parse_param_str
 
 
@@ -52,6 +56,21 @@ def weight_at(schedule, iteration):
     return weight
 
 
+def schedule_arrays(schedule, xp):
+    """The schedule as arrays of module xp: first iterations (float64) and weights (float32,
+    the type they multiply the loss in)."""
+    firsts = xp.asarray([first for first, _ in schedule], dtype=xp.float64)
+    return firsts, xp.asarray([weight for _, weight in schedule], dtype=xp.float32)
+
+
+def weights_at(firsts, weights, iterations):
+    """weight_at over an array of iterations (schedule_arrays' arrays, of the same module):
+    computed where the iterations are, without reading them."""
+    xp = module_of(iterations)
+    index = xp.searchsorted(firsts, iterations, side="right") - 1
+    return weights[xp.maximum(index, 0)]   # before the first iteration: the first weight
+
+
 class ScheduledLossWeight(caffe.Layer):
     """A loss scaled by the weight of the current iteration; see the module docstring."""
 
@@ -63,23 +82,32 @@ class ScheduledLossWeight(caffe.Layer):
         if len(self.blobs) == 0:
             self.blobs.add_blob(1)
             self.blobs[0].data[0] = 0
-        self.weight = weight_at(self.schedule, 0)
+        # the schedule as arrays of each module used, made once: on the device, from lists,
+        # every step would copy them there
+        self.schedules = {}
+        self.weight = None   # (1,) the weight of the last forward pass, in its module
 
     def reshape(self, bottom, top):
-        if bottom[0].data.size != 1:
+        if bottom[0].count != 1:
             raise ValueError(f"ScheduledLossWeight: the bottom must be a scalar loss, got "
-                             f"shape {bottom[0].data.shape}")
+                             f"shape {blob_shape(bottom[0])}")
         top[0].reshape(1)
         top[1].reshape(1)
 
     def forward(self, bottom, top):
-        iteration = int(self.blobs[0].data[0])
-        self.weight = weight_at(self.schedule, iteration)
-        top[0].data[0] = self.weight * bottom[0].data.flat[0]
-        top[1].data[0] = self.weight
+        xp = mode_module()
+        if xp not in self.schedules:
+            self.schedules[xp] = schedule_arrays(self.schedule, xp)
+        count = blob_array(self.blobs[0], "data", xp)
+        self.weight = weights_at(*self.schedules[xp], count)
+        loss = blob_array(bottom[0], "data", xp).reshape(1)
+        blob_array(top[0], "data", xp)[...] = self.weight * loss
+        blob_array(top[1], "data", xp)[...] = self.weight
         if self.phase == caffe.TRAIN:
-            self.blobs[0].data[0] = iteration + 1
+            count += 1
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            bottom[0].diff.flat[0] = self.weight * top[0].diff[0]
+            xp = mode_module()
+            loss_diff = blob_array(bottom[0], "diff", xp).reshape(1)
+            loss_diff[...] = self.weight * blob_array(top[0], "diff", xp)

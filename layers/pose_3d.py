@@ -19,28 +19,44 @@ Layer `MultiRootAverage` (python_param { module: "layers.pose_3d" layer: "MultiR
   top[0]     (N, Nj, 3): the averaged zero-mean pose of eq. 7
   param_str  JSON: {"roots": [joint indices], "num_joints": Nj} (both required)
   Backward: the transpose of the (linear) averaging.
+
+The math takes numpy or CuPy arrays (layers/device_arrays.py): in GPU mode both layers compute
+on the device.
 """
 
 import numpy as np
 
 import caffe
+from layers.device_arrays import blob_array, blob_shape, mode_module, module_of
 from layers.params import parse_param_str
 
 
 def normalize_pose(joints):
-    """Zero mean over joints, then Frobenius norm 1 (section 4). joints: (..., Nj, 3)."""
-    joints = np.asarray(joints, dtype=np.float64)
+    """Zero mean over joints, then Frobenius norm 1 (section 4). joints: (..., Nj, 3).
+
+    A pose without scale is refused on the host only: on the device the check would wait for
+    the GPU every step. There its targets are not finite, and so is the 3D loss, at which the
+    solver stops (setup/patches/debian/04-*)."""
+    xp = module_of(joints)
+    joints = xp.asarray(joints, dtype=xp.float64)
     centred = joints - joints.mean(axis=-2, keepdims=True)
-    norm = np.linalg.norm(centred, axis=(-2, -1), keepdims=True)
-    if np.any(norm == 0):
+    norm = xp.linalg.norm(centred, axis=(-2, -1), keepdims=True)
+    if xp is np and np.any(norm == 0):
         raise ValueError("normalize_pose: a pose with all joints at one point has no scale")
     return centred / norm
+
+
+def without_joint(poses, joint):
+    """(..., Nj, 3) -> (..., Nj - 1, 3): the poses without joint `joint` (np.delete by
+    slices, which CuPy takes as numpy does)."""
+    xp = module_of(poses)
+    return xp.concatenate([poses[..., :joint, :], poses[..., joint + 1:, :]], axis=-2)
 
 
 def root_relative(joints, root):
     """(..., Nj, 3) -> (..., Nj - 1, 3): J_j - J_root for every j != root (eq. 4)."""
     relative = joints - joints[..., root:root + 1, :]
-    return np.delete(relative, root, axis=-2)
+    return without_joint(relative, root)
 
 
 def root_targets(joints, roots):
@@ -52,27 +68,31 @@ def root_targets(joints, roots):
 
 def full_pose(relative, root):
     """Inverse of root_relative: (..., Nj - 1, 3) -> (..., Nj, 3) with the root at the origin."""
-    return np.insert(relative, root, 0.0, axis=-2)
+    xp = module_of(relative)
+    origin = xp.zeros(relative.shape[:-2] + (1, 3), dtype=relative.dtype)
+    return xp.concatenate([relative[..., :root, :], origin, relative[..., root:, :]], axis=-2)
 
 
 def multi_root_average(predictions, roots, num_joints):
     """Eq. 7: predictions[r] (N, 3 (Nj - 1)) -> (N, Nj, 3) average of the zero-mean poses."""
+    xp = module_of(*predictions)
     poses = []
     for prediction, root in zip(predictions, roots):
-        relative = np.asarray(prediction, dtype=np.float64).reshape(-1, num_joints - 1, 3)
+        relative = xp.asarray(prediction, dtype=xp.float64).reshape(-1, num_joints - 1, 3)
         pose = full_pose(relative, root)
         poses.append(pose - pose.mean(axis=-2, keepdims=True))
-    return np.mean(poses, axis=0)
+    return xp.stack(poses).mean(axis=0)
 
 
 def multi_root_average_backward(gradient, roots, num_joints):
     """Gradients w.r.t. each head's prediction, given d loss / d output (N, Nj, 3)."""
-    gradient = np.asarray(gradient, dtype=np.float64)
+    xp = module_of(gradient)
+    gradient = xp.asarray(gradient, dtype=xp.float64)
     # the output is mean_r C P_r(prediction_r), C = centring (symmetric), P_r = insert root
     centred = gradient - gradient.mean(axis=-2, keepdims=True)
     per_head = centred / len(roots)
     batch = gradient.shape[0]
-    return [np.delete(per_head, root, axis=-2).reshape(batch, 3 * (num_joints - 1))
+    return [without_joint(per_head, root).reshape(batch, 3 * (num_joints - 1))
             for root in roots]
 
 
@@ -92,24 +112,26 @@ class RootTargets(caffe.Layer):
                              f"({len(self.roots)}), got {len(bottom)} and {len(top)}")
 
     def reshape(self, bottom, top):
-        batch = bottom[0].data.shape[0]
-        if bottom[0].data.size % (batch * 3):
-            raise ValueError(f"RootTargets: joints of shape {bottom[0].data.shape} are not (N, Nj, 3)")
-        self.num_joints = bottom[0].data.size // (batch * 3)
+        batch = blob_shape(bottom[0])[0]
+        if bottom[0].count % (batch * 3):
+            raise ValueError(f"RootTargets: joints of shape {blob_shape(bottom[0])} are not "
+                             "(N, Nj, 3)")
+        self.num_joints = bottom[0].count // (batch * 3)
         if not all(0 <= r < self.num_joints for r in self.roots):
             raise ValueError(f"RootTargets: roots {self.roots} outside {self.num_joints} joints")
         for t in blob_list(top):
             t.reshape(batch, 3 * (self.num_joints - 1))
 
     def forward(self, bottom, top):
-        batch = bottom[0].data.shape[0]
-        joints = bottom[0].data.reshape(batch, self.num_joints, 3)
+        xp = mode_module()
+        joints = blob_array(bottom[0], "data", xp).reshape(-1, self.num_joints, 3)
         for t, target in zip(blob_list(top), root_targets(joints, self.roots)):
-            t.data[...] = target
+            blob_array(t, "data", xp)[...] = target
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            bottom[0].diff[...] = 0  # targets are data (asked for only under force_backward)
+            # targets are data (asked for only under force_backward)
+            blob_array(bottom[0], "diff", mode_module())[...] = 0
 
 
 class MultiRootAverage(caffe.Layer):
@@ -124,19 +146,24 @@ class MultiRootAverage(caffe.Layer):
                              f"and 1 top, got {len(bottom)} and {len(top)}")
 
     def reshape(self, bottom, top):
-        batch = bottom[0].data.shape[0]
+        batch = blob_shape(bottom[0])[0]
         for b in blob_list(bottom):
-            if b.data.shape[0] != batch or b.data.size != batch * 3 * (self.num_joints - 1):
-                raise ValueError(f"MultiRootAverage: a head output of shape {b.data.shape} is "
+            if blob_shape(b)[0] != batch or b.count != batch * 3 * (self.num_joints - 1):
+                raise ValueError(f"MultiRootAverage: a head output of shape {blob_shape(b)} is "
                                  f"not (N, {3 * (self.num_joints - 1)})")
         top[0].reshape(batch, self.num_joints, 3)
 
     def forward(self, bottom, top):
-        top[0].data[...] = multi_root_average([b.data for b in blob_list(bottom)], self.roots,
-                                              self.num_joints)
+        xp = mode_module()
+        predictions = [blob_array(b, "data", xp) for b in blob_list(bottom)]
+        blob_array(top[0], "data", xp)[...] = multi_root_average(predictions, self.roots,
+                                                                 self.num_joints)
 
     def backward(self, top, propagate_down, bottom):
-        gradients = multi_root_average_backward(top[0].diff, self.roots, self.num_joints)
+        xp = mode_module()
+        gradients = multi_root_average_backward(blob_array(top[0], "diff", xp), self.roots,
+                                                self.num_joints)
         for b, down, gradient in zip(blob_list(bottom), propagate_down, gradients):
             if down:
-                b.diff[...] = gradient.reshape(b.diff.shape)
+                diff = blob_array(b, "diff", xp)
+                diff[...] = gradient.reshape(diff.shape)

@@ -19,17 +19,18 @@ Layer `SoftLabelLoss` (python_param { module: "layers.soft_labels" layer: "SoftL
   top[0]     loss (scalar); give it loss_weight lambda_2D
   param_str  JSON: {"grid_size": Ng, "image_size": input pixels} (both required)
 Backward: d loss / d scores = (softmax - p_hat) / N; the joints are labels (zero gradient).
+
+The math takes numpy or CuPy arrays (layers/device_arrays.py): in GPU mode the layer computes
+on the device, its loss written there.
 """
 
 import numpy as np
 
 import caffe
+from layers.device_arrays import blob_array, blob_shape, mode_module, module_of, reused
 from layers.params import parse_param_str
 
 EPS = 1e-12
-# (column, row) steps from a joint's nearest cell to the cells that can lie within a cell
-# width of it
-NEIGHBOURS = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], indexing="ij"), axis=-1).reshape(9, 2)
 
 
 def cell_centres(grid_size, image_size):
@@ -37,6 +38,14 @@ def cell_centres(grid_size, image_size):
     width = image_size / grid_size
     rows, cols = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
     return np.stack([(cols.ravel() + 0.5) * width, (rows.ravel() + 0.5) * width], axis=1)
+
+
+def neighbour_steps(xp):
+    """(9, 2) int64 (column, row) steps from a joint's nearest cell to the cells that can lie
+    within a cell width of it, -1 to 1 each, the column's slower. Made by the module itself:
+    on the device, from a host constant, every step would copy it there."""
+    step = xp.arange(9, dtype=xp.int64)
+    return xp.stack([step // 3 - 1, step % 3 - 1], axis=-1)
 
 
 def soft_label_pairs(joints, grid_size, image_size):
@@ -49,29 +58,32 @@ def soft_label_pairs(joints, grid_size, image_size):
     pairs are those 3 x 3 cells (weight 0 where beyond a width or outside the grid, whose
     class is then clipped into it): the distances to every centre took 40-50 ms a batch of
     128 on two Xeon cores, in a layer that runs every iteration."""
-    joints = np.clip(np.asarray(joints, dtype=np.float64), 0.0, float(image_size))
+    xp = module_of(joints)
+    joints = xp.clip(xp.asarray(joints, dtype=xp.float64), 0.0, float(image_size))
     width = image_size / grid_size
     points = joints[..., None, :]
     # (..., 9, 2) column and row of the candidate cells: the nearest centre's and its neighbours
-    cells = np.floor(points / width).astype(np.int64) + NEIGHBOURS
+    cells = xp.floor(points / width).astype(xp.int64) + neighbour_steps(xp)
     inside = ((cells >= 0) & (cells < grid_size)).all(axis=-1)
     offset = points - (cells + 0.5) * width      # cell_centres' centres, without a gather
-    distance = np.sqrt(offset[..., 0] * offset[..., 0] + offset[..., 1] * offset[..., 1])
+    distance = xp.sqrt(offset[..., 0] * offset[..., 0] + offset[..., 1] * offset[..., 1])
     near = inside & (distance < width)
     on_centre = inside & (distance < EPS * width)
-    inverse = np.where(near, 1.0 / np.maximum(distance, EPS * width), 0.0)
+    inverse = xp.where(near, 1.0 / xp.maximum(distance, EPS * width), 0.0)
     # a joint on a centre: the limit of eq. 1 puts all mass on that cell
-    inverse = np.where(on_centre.any(axis=-1, keepdims=True), on_centre.astype(np.float64), inverse)
-    column, row = np.clip(cells, 0, grid_size - 1).transpose(-1, *range(cells.ndim - 1))
+    inverse = xp.where(on_centre.any(axis=-1, keepdims=True), on_centre.astype(xp.float64), inverse)
+    last = cells.ndim - 1
+    column, row = xp.clip(cells, 0, grid_size - 1).transpose(last, *range(last))
     return row * grid_size + column, inverse / inverse.sum(axis=-1, keepdims=True)
 
 
 def soft_labels(joints, grid_size, image_size):
     """Soft labels of eq. 1-2 for joints (..., 2) in pixels -> (..., Ng*Ng), each summing to 1."""
     classes, weights = soft_label_pairs(joints, grid_size, image_size)
-    labels = np.zeros(classes.shape[:-1] + (grid_size * grid_size,))
-    np.add.at(labels.reshape(-1, labels.shape[-1]),
-              (np.arange(classes[..., 0].size)[:, None], classes.reshape(-1, classes.shape[-1])),
+    xp = module_of(classes)
+    labels = xp.zeros(classes.shape[:-1] + (grid_size * grid_size,))
+    xp.add.at(labels.reshape(-1, labels.shape[-1]),
+              (xp.arange(classes[..., 0].size)[:, None], classes.reshape(-1, classes.shape[-1])),
               weights.reshape(-1, weights.shape[-1]))
     return labels
 
@@ -83,25 +95,29 @@ def soft_label_cross_entropy(scores, classes, weights, out=None):
     weights (N, Nj, K) (soft_label_pairs; a dense (N, Nj, C) label is classes arange(C) and
     weights the label). Returns (loss, gradient of the loss w.r.t. scores), the gradient
     float32 like Caffe's blobs, written into `out` (float32, the scores' shape) when given.
+    numpy or CuPy arrays (the loss then a 0-d CuPy array: it stays on the device).
 
     The softmax is stable (scores shifted by their maximum); its sums and the loss are float64,
     the per-score work float32, in place and without dense labels (a batch of 128 is half a
     million scores, and each pass over them costs a large part of a millisecond): the loss
     agrees with an all-float64 computation well within float32's precision, its top's type."""
-    classes = np.broadcast_to(classes, np.shape(weights))
+    xp = module_of(scores, weights)
+    scores, weights = xp.asarray(scores), xp.asarray(weights)
+    classes = xp.broadcast_to(classes, weights.shape)
     batch = len(scores)
-    gradient = np.empty(np.shape(scores), dtype=np.float32) if out is None else out
-    np.subtract(scores, np.max(scores, axis=-1, keepdims=True), out=gradient,
-                dtype=np.float32)
+    gradient = xp.empty(scores.shape, dtype=xp.float32) if out is None else out
+    xp.subtract(scores, xp.max(scores, axis=-1, keepdims=True), out=gradient,
+                dtype=xp.float32)
     # -sum_c label_c log softmax_c = sum_k w_k log(sum_c exp(shifted_c)) - sum_k w_k shifted_k
-    labelled = np.vdot(weights, np.take_along_axis(gradient, classes, axis=-1))
-    np.exp(gradient, out=gradient)
-    total = gradient.sum(axis=-1, keepdims=True, dtype=np.float64)
-    loss = (np.vdot(np.sum(weights, axis=-1), np.log(total[..., 0])) - labelled) / batch
-    gradient *= (1.0 / (total * batch)).astype(np.float32)       # softmax / N
+    shifted = xp.take_along_axis(gradient, classes, axis=-1).astype(xp.float64)
+    labelled = xp.vdot(weights, shifted)
+    xp.exp(gradient, out=gradient)
+    total = gradient.sum(axis=-1, keepdims=True, dtype=xp.float64)
+    loss = (xp.vdot(xp.sum(weights, axis=-1), xp.log(total[..., 0])) - labelled) / batch
+    gradient *= (1.0 / (total * batch)).astype(xp.float32)       # softmax / N
     flat = gradient.reshape(-1, gradient.shape[-1])
-    np.subtract.at(flat, (np.arange(len(flat))[:, None], classes.reshape(len(flat), -1)),
-                   (np.reshape(weights, (len(flat), -1)) / batch).astype(np.float32))
+    xp.subtract.at(flat, (xp.arange(len(flat))[:, None], classes.reshape(len(flat), -1)),
+                   (xp.reshape(weights, (len(flat), -1)) / batch).astype(xp.float32))
     return loss, gradient
 
 
@@ -120,32 +136,35 @@ class SoftLabelLoss(caffe.Layer):
         self.gradient = None
 
     def reshape(self, bottom, top):
-        batch = bottom[0].data.shape[0]
+        scores_shape, joints_shape = blob_shape(bottom[0]), blob_shape(bottom[1])
+        batch = scores_shape[0]
         classes = self.grid_size ** 2
-        if bottom[0].data.size % (batch * classes) != 0:
-            raise ValueError(f"SoftLabelLoss: scores of shape {bottom[0].data.shape} are not "
+        if bottom[0].count % (batch * classes) != 0:
+            raise ValueError(f"SoftLabelLoss: scores of shape {scores_shape} are not "
                              f"(N, Nj, {classes})")
-        self.joints = bottom[0].data.size // (batch * classes)
-        if bottom[1].data.shape[0] != batch or bottom[1].data.size != batch * self.joints * 2:
-            raise ValueError(f"SoftLabelLoss: joints of shape {bottom[1].data.shape} do not "
+        self.joints = bottom[0].count // (batch * classes)
+        if joints_shape[0] != batch or bottom[1].count != batch * self.joints * 2:
+            raise ValueError(f"SoftLabelLoss: joints of shape {joints_shape} do not "
                              f"match {self.joints} joints x (x, y) for batch {batch}")
         top[0].reshape(1)
-        # kept from batch to batch: the layer runs every iteration (see soft_label_cross_entropy)
-        shape = (batch, self.joints, classes)
-        if self.gradient is None or self.gradient.shape != shape:
-            self.gradient = np.empty(shape, dtype=np.float32)
 
     def forward(self, bottom, top):
-        batch = bottom[0].data.shape[0]
-        scores = bottom[0].data.reshape(batch, self.joints, self.grid_size ** 2)
-        joints = bottom[1].data.reshape(batch, self.joints, 2)
+        xp = mode_module()
+        shape = (blob_shape(bottom[0])[0], self.joints, self.grid_size ** 2)
+        # kept from batch to batch: the layer runs every iteration (see soft_label_cross_entropy)
+        self.gradient = reused(self.gradient, shape, xp.float32, xp)
+        scores = blob_array(bottom[0], "data", xp).reshape(shape)
+        joints = blob_array(bottom[1], "data", xp).reshape(shape[0], self.joints, 2)
         classes, weights = soft_label_pairs(joints, self.grid_size, self.image_size)
         loss, _ = soft_label_cross_entropy(scores, classes, weights, out=self.gradient)
-        top[0].data[0] = loss
+        blob_array(top[0], "data", xp)[0] = loss
 
     def backward(self, top, propagate_down, bottom):
+        xp = mode_module()
         if propagate_down[1]:
-            bottom[1].diff[...] = 0  # the joints are labels (asked for only under force_backward)
+            # the joints are labels (asked for only under force_backward)
+            blob_array(bottom[1], "diff", xp)[...] = 0
         if propagate_down[0]:
-            np.multiply(self.gradient.reshape(bottom[0].diff.shape), top[0].diff[0],
-                        out=bottom[0].diff)
+            scores_diff = blob_array(bottom[0], "diff", xp)
+            xp.multiply(self.gradient.reshape(scores_diff.shape),
+                        blob_array(top[0], "diff", xp)[0], out=scores_diff)

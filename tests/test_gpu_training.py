@@ -432,7 +432,7 @@ def test_gpu_check_report_from_its_parts(tmp_path, monkeypatch, capsys):
                "max_of_tolerance 0.60 (conv5/0)" in line for line in lines)
     assert "GPUCHECK kernels PASS 19 passed, 17 skipped" in lines
     assert any(line.startswith("GPUCHECK speed full caffe_ms 50.0 torch_ms 40.0 ratio 1.25")
-               and line.endswith("goal met") for line in lines)
+               and line.endswith("goal missed") for line in lines)   # the goal: 1.2x
     assert any("processes_img_s 9000" in line and "goal met" in line for line in lines)
     assert ("GPUCHECK layers full forward_backward_ms 30.0 Python 12.5 Convolution 8.2"
             in lines)

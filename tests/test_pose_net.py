@@ -8,7 +8,7 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from config import PAPER
-from prototxt.pose_net import HERE, VARIANTS, generated_files, make_net
+from prototxt.pose_net import HERE, PHASES, VARIANTS, generated_files, make_net
 from tests.tiny_dataset import write_tiny_dataset
 
 # small widths and batch so that nets instantiate and run quickly; the structure is the same
@@ -47,6 +47,17 @@ def test_trunk_is_zfnet_shaped_with_batchnorm_everywhere(variant):
     for layer in hidden_fc:
         drop = [l for l in layers if l.type == "Dropout" and l.bottom[0] == layer.top[0]]
         assert len(drop) == 1 and drop[0].dropout_param.dropout_ratio == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("phase", PHASES)
+def test_batchnorm_statistics_get_no_learning_rate_and_no_weight_decay(variant, phase):
+    """BatchNorm's three blobs are running statistics: Caffe itself sets only their lr_mult
+    to 0, which leaves weight decay touching them every step, for an update of zero."""
+    batchnorms = [layer for layer in layers_of(variant, phase) if layer.type == "BatchNorm"]
+    assert len(batchnorms) >= 7                      # conv1-5, fc1_2D, fc1_3D
+    for layer in batchnorms:
+        assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(0, 0)] * 3, layer.name
 
 
 @pytest.mark.parametrize("variant, heads", [("baseline", [0]), ("2d-cls", [0]),

@@ -4,7 +4,7 @@
 # Every variable a user may set (make TARGET NAME=value) is defined with ?= right below its
 # help text, one or more lines of `## text`: `make help` prints them with the default.
 
-## the interpreter the venv is made from (needs a shared libpython; see README)
+## the interpreter the venv is made from (needs a shared libpython; docs/INSTALL.md)
 PYTHON ?= python3
 ## where Caffe's source comes from: auto (Debian, falling back to PyPI), debian or pypi
 CAFFE_SOURCE ?= auto
@@ -31,7 +31,8 @@ SYNTH_FLAGS ?=
 ## the Human3.6M root `make lmdb` reads (default: the synthetic one)
 H36M_ROOT ?= $(SYNTH_ROOT)
 ## the actions, one or several, e.g. ACTIONS=Walking or ACTIONS="Eating Walking": one model
-## per action as in the paper, or one over several (empty: all)
+## per action as in the paper, or one over several (empty: all); `make table1`: the actions
+## of its models, one each (empty: the 15), or ACTIONS=all for one all-actions model
 ACTIONS ?=
 empty :=
 space := $(empty) $(empty)
@@ -60,10 +61,12 @@ REAL_MOTION_LMDB ?= data/lmdb/real-motion-h36m
 REAL_MOTION_FRAMES ?= 150
 ## the Table 2 variant of `make solver` and `make train`: baseline, multi-reg, 2d-cls or full
 VARIANT ?= full
-## the schedule of `make solver`, `make train` and `make ablation`: paper or demo
+## the schedule of `make solver` and `make train` (config.SCHEDULES: paper, demo or ablation);
+## `make ablation` takes the ablation schedule unless SCHEDULE is given
 SCHEDULE ?= paper
 ## GPUs for demo, train, solver and evaluate (the first one), e.g. GPUS=0, or GPUS=0,1,2,3
-## for Caffe's NCCL across several (needs `make setup CAFFE_DEVICE=gpu`); empty: the CPU
+## for Caffe's NCCL across several (needs `make setup CAFFE_DEVICE=gpu`); empty: the CPU;
+## for table1 and ablation a queue: one run per GPU at a time until the list is done
 GPUS ?=
 comma := ,
 GPU_LIST := $(subst $(comma),$(space),$(strip $(GPUS)))
@@ -82,10 +85,35 @@ GPU_CHECK_FLAGS ?=
 TORCH_WHEELS ?=
 # `make ablation`: the actions of the paper's Table 2 unless ACTIONS names others
 TABLE2_ACTIONS := Discussion Eating Greeting Phoning Photo Walking
+ABLATION_SCHEDULE = $(if $(filter command line environment,$(origin SCHEDULE)),$(SCHEDULE),ablation)
 ## `make ablation SEEDS=3`: every variant trained with 3 seeds (seed s: the config's
 ## random_seed and data_seed plus s, alike for all variants), means, 95% intervals, paired
 ## differences; runs in runs/ablation-<schedule>/seed<s>/<variant>/
 SEEDS ?= 1
+## SLURM=1: `make table1` and `make ablation` submit the runs that have not finished as a
+## Slurm job array (one task per run) and the table as a job after it, instead of training
+SLURM ?=
+## SLURM=1: GPUs per array task (0: the CPU)
+SLURM_GPUS_PER_TASK ?= 1
+## SLURM=1: CPU cores per array task (the data loader's workers)
+SLURM_CPUS_PER_TASK ?= 8
+## SLURM=1: time limit per array task, enough for one run ([days-]hours:minutes:seconds)
+SLURM_TIME ?= 4:00:00
+## SLURM=1: array tasks running at once (empty: as many as Slurm gives)
+SLURM_MAX_RUNNING ?=
+## SLURM=1: more sbatch options for both jobs (the partition, the account, the rest), e.g.
+## SLURM_FLAGS="--partition=gpu --account=proj --mem=64G"
+SLURM_FLAGS ?=
+# how table1 and ablation carry out their run lists: here (one run after another on the CPU,
+# or a queue over GPUS), or as a Slurm job array
+SLURM_ON := $(filter-out 0 no false,$(strip $(SLURM)))
+SLURM_ARGS = --slurm --slurm-gpus $(SLURM_GPUS_PER_TASK) --slurm-cpus $(SLURM_CPUS_PER_TASK) \
+  --slurm-time $(SLURM_TIME) $(if $(SLURM_MAX_RUNNING),--slurm-max-running $(SLURM_MAX_RUNNING)) \
+  $(if $(strip $(SLURM_FLAGS)),--slurm-flags="$(strip $(SLURM_FLAGS))")
+EXPERIMENT_FLAGS = $(if $(SLURM_ON),$(SLURM_ARGS),$(if $(GPUS),--gpus $(GPUS))) $(QUIET_FLAG)
+# `make table1`: ACTIONS=all trains one model on the all-actions LMDB, in a folder of its own
+TABLE1_ALL = $(filter all,$(ACTIONS))
+TABLE1_OUT = runs/table1-$(VARIANT)-$(SCHEDULE)$(if $(TABLE1_ALL),-all)
 
 # a target's own make of another target ($(MAKE) $(SUBMAKE) target): setup has run once
 # already (SETUP_DONE=1 on the command line skips it; the environment's value does not count)
@@ -93,7 +121,7 @@ SUBMAKE := --no-print-directory SETUP_DONE=1
 SKIP_SETUP := $(if $(filter command line,$(origin SETUP_DONE)),$(SETUP_DONE))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-caffe test-project fault-sweep demo real-motion smoke train evaluate report ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
+.PHONY: help setup test test-caffe test-project fault-sweep demo real-motion smoke train evaluate report table1 ablation bench gpu-bundle gpu-check synth synth-sheet lmdb bench-data prototxt solver clean
 
 # the targets from their `## ` help text, then the ?= variables from the `## ` lines above them
 help:  ## list the targets, then the variables with their defaults
@@ -179,11 +207,20 @@ evaluate: setup  ## MPJPE per action (Table 1 layout) of RUN's latest snapshot o
 report: setup  ## figures of an evaluated RUN: Fig. 4, Fig. 5, MPJPE bars (RUN/figures)
 	$(VPY) tools/report.py --run "$(RUN)"
 
-ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default: Table 2's six), SEEDS times each
+table1: setup  ## Table 1: VARIANT trained once per action (ACTIONS; the 15), each on its own LMDB (built if missing), or ACTIONS=all: one model; here, over GPUS, or SLURM=1
+	@for action in $(if $(TABLE1_ALL),all,$(or $(strip $(ACTIONS)),$$($(VPY) -c \
+	  'from data_prep.h36m import ACTIONS; print(*ACTIONS)'))); do \
+	  $(MAKE) $(SUBMAKE) lmdb ACTIONS="$$([ "$$action" = all ] || echo "$$action")" || exit 1; \
+	done
+	$(VPY) tools/table1.py --variant $(VARIANT) --schedule $(SCHEDULE) \
+	  --lmdb-prefix "data/lmdb/$(H36M_NAME)" --out "$(TABLE1_OUT)" \
+	  $(if $(strip $(ACTIONS)),--actions $(ACTIONS)) $(EXPERIMENT_FLAGS)
+
+ablation: setup  ## Table 2: the four variants trained alike on ACTIONS (default: Table 2's six), SEEDS times each; here, over GPUS, or SLURM=1
 	$(MAKE) $(SUBMAKE) lmdb ACTIONS="$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS))"
-	$(VPY) tools/ablation.py --schedule $(SCHEDULE) \
+	$(VPY) tools/ablation.py --schedule $(ABLATION_SCHEDULE) \
 	  --lmdb "data/lmdb/$(H36M_NAME)-$(subst $(space),-,$(or $(strip $(ACTIONS)),$(TABLE2_ACTIONS)))" \
-	  --out runs/ablation-$(SCHEDULE) --seeds $(SEEDS) $(QUIET_FLAG)
+	  --out runs/ablation-$(ABLATION_SCHEDULE) --seeds $(SEEDS) $(EXPERIMENT_FLAGS)
 
 prototxt: setup  ## regenerate the committed network prototxt (prototxt/<variant>/*.prototxt)
 	$(VPY) prototxt/pose_net.py

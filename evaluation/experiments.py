@@ -1,32 +1,46 @@
-"""Experiments that train, evaluate and draw in one go: the demo and Table 2's ablation.
+"""Experiments that train, evaluate and draw: the demo, and the tables as lists of runs.
 
-    demo(run, cfg, variant, dataset_dir, gpus)           train, evaluate, draw; the summary lines
-    ablation(out, cfg, dataset_dir, variants, seeds=N)   Table 2: every variant trained alike
+    demo(run, cfg, variant, dataset_dir, gpus)             train, evaluate, draw; summary lines
+    ablation_experiment(out, cfg, dataset_dir, variants, seeds=N)   Table 2's run list
+    table1_experiment(...) (evaluation/table1.py)          Table 1's run list
+    carry_out(experiment, gpus=..., slurm=...)             train the list, then its table
+    train_and_evaluate(run, gpus)                          one run's whole job (a queue task)
+    summarize(out)                                         the table of whatever has finished
+
+A table is a list of runs (evaluation/queue.py): carry_out writes it to <out>/runs.json, then
+trains and evaluates its runs here on the CPU one after another, over a machine's GPUs one
+run per GPU at a time (the queue), or as a Slurm job array (evaluation/slurm.py); the table is
+built from the runs that have finished, and the missing ones are named (MISSING lines). The
+run folders make every step safe to stop and run again: a run resumes from its newest
+snapshot, a finished run is left alone, and its results are not computed twice.
 
 Ablation: every variant (baseline, multi-reg, 2d-cls, full; section 5) is trained with the same
-configuration and schedule once per seed, into <out>/seed<s>/<variant>/ (an interrupted
-ablation resumes where it stopped), then evaluated on the test split. Seed index s (0 to N-1)
-trains every variant with random_seed = R + s and data_seed = D + s, R and D being the
-configuration's (1 and 0 unless --set changes them): the variants of one seed see the same
-batches in the same order (the data layer's batches depend only on data_seed), and the layers
-they share ahead of their differences (the convolutions, the 2D branch, fc1_3D) start from the
-same random weights (Caffe draws them in net order from random_seed). One seed trains exactly
-as the ablation did before seeds, one folder deeper (seed0/); an ablation folder of that
-earlier layout (<out>/<variant>/) is refused, naming the move that keeps its runs as seed 0's.
+configuration and schedule once per seed, into <out>/seed<s>/<variant>/, seed by seed in the
+list (an interruption leaves whole seeds behind it), then evaluated on the test split. Seed
+index s (0 to N-1) trains every variant with random_seed = R + s and data_seed = D + s, R and D
+being the configuration's (1 and 0 unless --set changes them): the variants of one seed see
+the same batches in the same order (the data layer's batches depend only on data_seed), and
+the layers they share ahead of their differences (the convolutions, the 2D branch, fc1_3D)
+start from the same random weights (Caffe draws them in net order from random_seed). One seed
+trains exactly as the ablation did before seeds, one folder deeper (seed0/); an ablation
+folder of that earlier layout (<out>/<variant>/) is refused, naming the move that keeps its
+runs as seed 0's.
 
 Writes <out>/table2.json and table2.csv: MPJPE in mm per action and action-wise average, the
 mean over the seeds, beside the mean-pose baseline and the paper's Table 2 (its results on real
 Human3.6M); then each variant's action-wise MPJPE over the seeds (mean, 95% Student's t
 interval) and the differences paired by seed (full - multi-reg and 2d-cls - baseline, the
 paper's claims that the 2D classification path helps, and full - baseline) with their
-intervals and whether these leave out zero (evaluation/statistics.py). Draws <out>/figures/:
-Fig. 4 and Fig. 5 for seed 0's multi-reg (without 2D-cls) against full (with 2D-cls), the
-comparison of section 5, the mean MPJPE bars of all variants (table2.png) and the means and
-differences with their intervals (table2_seeds.png).
+intervals and whether these leave out zero (evaluation/statistics.py). A table of some runs
+only takes the mean over the seeds each variant has finished, and pairs only the seeds both
+variants have. Draws <out>/figures/: Fig. 4 and Fig. 5 for seed 0's multi-reg (without 2D-cls)
+against full (with 2D-cls), the comparison of section 5, the mean MPJPE bars of all variants
+(table2.png) and the means and differences with their intervals (table2_seeds.png).
 """
 import csv
 import json
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -37,9 +51,15 @@ from built_folders import is_built
 from evaluation.evaluate import evaluate_run, results_folder, results_text, write_results
 from evaluation.figures import action_bars_figure, save_figure
 from evaluation.metrics import PAPER_TABLE2
+from evaluation.queue import (Experiment, QueueError, Run, collect, evaluated_results,
+                              read_experiment, run_in_process, run_on_gpus, run_state,
+                              write_experiment)
 from evaluation.report import draw_report
+from evaluation.slurm import submit
 from evaluation.statistics import CONFIDENCE, mean_interval, paired_difference
+from evaluation.table1 import table1_summary
 from prototxt.pose_net import VARIANTS
+from solver.devices import use_device
 from solver.run_folder import RunError
 from solver.training import train
 
@@ -123,46 +143,59 @@ def check_layout(out):
                        "resumes them there), or choose another --out")
 
 
-def run_ablation(out, cfg, lmdb_dir, variants, seeds=1, batch_size=16, quiet=False):
-    """Train and evaluate every variant once per seed index, seed by seed (an interruption
-    leaves whole seeds behind it); returns [{variant: evaluate_run's results}] by seed index."""
+def ablation_experiment(out, cfg, lmdb_dir, variants, seeds=1, schedule=None):
+    """Table 2's run list: every variant once per seed index (seed_configs), seed by seed,
+    in <out>/seed<s>/<variant>/; RunError for a folder of the layout before seeds, and
+    ConfigError for a seed out of range, before anything is written."""
     check_layout(out)
     configs = seed_configs(cfg, seeds)
-    per_seed = []
-    for index, seed_cfg in enumerate(configs):
-        results = {}
-        for variant in variants:
-            run = seed_folder(out, index) / variant
-            print(f"ablation: seed {index + 1} of {seeds} (random_seed {seed_cfg.random_seed}, "
-                  f"data_seed {seed_cfg.data_seed}): {variant}: training in {run}", flush=True)
-            folder = train(run, seed_cfg, variant, lmdb_dir, quiet=quiet)
-            print(f"ablation: seed {index + 1} of {seeds}: {variant}: evaluating", flush=True)
-            results[variant], poses = evaluate_run(folder, batch_size=batch_size, quiet=quiet)
-            write_results(results[variant], folder.path, poses)
-        per_seed.append(results)
-    return per_seed
+    runs = tuple(
+        Run(name=f"seed{index}/{variant}",
+            title=f"seed {index + 1} of {seeds} (random_seed {seed_cfg.random_seed}, data_seed "
+                  f"{seed_cfg.data_seed}): {variant}",
+            folder=seed_folder(out, index) / variant, variant=variant, lmdb=Path(lmdb_dir),
+            config=seed_cfg.to_dict(), labels={"seed": index, "variant": variant})
+        for index, seed_cfg in enumerate(configs) for variant in variants)
+    settings = {"variants": list(variants), "schedule": schedule,
+                "seeds": seed_record(configs, out), "seed_rule": seed_rule(cfg)}
+    return Experiment(Path(out), "table2", runs, settings)
 
 
 def mean_table(tables):
-    """The mean over seeds of table2's tables (one per seed), cell by cell."""
-    return {variant: {column: float(np.mean([table[variant][column] for table in tables]))
-                      for column in row}
-            for variant, row in tables[0].items()}
+    """The mean over seeds of table2's tables (one per seed), cell by cell, each variant's
+    over the seeds whose table holds it."""
+    variants = dict.fromkeys(variant for table in tables for variant in table)
+    means = {}
+    for variant in variants:
+        rows = [table[variant] for table in tables if variant in table]
+        means[variant] = {column: float(np.mean([row[column] for row in rows]))
+                          for column in rows[0]}
+    return means
 
 
 def seed_statistics(per_seed, confidence=CONFIDENCE):
     """{"action_wise": {variant: mean_interval over the seeds}, "differences": {"a - b":
-    paired_difference with "first" and "second"}} of run_ablation's results, the differences
-    of PAIRED_DIFFERENCES whose two variants were trained."""
-    variants = list(per_seed[0])
-    values = {v: [results[v]["mpjpe"]["action_wise"] for results in per_seed] for v in variants}
-    differences = {f"{first} - {second}": {**paired_difference(values[first], values[second],
-                                                               confidence),
-                                           "first": first, "second": second}
-                   for first, second in PAIRED_DIFFERENCES if {first, second} <= set(values)}
-    return {"confidence": confidence,
-            "action_wise": {v: mean_interval(values[v], confidence) for v in variants},
-            "differences": differences}
+    paired_difference with "first" and "second"}} of the results by seed index ([{variant:
+    evaluate_run's results}]), the differences of PAIRED_DIFFERENCES whose two variants were
+    trained. Each summary names the seed indices of its values ("seed_indices"): a variant's
+    finished seeds, and for a difference the seeds both variants have finished."""
+    variants = list(dict.fromkeys(v for results in per_seed for v in results))
+
+    def by_seed(*names):
+        seeds = [s for s, results in enumerate(per_seed) if all(n in results for n in names)]
+        return seeds, [[per_seed[s][n]["mpjpe"]["action_wise"] for s in seeds] for n in names]
+
+    action_wise, differences = {}, {}
+    for variant in variants:
+        seeds, (values,) = by_seed(variant)
+        action_wise[variant] = {**mean_interval(values, confidence), "seed_indices": seeds}
+    for first, second in PAIRED_DIFFERENCES:
+        seeds, (firsts, seconds) = by_seed(first, second)
+        if seeds:
+            differences[f"{first} - {second}"] = {
+                **paired_difference(firsts, seconds, confidence), "first": first,
+                "second": second, "seed_indices": seeds}
+    return {"confidence": confidence, "action_wise": action_wise, "differences": differences}
 
 
 def _interval_text(summary):
@@ -266,7 +299,13 @@ def _write_interval_rows(writer, statistics):
         writer.writerow([name, summary["count"], cell(summary["mean"]), cell(summary["sd"]),
                          cell(summary["low"]), cell(summary["high"]),
                          "" if excluded is None else str(excluded).lower(),
-                         *(cell(v) for v in summary["values"])])
+                         *_by_seed_column(summary, seeds, cell)])
+
+
+def _by_seed_column(summary, seeds, cell):
+    """A summary's values in the columns of their seeds, "" where a seed has none."""
+    values = dict(zip(summary.get("seed_indices", range(seeds)), summary["values"], strict=True))
+    return [cell(values.get(seed)) for seed in range(seeds)]
 
 
 def seed_intervals_figure(statistics):
@@ -283,7 +322,8 @@ def seed_intervals_figure(statistics):
             error = None if summary["half_width"] is None else [[summary["half_width"]]] * 2
             ax.errorbar([position], [summary["mean"]], yerr=error, fmt="o", capsize=6,
                         color=f"C{position}", markersize=7)
-            ax.plot([position] * count, summary["values"], ".", color="grey", alpha=0.7)
+            ax.plot([position] * len(summary["values"]), summary["values"], ".",
+                    color="grey", alpha=0.7)
         ax.set_xticks(range(len(summaries)))
         ax.set_xticklabels(list(summaries), rotation=20, ha="right", rotation_mode="anchor")
         ax.set_xlim(-0.6, max(len(summaries), 1) - 0.4)
@@ -299,27 +339,34 @@ def seed_intervals_figure(statistics):
     return figure
 
 
-def ablation(out, cfg, lmdb_dir, variants, quiet=False, seeds=1):
-    """Table 2 for the variants over `seeds` seed indices; returns the lines to print (the
-    mean table, the intervals and paired differences, then the files)."""
-    configs = seed_configs(cfg, seeds)   # refuses a seed out of range before any training
-    per_seed = run_ablation(out, cfg, lmdb_dir, variants, seeds, quiet=quiet)
-    tables = [table2(results) for results in per_seed]
+def table2_summary(experiment, results):
+    """Table 2 of the finished runs' results ({run name: evaluate_run's results}): its files
+    written, the lines to print (the mean table, the intervals and paired differences, then
+    the files), and {} (every finished run has its place in the table)."""
+    out, settings = Path(experiment.out), experiment.settings
+    seeds = len(settings["seeds"])
+    per_seed = [{} for _ in range(seeds)]
+    for run in experiment.runs:
+        if run.name in results:
+            per_seed[run.labels["seed"]][run.labels["variant"]] = results[run.name]
+    tables = [table2(found) for found in per_seed]
     table = mean_table(tables)
     statistics = seed_statistics(per_seed)
-    statistics.update(seeds=seed_record(configs, out), rule=seed_rule(cfg))
-    first = per_seed[0][variants[0]]
+    statistics.update(seeds=settings["seeds"], rule=settings["seed_rule"])
+    first = next(found for by_variant in per_seed for found in by_variant.values())
     baseline_row = dict(first["mean_pose_mpjpe"]["per_action"],
                         Average=first["mean_pose_mpjpe"]["action_wise"])
     protocol = first["protocol"]
     write_table2(table, baseline_row, out, protocol, statistics, tables)
     paths = {}
-    if all(v in variants for v in FIGURE_PAIR.values()):
+    if all(v in per_seed[0] for v in FIGURE_PAIR.values()):
         paths = draw_report({label: seed_folder(out, 0) / v for label, v in FIGURE_PAIR.items()},
                             out / "figures")
     series = [(f"{v} ({TABLE2_ROWS[v]})", table[v]) for v in table]
     series.append(("mean pose (baseline)", baseline_row))
     over = f"mean over {seeds} seeds" if seeds > 1 else "one seed"
+    if len(results) < len(experiment.runs):
+        over += ", of the runs that have finished"
     paths["table2"] = save_figure(
         action_bars_figure(series, title=f"Table 2: MPJPE per variant ({over})"),
         out / "figures" / "table2.png")
@@ -332,7 +379,100 @@ def ablation(out, cfg, lmdb_dir, variants, quiet=False, seeds=1):
             format_seed_statistics(statistics),
             f"ablation: tables in {out / 'table2.json'} and table2.csv"
             + ("; Fig. 4 and Fig. 5 of seed 0's runs" if "fig4" in paths else ""),
-            *(f"ablation: {name} {path}" for name, path in paths.items())]
+            *(f"ablation: {name} {path}" for name, path in paths.items())], {}
+
+
+# the summary of each kind of run list (Experiment.table)
+SUMMARIES = {"table1": table1_summary, "table2": table2_summary}
+
+
+def train_and_evaluate(run, gpus=(), quiet=False, batch_size=16):
+    """One run's whole job: train it to its end (resuming; a finished run is left alone),
+    then evaluate it on its test split on the first of gpus (() = the CPU) unless its
+    results.json is of its final weights already; returns evaluate_run's results."""
+    folder = train(run.folder, run.cfg(), run.variant, run.lmdb, gpus, quiet=quiet)
+    results = evaluated_results(folder)
+    if results is None:
+        if gpus:
+            use_device(gpus[0])
+        print(f"evaluate: {run.name} on its test split", flush=True)
+        # the bar, rewritten in place in a terminal, would be a line per update in a file
+        # (the queue's log of the run, a Slurm task's output)
+        bar = not quiet and sys.stderr.isatty()
+        results, poses = evaluate_run(folder, batch_size=batch_size, quiet=not bar)
+        write_results(results, folder.path, poses)
+    return results
+
+
+def summary(experiment, results, missing):
+    """The table of the finished runs ({run name: results}) and a MISSING line per run that
+    is not in it ({run name: why}, with any that the table finds unusable); returns (the
+    lines to print, whether every run is in the table)."""
+    if experiment.table not in SUMMARIES:
+        raise QueueError(f"{experiment.list_path}: no table is built of a list of "
+                         f"{experiment.table!r} (known: {', '.join(SUMMARIES)})")
+    missing, lines = dict(missing), []
+    if results:
+        table_lines, unusable = SUMMARIES[experiment.table](experiment, results)
+        lines += table_lines
+        missing.update(unusable)
+    lines += [f"MISSING {run.name}: {missing[run.name]}" for run in experiment.runs
+              if run.name in missing]
+    if missing:
+        counted = len(experiment.runs) - len(missing)
+        lines.append(f"summary: {counted} of {len(experiment.runs)} runs in the table, "
+                     f"{len(missing)} missing (MISSING lines); the same command again trains "
+                     "them, and `python tools/experiment.py summary "
+                     f"{experiment.out}` builds the table anew")
+    return lines, not missing
+
+
+def report(lines, complete):
+    """Print a summary's lines; 0 when every run is in the table, else 1 after a one-line
+    error (the MISSING lines above it name the runs)."""
+    print("\n".join(lines), flush=True)
+    if complete:
+        return 0
+    print("error: not every run has finished (MISSING lines above): the table holds those "
+          "that have, if any; the same command again trains the others", file=sys.stderr)
+    return 1
+
+
+def summarize(out):
+    """summary() of the run list in `out` from its run folders as they are now."""
+    experiment = read_experiment(out)
+    return summary(experiment, *collect(experiment))
+
+
+def not_finished(experiment):
+    """The indices of the runs that have not finished and been evaluated."""
+    return [index for index, run in enumerate(experiment.runs) if not run_state(run).done]
+
+
+def carry_out(experiment, gpus=(), fake_gpus=False, slurm=None, quiet=False):
+    """Write the run list and carry it out: with slurm (SlurmOptions) submit the runs that
+    have not finished as a job array, and the table as a job after it; with gpus the queue,
+    one run per GPU at a time (fake_gpus: each on the CPU all the same); else every run here,
+    on the CPU, one after another. Then the table of what has finished. Returns (the lines
+    to print, whether every run is in the table; True for a submission)."""
+    write_experiment(experiment)
+    if slurm is not None or gpus:
+        indices = not_finished(experiment)
+        done = len(experiment.runs) - len(indices)
+        if done:
+            print(f"{experiment.table}: {done} of {len(experiment.runs)} runs have finished "
+                  "already", flush=True)
+        if slurm is not None and indices:
+            return submit(experiment, indices, slurm), True
+        failures = (run_on_gpus(experiment, indices, gpus, fake_gpus, quiet)
+                    if indices and gpus else {})
+        results, missing = collect(experiment)
+        missing.update({name: f"failed: {why}" for name, why in failures.items()})
+        return summary(experiment, results, missing)
+    results, failures = run_in_process(
+        experiment.runs, lambda run: train_and_evaluate(run, quiet=quiet), experiment.table)
+    return summary(experiment, results,
+                   {name: f"failed: {why}" for name, why in failures.items()})
 
 
 def demo(run, cfg, variant, lmdb_dir, gpus=(), quiet=False, real_lmdb=None):

@@ -179,6 +179,22 @@ def summarize(errors, actions):
     }
 
 
+def combine_actions(parts):
+    """One summary in summarize's layout from {action: a summary that holds that action},
+    each action's mean and frame count taken from its own part (Table 1 of one model per
+    action; one model's summary for every action gives its own values again)."""
+    order = _action_order(list(parts))
+    per_action = {a: float(parts[a]["per_action"][a]) for a in order}
+    frames = {a: int(parts[a]["frames"][a]) for a in order}
+    total = sum(frames.values())
+    return {
+        "per_action": per_action,
+        "frame_weighted": sum(per_action[a] * frames[a] for a in order) / total,
+        "action_wise": float(np.mean(list(per_action.values()))),
+        "frames": frames,
+    }
+
+
 def format_table1(summary, baseline_summary=None, baselines=None):
     """A text table in the layout of the paper's Table 1: one line per action
     "MPJPE <action> <ours> [<baselines>...] <paper> <frames>", then the frame-weighted and

@@ -63,11 +63,14 @@ def missing_debian_packages(packages):
     return [p for p in packages if p not in installed]
 
 
-def ensure_debian_packages(logs, skip):
-    packages = read_list(SETUP_DIR / "apt-packages.txt")
+def ensure_debian_packages(logs, skip, packages=None, what="build"):
+    """apt-get install those of `packages` (default: setup/apt-packages.txt's, Caffe's build
+    packages) that are missing; SetupError with the command to run where that cannot be done
+    (skip, or neither root nor sudo). `what` names them in the progress lines."""
+    packages = read_list(SETUP_DIR / "apt-packages.txt") if packages is None else list(packages)
     missing = missing_debian_packages(packages)
     if not missing:
-        log(f"apt: all {len(packages)} build packages present")
+        log(f"apt: all {len(packages)} {what} packages present")
         return
     if skip:
         raise SetupError(f"missing Debian packages: {' '.join(missing)}\n"

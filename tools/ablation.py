@@ -2,14 +2,21 @@
 """Table 2: train the four variants identically, evaluate each and print the comparison.
 
     python tools/ablation.py --lmdb data/lmdb/synth-h36m-Discussion-...-Walking \
-        --schedule demo --out runs/ablation-demo --seeds 3
+        --schedule demo --out runs/ablation-demo --seeds 3 [--gpus 0,1,2,3 | --slurm ...]
 
 With --seeds N every variant trains N times, into <out>/seed<s>/<variant>/; seed index s gives
 every variant random_seed R + s and data_seed D + s (R and D: the configuration's), so that the
 variants of one seed see the same batches; printed: the mean over the seeds, 95% intervals and
 the differences paired by seed.
 
-What it trains, writes and draws: evaluation/experiments.py.
+The ablation is a list of runs (<out>/runs.json), trained here one after another on the CPU,
+with --gpus one per GPU at a time (a queue, each run's output on lines of its own), or with
+--slurm as a Slurm job array with the table as a job after it. The table is built from the
+runs that have finished; a MISSING line names each other one, and the exit status is then 1.
+Running the command again resumes what was stopped and leaves finished runs alone.
+
+What it trains, writes and draws: evaluation/experiments.py; the queue: evaluation/queue.py;
+the Slurm scripts: evaluation/slurm.py.
 """
 import argparse
 import sys
@@ -17,11 +24,17 @@ from pathlib import Path
 
 from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
 from evaluation.evaluate import EvaluationError
-from evaluation.experiments import ablation, seed_configs
+from evaluation.experiments import ablation_experiment, carry_out, report, seed_configs
+from evaluation.queue import add_queue_arguments, queue_gpus
 from evaluation.report import ReportError
+from evaluation.slurm import SlurmError, add_slurm_arguments, slurm_options
 from prototxt.pose_net import VARIANTS
 from solver.caffe_cli import CaffeError, quiet_caffe_log
+from solver.devices import DeviceError
 from solver.run_folder import RunError
+from solver.training import StoppedEarly
+
+INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2)
 
 
 def seed_count(text):
@@ -39,8 +52,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lmdb", type=Path, required=True,
                         help="dataset folder of `make lmdb` (for Table 2: its six actions)")
-    parser.add_argument("--schedule", default="demo", choices=list(SCHEDULES),
-                        help="paper (section 4) or demo (short, two CPU cores); "
+    parser.add_argument("--schedule", default="ablation", choices=list(SCHEDULES),
+                        help="config.SCHEDULES: paper (section 4), demo (short, two CPU cores) or "
+                             "ablation (Table 2 with seeds on two CPU cores); "
                              "default: %(default)s")
     parser.add_argument("--out", type=Path,
                         help="ablation folder (default: runs/ablation-<schedule>)")
@@ -52,26 +66,38 @@ def main(argv=None):
                              "paired differences over them (default: %(default)s)")
     add_config_arguments(parser, "config overrides after the schedule's, the same for every "
                          "variant")
+    add_queue_arguments(parser)
+    add_slurm_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     out = args.out or Path("runs") / f"ablation-{args.schedule}"
     try:
         cfg = schedule_config(args.schedule, args.config, args.set)
-    except ConfigError as err:
+        slurm = slurm_options(args)
+    except (ConfigError, ValueError) as err:
         parser.error(str(err))
+    if slurm is not None and args.gpus:
+        parser.error("--gpus and --slurm exclude each other (Slurm gives each task its GPUs: "
+                     "--slurm-gpus)")
     try:
         seed_configs(cfg, args.seeds)   # every seed's config valid before any training
     except ConfigError as err:
         parser.error(f"--seeds {args.seeds}: {err}")
     quiet_caffe_log()
     try:
-        lines = ablation(out, cfg, args.lmdb, list(dict.fromkeys(args.variants)), args.quiet,
-                         seeds=args.seeds)
-    except (CaffeError, EvaluationError, ReportError, RunError, ValueError) as err:
+        gpus = queue_gpus(args)
+        experiment = ablation_experiment(out, cfg, args.lmdb, list(dict.fromkeys(args.variants)),
+                                         args.seeds, args.schedule)
+        lines, complete = carry_out(experiment, gpus, args.fake_gpus, slurm, args.quiet)
+    except (StoppedEarly, KeyboardInterrupt):
+        print("error: interrupted; the same command again resumes each run from its newest "
+              "snapshot", file=sys.stderr)
+        return INTERRUPTED
+    except (CaffeError, DeviceError, EvaluationError, ReportError, RunError, SlurmError,
+            ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print("\n".join(lines))
-    return 0
+    return report(lines, complete)
 
 
 if __name__ == "__main__":

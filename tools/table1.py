@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Table 1: one variant's MPJPE per action, one model per action as in the paper, or one model
+for all actions.
+
+    python tools/table1.py --lmdb-prefix data/lmdb/synth-h36m [--actions Eating Walking | all]
+        [--variant full] [--schedule paper] [--out DIR] [--gpus 0,1,2,3 | --slurm ...]
+
+Each action's model trains on the dataset <prefix>-<action> (`make lmdb ACTIONS=<action>`;
+`make table1` builds those missing) in <out>/<action>/, and is evaluated on that dataset's test
+split; with --actions all a single model trains on <prefix> itself (the all-actions dataset) in
+<out>/all/. The table takes each action's row from its model: MPJPE, P-MPJPE, the mean-pose
+baseline and the paper's Table 1 beside them (<out>/table1.json, table1.csv,
+figures/table1.png).
+
+The runs are a list (<out>/runs.json), trained here one after another on the CPU, with --gpus
+one per GPU at a time (a queue), or with --slurm as a Slurm job array with the table as a job
+after it. The table is built from the runs that have finished; a MISSING line names each other
+one, and the exit status is then 1. Running the command again resumes what was stopped and
+leaves finished runs alone.
+
+What it trains and writes: evaluation/table1.py; the queue: evaluation/queue.py; the Slurm
+scripts: evaluation/slurm.py.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
+from data_prep.h36m import ACTIONS
+from evaluation.evaluate import EvaluationError
+from evaluation.experiments import carry_out, report
+from evaluation.queue import add_queue_arguments, queue_gpus
+from evaluation.slurm import SlurmError, add_slurm_arguments, slurm_options
+from evaluation.table1 import ALL_ACTIONS, table1_experiment
+from prototxt.pose_net import VARIANTS
+from solver.caffe_cli import CaffeError, quiet_caffe_log
+from solver.devices import DeviceError
+from solver.run_folder import RunError
+from solver.training import StoppedEarly
+
+INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lmdb-prefix", type=Path, required=True, metavar="PREFIX",
+                        help="the datasets of `make lmdb`: PREFIX-<action> for each action's "
+                             "model (e.g. data/lmdb/synth-h36m for data/lmdb/synth-h36m-Walking),"
+                             " PREFIX itself for --actions all")
+    parser.add_argument("--actions", nargs="+", default=list(ACTIONS), metavar="ACTION",
+                        choices=[*ACTIONS, ALL_ACTIONS],
+                        help="the actions, one model each (default: the 15 of Human3.6M), or "
+                             "`all` for one model of all actions")
+    parser.add_argument("--variant", default="full", choices=list(VARIANTS),
+                        help="Table 2 variant (default: %(default)s, the paper's model)")
+    parser.add_argument("--schedule", default="paper", choices=list(SCHEDULES),
+                        help="config.SCHEDULES: paper (section 4), demo (short, two CPU cores) or "
+                             "ablation (shorter than the paper's, for two CPU cores); default: "
+                             "%(default)s")
+    parser.add_argument("--out", type=Path,
+                        help="folder of the runs and the table (default: "
+                             "runs/table1-<variant>-<schedule>, with -all for --actions all)")
+    add_config_arguments(parser, "config overrides after the schedule's, the same for every "
+                         "action's model")
+    add_queue_arguments(parser)
+    add_slurm_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+    if ALL_ACTIONS in args.actions and len(args.actions) > 1:
+        parser.error("--actions all stands alone: one model of all actions")
+    everything = args.actions == [ALL_ACTIONS]
+    out = args.out or Path("runs") / (f"table1-{args.variant}-{args.schedule}"
+                                      + ("-all" if everything else ""))
+    try:
+        cfg = schedule_config(args.schedule, args.config, args.set)
+        slurm = slurm_options(args)
+    except (ConfigError, ValueError) as err:
+        parser.error(str(err))
+    if slurm is not None and args.gpus:
+        parser.error("--gpus and --slurm exclude each other (Slurm gives each task its GPUs: "
+                     "--slurm-gpus)")
+    quiet_caffe_log()
+    try:
+        gpus = queue_gpus(args)
+        experiment = table1_experiment(out, cfg, args.variant, args.lmdb_prefix, args.actions,
+                                       args.schedule)
+        lines, complete = carry_out(experiment, gpus, args.fake_gpus, slurm, args.quiet)
+    except (StoppedEarly, KeyboardInterrupt):
+        print("error: interrupted; the same command again resumes each run from its newest "
+              "snapshot", file=sys.stderr)
+        return INTERRUPTED
+    except (CaffeError, DeviceError, EvaluationError, RunError, SlurmError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return report(lines, complete)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,7 @@
     ablation_experiment(out, cfg, dataset_dir, variants, seeds=N)   Table 2's run list
     table1_experiment(...) (evaluation/table1.py)          Table 1's run list
     carry_out(experiment, gpus=..., slurm=...)             train the list, then its table
+    experiment_command(parser, args, make_experiment)      a tool's whole run: exit status
     train_and_evaluate(run, gpus)                          one run's whole job (a queue task)
     summarize(out)                                         the table of whatever has finished
 
@@ -48,20 +49,23 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from built_folders import is_built
-from evaluation.evaluate import evaluate_run, results_folder, results_text, write_results
+from config import ConfigError, schedule_config
+from evaluation.evaluate import (EvaluationError, evaluate_run, results_folder, results_text,
+                                 write_results)
 from evaluation.figures import action_bars_figure, save_figure
 from evaluation.metrics import PAPER_TABLE2
 from evaluation.queue import (Experiment, QueueError, Run, collect, evaluated_results,
-                              read_experiment, run_in_process, run_on_gpus, run_state,
-                              write_experiment)
-from evaluation.report import draw_report
-from evaluation.slurm import submit
+                              queue_gpus, read_experiment, run_in_process, run_on_gpus,
+                              run_state, write_experiment)
+from evaluation.report import ReportError, draw_report
+from evaluation.slurm import SlurmError, slurm_options, submit
 from evaluation.statistics import CONFIDENCE, mean_interval, paired_difference
 from evaluation.table1 import table1_summary
 from prototxt.pose_net import VARIANTS
-from solver.devices import use_device
+from solver.caffe_cli import CaffeError, quiet_caffe_log
+from solver.devices import DeviceError, use_device
 from solver.run_folder import RunError
-from solver.training import train
+from solver.training import StoppedEarly, train
 
 # row labels of the paper's Table 2, by variant
 TABLE2_ROWS = {"baseline": "Baseline CNN", "multi-reg": "Multi-reg", "2d-cls": "2D-cls",
@@ -473,6 +477,41 @@ def carry_out(experiment, gpus=(), fake_gpus=False, slurm=None, quiet=False):
         experiment.runs, lambda run: train_and_evaluate(run, quiet=quiet), experiment.table)
     return summary(experiment, results,
                    {name: f"failed: {why}" for name, why in failures.items()})
+
+
+INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2)
+# what a table's command reports in one line before it exits with status 1
+COMMAND_ERRORS = (CaffeError, DeviceError, EvaluationError, QueueError, ReportError, RunError,
+                  SlurmError, ValueError)
+
+
+def experiment_command(parser, args, make_experiment):
+    """The whole of a table's command line (tools/table1.py, tools/ablation.py): the config
+    of args.schedule with args.config and args.set, the Slurm options or the queue's GPUs
+    (exclusive), make_experiment(cfg) -> Experiment, carried out and reported. A bad option
+    is a usage error through parser; returns the exit status: 0 when the table is complete,
+    1 on an error told in one line or a missing run, 130 when interrupted."""
+    try:
+        cfg = schedule_config(args.schedule, args.config, args.set)
+        slurm = slurm_options(args)
+    except (ConfigError, ValueError) as err:
+        parser.error(str(err))
+    if slurm is not None and args.gpus:
+        parser.error("--gpus and --slurm exclude each other (Slurm gives each task its GPUs: "
+                     "--slurm-gpus)")
+    quiet_caffe_log()
+    try:
+        gpus = queue_gpus(args)
+        experiment = make_experiment(cfg)
+        lines, complete = carry_out(experiment, gpus, args.fake_gpus, slurm, args.quiet)
+    except (StoppedEarly, KeyboardInterrupt):
+        print("error: interrupted; the same command again resumes each run from its newest "
+              "snapshot", file=sys.stderr)
+        return INTERRUPTED
+    except COMMAND_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return report(lines, complete)
 
 
 def demo(run, cfg, variant, lmdb_dir, gpus=(), quiet=False, real_lmdb=None):

@@ -22,19 +22,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
-from evaluation.evaluate import EvaluationError
-from evaluation.experiments import ablation_experiment, carry_out, report, seed_configs
-from evaluation.queue import add_queue_arguments, queue_gpus
-from evaluation.report import ReportError
-from evaluation.slurm import SlurmError, add_slurm_arguments, slurm_options
+from config import SCHEDULES, ConfigError, add_config_arguments
+from evaluation.experiments import ablation_experiment, experiment_command, seed_configs
+from evaluation.queue import add_queue_arguments
+from evaluation.slurm import add_slurm_arguments
 from prototxt.pose_net import VARIANTS
-from solver.caffe_cli import CaffeError, quiet_caffe_log
-from solver.devices import DeviceError
-from solver.run_folder import RunError
-from solver.training import StoppedEarly
-
-INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2)
 
 
 def seed_count(text):
@@ -71,33 +63,16 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     out = args.out or Path("runs") / f"ablation-{args.schedule}"
-    try:
-        cfg = schedule_config(args.schedule, args.config, args.set)
-        slurm = slurm_options(args)
-    except (ConfigError, ValueError) as err:
-        parser.error(str(err))
-    if slurm is not None and args.gpus:
-        parser.error("--gpus and --slurm exclude each other (Slurm gives each task its GPUs: "
-                     "--slurm-gpus)")
-    try:
-        seed_configs(cfg, args.seeds)   # every seed's config valid before any training
-    except ConfigError as err:
-        parser.error(f"--seeds {args.seeds}: {err}")
-    quiet_caffe_log()
-    try:
-        gpus = queue_gpus(args)
-        experiment = ablation_experiment(out, cfg, args.lmdb, list(dict.fromkeys(args.variants)),
-                                         args.seeds, args.schedule)
-        lines, complete = carry_out(experiment, gpus, args.fake_gpus, slurm, args.quiet)
-    except (StoppedEarly, KeyboardInterrupt):
-        print("error: interrupted; the same command again resumes each run from its newest "
-              "snapshot", file=sys.stderr)
-        return INTERRUPTED
-    except (CaffeError, DeviceError, EvaluationError, ReportError, RunError, SlurmError,
-            ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return report(lines, complete)
+    variants = list(dict.fromkeys(args.variants))
+
+    def make_experiment(cfg):
+        try:
+            seed_configs(cfg, args.seeds)   # every seed's config valid before any training
+        except ConfigError as err:
+            parser.error(f"--seeds {args.seeds}: {err}")
+        return ablation_experiment(out, cfg, args.lmdb, variants, args.seeds, args.schedule)
+
+    return experiment_command(parser, args, make_experiment)
 
 
 if __name__ == "__main__":

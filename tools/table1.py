@@ -25,20 +25,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
+from config import SCHEDULES, add_config_arguments
 from data_prep.h36m import ACTIONS
-from evaluation.evaluate import EvaluationError
-from evaluation.experiments import carry_out, report
-from evaluation.queue import add_queue_arguments, queue_gpus
-from evaluation.slurm import SlurmError, add_slurm_arguments, slurm_options
+from evaluation.experiments import experiment_command
+from evaluation.queue import add_queue_arguments
+from evaluation.slurm import add_slurm_arguments
 from evaluation.table1 import ALL_ACTIONS, table1_experiment
 from prototxt.pose_net import VARIANTS
-from solver.caffe_cli import CaffeError, quiet_caffe_log
-from solver.devices import DeviceError
-from solver.run_folder import RunError
-from solver.training import StoppedEarly
-
-INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2)
 
 
 def main(argv=None):
@@ -71,28 +64,8 @@ def main(argv=None):
     everything = args.actions == [ALL_ACTIONS]
     out = args.out or Path("runs") / (f"table1-{args.variant}-{args.schedule}"
                                       + ("-all" if everything else ""))
-    try:
-        cfg = schedule_config(args.schedule, args.config, args.set)
-        slurm = slurm_options(args)
-    except (ConfigError, ValueError) as err:
-        parser.error(str(err))
-    if slurm is not None and args.gpus:
-        parser.error("--gpus and --slurm exclude each other (Slurm gives each task its GPUs: "
-                     "--slurm-gpus)")
-    quiet_caffe_log()
-    try:
-        gpus = queue_gpus(args)
-        experiment = table1_experiment(out, cfg, args.variant, args.lmdb_prefix, args.actions,
-                                       args.schedule)
-        lines, complete = carry_out(experiment, gpus, args.fake_gpus, slurm, args.quiet)
-    except (StoppedEarly, KeyboardInterrupt):
-        print("error: interrupted; the same command again resumes each run from its newest "
-              "snapshot", file=sys.stderr)
-        return INTERRUPTED
-    except (CaffeError, DeviceError, EvaluationError, RunError, SlurmError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return report(lines, complete)
+    return experiment_command(parser, args, lambda cfg: table1_experiment(
+        out, cfg, args.variant, args.lmdb_prefix, args.actions, args.schedule))
 
 
 if __name__ == "__main__":

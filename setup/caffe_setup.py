@@ -6,11 +6,14 @@
 1. the Debian packages of setup/apt-packages.txt (apt-get installs only the missing ones);
 2. the virtual environment with setup/requirements.txt (reinstalled when that file changes);
 3. Caffe, from a build cache keyed by source version, patches, CMake flags, Python, numpy,
-   toolchain and the OpenBLAS core chosen for this processor (setup/blas_kernel.py).  On a miss the source is fetched and verified, patched with
-   setup/patches/<source>/*.patch, built with CMake and installed into the cache by an atomic
-   rename, so an interrupted build never leaves a half entry behind;
+   toolchain and the OpenBLAS core chosen for this processor (setup/blas_kernel.py). On a
+   miss the source is fetched and verified, patched with setup/patches/<source>/*.patch,
+   built with CMake and installed into the cache by an atomic rename, so an interrupted build
+   never leaves a half entry behind;
 4. the venv wired to that build: a .pth file puts pycaffe and the project root on sys.path, and
-   bin/caffe runs Caffe's command-line tool with the venv's Python for Python layers.
+   bin/caffe runs Caffe's command-line tool with the venv's Python for Python layers;
+5. for a GPU build, CuPy in the venv (setup/cuda_toolkit.py's CUPY), with which the Python
+   layers compute on the device.
 
 Device (--device): `cpu` builds Caffe CPU_ONLY; `gpu` builds it with CUDA, cuDNN and NCCL
 (setup/cuda_toolkit.py: the toolkit, the architectures, the libraries from the system or from
@@ -402,6 +405,27 @@ def wire_venv(venv, info, entry, logs):
         f"layers), {wrapper} is Caffe's tool")
 
 
+def ensure_cupy(python, cuda, logs):
+    """CuPy in the venv of a GPU build (cuda_toolkit.CUPY for its CUDA major), so that the
+    Python layers compute on the device; a CUDA major without a pinned CuPy is told, and the
+    layers then compute on the host."""
+    requirement = cuda_toolkit.CUPY.get(cuda.toolkit.major)
+    if requirement is None:
+        log(f"cupy: none pinned for CUDA {cuda.toolkit.major}: the Python layers compute on "
+            "the host in GPU mode")
+        return
+    name, version = requirement.split("==")
+    have = subprocess.run([str(python), "-c", "import importlib.metadata as m; "
+                           f"print(m.version({name!r}))"], capture_output=True, text=True)
+    if have.returncode == 0 and have.stdout.strip() == version:
+        log(f"cupy: {requirement} present")
+        return
+    log(f"cupy: installing {requirement} (the Python layers' device arrays)")
+    run([str(python), "-m", "pip", "install", "--disable-pip-version-check", requirement],
+        log=logs / "pip.log", what=f"pip install {requirement}",
+        hint="check access to PyPI; the log names what failed")
+
+
 # ---------------------------------------------------------------- main
 
 def wired_build(info):
@@ -514,6 +538,8 @@ def main(argv=None):
             print(entry)
             return 0
         wire_venv(venv, info, entry, args.logs)
+        if cuda is not None:
+            ensure_cupy(python, cuda, args.logs)
     except SetupError as err:
         print(f"\nmake setup: ERROR: {err}", file=sys.stderr)
         return 1

@@ -37,6 +37,10 @@ WHEELS = {
     11: {"cublas": "nvidia-cublas-cu11==11.11.3.6", "curand": "nvidia-curand-cu11==10.3.0.86",
          "cudnn": "nvidia-cudnn-cu11==9.10.2.21", "nccl": "nvidia-nccl-cu11==2.21.5"},
 }
+# CuPy per CUDA major, installed into a GPU build's venv: the Python layers compute on the
+# device through it (layers/device_arrays.py). 14.2 is the release the GPU machines here carry.
+# None: no CuPy release for that major is pinned, and the layers compute on the host.
+CUPY = {13: "cupy-cuda13x==14.2.0", 12: "cupy-cuda12x==14.2.0", 11: None}
 # library: (header Caffe includes, shared library name)
 LIBRARIES = {"cublas": ("cublas_v2.h", "libcublas.so"), "curand": ("curand.h", "libcurand.so"),
              "cudnn": ("cudnn.h", "libcudnn.so"), "nccl": ("nccl.h", "libnccl.so")}

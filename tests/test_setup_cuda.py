@@ -261,3 +261,46 @@ def test_embedded_python_under_a_debian_style_python(tmp_path):
     (site / "park2016_embedded.pth").write_text(gpu_bundle.embedded_python_pth(
         sys.version, sysconfig.get_config_var("DESTSHARED")))
     caffe_setup.check_embedded_python(wrapper, tmp_path / "logs")
+
+
+def python_seeing(tmp_path, distributions):
+    """An interpreter (a wrapper of this one) whose importlib.metadata finds the given
+    {name: version} distributions, as a venv holding them would."""
+    site = tmp_path / "site"
+    site.mkdir(parents=True)
+    for name, version in distributions.items():
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_gpu_venv_gets_the_pinned_cupy_once(tmp_path, capsys, monkeypatch):
+    build = gpu_build(tmp_path)                                  # CUDA 13
+    assert cuda_toolkit.CUPY[13] == "cupy-cuda13x==14.2.0"
+    installs = []
+    monkeypatch.setattr(caffe_setup, "run", lambda cmd, **kw: installs.append(cmd))
+    # the pinned version present: nothing installed
+    caffe_setup.ensure_cupy(python_seeing(tmp_path / "a", {"cupy-cuda13x": "14.2.0"}), build,
+                            tmp_path / "logs")
+    assert installs == [] and "cupy-cuda13x==14.2.0 present" in capsys.readouterr().out
+    # another version, or none: pip installs the pin into that venv
+    for have in ({"cupy-cuda13x": "13.6.0"}, {}):
+        python = python_seeing(tmp_path / f"b{len(installs)}", have)
+        caffe_setup.ensure_cupy(python, build, tmp_path / "logs")
+        assert installs[-1][0] == str(python) and installs[-1][-1] == "cupy-cuda13x==14.2.0"
+    assert len(installs) == 2
+
+
+def test_cuda_major_without_a_pinned_cupy_says_so(tmp_path, capsys):
+    build = cuda_toolkit.CudaBuild(toolkit=fake_toolkit(tmp_path, major=11), archs=("80",),
+                                   libs=None)
+    caffe_setup.ensure_cupy(tmp_path / "no-python-here", build, tmp_path / "logs")
+    assert "none pinned for CUDA 11" in capsys.readouterr().out
+    # every CUDA major with NVIDIA wheels has a CuPy entry, named as CuPy names its wheels
+    assert set(cuda_toolkit.CUPY) == set(cuda_toolkit.WHEELS)
+    for major, requirement in cuda_toolkit.CUPY.items():
+        assert requirement is None or requirement.startswith(f"cupy-cuda{major}x==")

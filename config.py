@@ -282,10 +282,11 @@ SCHEDULES = {
     "demo": {"batch_size": 16, "epochs": 4.0, "lr_step_epochs": 2.0,
              "lambda_2d_switch_epoch": 3.0, "snapshot_epochs": 2.0, "display_iters": 20,
              "test_epochs": 1.0, "test_images": 960, "batchnorm_moving_average": 0.98},
-    # ASSUMPTION, for Table 2 with seeds on two CPU cores (`make ablation SCHEDULE=ablation
-    # SEEDS=3`: twelve trainings in about two hours on the six actions' 5,786 crops): the demo's
-    # batch and BatchNorm; 6 epochs with the paper's proportions: the learning rate halved four
-    # times (every 1.5 epochs), lambda_2D switched at 16/28 of the way (epoch 3.4)
+    # ASSUMPTION, for Table 2 with seeds on two CPU cores (`make ablation SEEDS=3`, the default
+    # schedule there: twelve trainings of 7.5-9 min on the six actions' 5,760 crops, about
+    # 1 h 40 min with the evaluations): the demo's batch and BatchNorm; 6 epochs, the learning
+    # rate halved every 1.5 epochs (three times), lambda_2D switched at 16/28 of the way
+    # (epoch 3.4) as the paper's at epoch 16 of 28
     "ablation": {"batch_size": 16, "epochs": 6.0, "lr_step_epochs": 1.5,
                  "lambda_2d_switch_epoch": 3.4, "snapshot_epochs": 1.5, "display_iters": 20,
                  "test_epochs": 0.75, "test_images": 960, "batchnorm_moving_average": 0.98},

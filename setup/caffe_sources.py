@@ -311,7 +311,7 @@ class PypiSource:
     identity = f"pypi:{package}=={version}"
     # Tests of python/caffe/test that the fork itself broke: its SGDSolver has no apply_update.
     known_test_failures = ["test_apply_update"]
-    # what a user falling back to it gives up (README, "The Caffe build")
+    # what a user falling back to it gives up (docs/INSTALL.md, "Sources and the fallback")
     limits = ("it has the fault fixes but not the speed patches (training steps several "
               "times slower) and trains on one device only")
     libdir = "/usr/lib/x86_64-linux-gnu"

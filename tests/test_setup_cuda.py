@@ -265,7 +265,7 @@ def test_embedded_python_under_a_debian_style_python(tmp_path):
 
 def python_seeing(tmp_path, distributions):
     """An interpreter (a wrapper of this one) whose importlib.metadata finds the given
-    {name: version} distributions, as a venv holding them would."""
+    {name: version} distributions and no others, as a venv holding just them would."""
     site = tmp_path / "site"
     site.mkdir(parents=True)
     for name, version in distributions.items():
@@ -273,7 +273,8 @@ def python_seeing(tmp_path, distributions):
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    # -S: without this interpreter's own site-packages, which may hold a CuPy of its own
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" -S "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
 

@@ -65,7 +65,7 @@ from prototxt.pose_net import VARIANTS
 from solver.caffe_cli import CaffeError, quiet_caffe_log
 from solver.devices import DeviceError, use_device
 from solver.run_folder import RunError
-from solver.training import StoppedEarly, train
+from solver.training import command_status, train
 
 # row labels of the paper's Table 2, by variant
 TABLE2_ROWS = {"baseline": "Baseline CNN", "multi-reg": "Multi-reg", "2d-cls": "2D-cls",
@@ -479,7 +479,6 @@ def carry_out(experiment, gpus=(), fake_gpus=False, slurm=None, quiet=False):
                    {name: f"failed: {why}" for name, why in failures.items()})
 
 
-INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2)
 # what a table's command reports in one line before it exits with status 1
 COMMAND_ERRORS = (CaffeError, DeviceError, EvaluationError, QueueError, ReportError, RunError,
                   SlurmError, ValueError)
@@ -489,8 +488,9 @@ def experiment_command(parser, args, make_experiment):
     """The whole of a table's command line (tools/table1.py, tools/ablation.py): the config
     of args.schedule with args.config and args.set, the Slurm options or the queue's GPUs
     (exclusive), make_experiment(cfg) -> Experiment, carried out and reported. A bad option
-    is a usage error through parser; returns the exit status: 0 when the table is complete,
-    1 on an error told in one line or a missing run, 130 when interrupted."""
+    is a usage error through parser; returns the exit status (solver.training.command_status):
+    0 when the table is complete, 1 on an error told in one line or a missing run, 130 when
+    interrupted."""
     try:
         cfg = schedule_config(args.schedule, args.config, args.set)
         slurm = slurm_options(args)
@@ -500,18 +500,13 @@ def experiment_command(parser, args, make_experiment):
         parser.error("--gpus and --slurm exclude each other (Slurm gives each task its GPUs: "
                      "--slurm-gpus)")
     quiet_caffe_log()
-    try:
-        gpus = queue_gpus(args)
+
+    def work():
         experiment = make_experiment(cfg)
-        lines, complete = carry_out(experiment, gpus, args.fake_gpus, slurm, args.quiet)
-    except (StoppedEarly, KeyboardInterrupt):
-        print("error: interrupted; the same command again resumes each run from its newest "
-              "snapshot", file=sys.stderr)
-        return INTERRUPTED
-    except COMMAND_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return report(lines, complete)
+        return report(*carry_out(experiment, queue_gpus(args), args.fake_gpus, slurm,
+                                 args.quiet))
+
+    return command_status(work, COMMAND_ERRORS)
 
 
 def demo(run, cfg, variant, lmdb_dir, gpus=(), quiet=False, real_lmdb=None):

@@ -156,6 +156,33 @@ class StoppedEarly(TrainingError):
         super().__init__(f"training stopped early ({cause}) {where}")
 
 
+INTERRUPTED = 130   # the exit status of a command ended by SIGINT (128 + 2), as a shell reports it
+
+
+def command_status(work, errors):
+    """The exit status of a training command's work() (tools/train.py, tools/experiment.py):
+    the status work returns (an int; None counts as 0); 130 when training stopped early or Ctrl-C came (its
+    message says how to go on); 1 after a one-line error for the exception types `errors`
+    and for an OSError no check foresaw (a full disk, a read-only file)."""
+    try:
+        status = work()
+    except StoppedEarly as err:   # it says how to go on
+        print(f"error: {err}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:     # before or after Caffe ran: nothing half-written is taken
+        print("error: interrupted (Ctrl-C); run the same command again to go on from the "
+              "newest snapshot", file=sys.stderr)
+        return INTERRUPTED
+    except errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: {err.filename or 'a file'}: {err.strerror or err}; fix that, then run "
+              "the same command again", file=sys.stderr)
+        return 1
+    return 0 if status is None else status
+
+
 class SnapshotNotWritten(TrainingError):
     """Caffe could not write a snapshot (caffe_cli.unwritten_snapshot): a full disk, or a file
     size limit. The file it cut short is removed: of no use, and it takes room."""

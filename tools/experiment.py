@@ -26,9 +26,7 @@ from evaluation.report import ReportError
 from solver.caffe_cli import CaffeError, quiet_caffe_log
 from solver.devices import DeviceError, parse_gpus
 from solver.run_folder import RunError
-from solver.training import StoppedEarly
-
-INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2)
+from solver.training import command_status
 
 
 def task(out, index, gpus, quiet):
@@ -61,26 +59,15 @@ def main(argv=None):
     table.add_argument("out", type=Path, metavar="OUT", help="the folder holding runs.json")
     args = parser.parse_args(argv)
     quiet_caffe_log()
-    try:
+
+    def work():
         if args.step == "summary":
             return report(*summarize(args.out))
         print(task(args.out, args.index, parse_gpus(args.gpus), args.quiet))
-    except StoppedEarly as err:   # it says how to go on
-        print(f"error: {err}", file=sys.stderr)
-        return INTERRUPTED
-    except KeyboardInterrupt:
-        print("error: interrupted (Ctrl-C); the same command again resumes from the newest "
-              "snapshot", file=sys.stderr)
-        return INTERRUPTED
-    except (CaffeError, DeviceError, EvaluationError, QueueError, ReportError, RunError,
-            ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:   # a full disk or a read-only file where no check foresaw it
-        print(f"error: {err.filename or 'a file'}: {err.strerror or err}; fix that, then run "
-              "the same command again", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return command_status(work, (CaffeError, DeviceError, EvaluationError, QueueError,
+                                 ReportError, RunError, ValueError))
 
 
 if __name__ == "__main__":

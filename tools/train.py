@@ -32,9 +32,7 @@ from prototxt.pose_net import VARIANTS
 from solver.caffe_cli import CaffeError
 from solver.devices import DeviceError, parse_gpus
 from solver.run_folder import RunError
-from solver.training import StoppedEarly, train
-
-INTERRUPTED = 130   # the status of a command ended by SIGINT (128 + 2), as a shell reports it
+from solver.training import command_status, train
 
 
 def main(argv=None):
@@ -61,23 +59,11 @@ def main(argv=None):
         gpus = parse_gpus(args.gpus)
     except (ConfigError, DeviceError) as err:
         parser.error(str(err))
-    try:
+
+    def work():
         train(run, cfg, args.variant, args.lmdb, gpus, force=args.force, quiet=args.quiet)
-    except StoppedEarly as err:
-        print(f"error: {err}", file=sys.stderr)
-        return INTERRUPTED
-    except KeyboardInterrupt:   # before or after Caffe ran: nothing half-written is taken
-        print("error: interrupted (Ctrl-C); run the same command again to go on from the "
-              "newest snapshot", file=sys.stderr)
-        return INTERRUPTED
-    except (CaffeError, DeviceError, RunError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:   # a full disk or a read-only file where no check foresaw it
-        print(f"error: {err.filename or 'a file'}: {err.strerror or err}; fix that, then run "
-              "the same command again", file=sys.stderr)
-        return 1
-    return 0
+
+    return command_status(work, (CaffeError, DeviceError, RunError, ValueError))
 
 
 if __name__ == "__main__":

@@ -365,6 +365,19 @@ def apply_overrides(cfg, overrides):
     return cfg.replace(**typed)
 
 
+# what each schedule is for, as a command's --help names it
+SCHEDULE_PURPOSES = {"paper": "section 4", "demo": "short, for two CPU cores",
+                     "ablation": "Table 2 with seeds on two CPU cores"}
+
+
+def add_schedule_argument(parser, default="paper"):
+    """A command's --schedule: the name of one of SCHEDULES."""
+    named = ", ".join(f"{name} ({SCHEDULE_PURPOSES.get(name, 'config.py')})"
+                      for name in SCHEDULES)
+    parser.add_argument("--schedule", default=default, choices=list(SCHEDULES),
+                        help=f"config.SCHEDULES: {named}; default: %(default)s")
+
+
 def add_config_arguments(parser, set_help, config_file=True):
     """A command's --config (a JSON file of overrides) and --set key=value flags."""
     if config_file:

@@ -4,6 +4,7 @@
     ablation_experiment(out, cfg, dataset_dir, variants, seeds=N)   Table 2's run list
     table1_experiment(...) (evaluation/table1.py)          Table 1's run list
     carry_out(experiment, gpus=..., slurm=...)             train the list, then its table
+    add_experiment_arguments(parser)                       a table command's common flags
     experiment_command(parser, args, make_experiment)      a tool's whole run: exit status
     train_and_evaluate(run, gpus)                          one run's whole job (a queue task)
     summarize(out)                                         the table of whatever has finished
@@ -54,11 +55,11 @@ from evaluation.evaluate import (EvaluationError, evaluate_run, results_folder, 
                                  write_results)
 from evaluation.figures import action_bars_figure, save_figure
 from evaluation.metrics import PAPER_TABLE2
-from evaluation.queue import (Experiment, QueueError, Run, collect, evaluated_results,
-                              queue_gpus, read_experiment, run_in_process, run_on_gpus,
-                              run_state, write_experiment)
+from evaluation.queue import (Experiment, QueueError, Run, add_queue_arguments, collect,
+                              evaluated_results, queue_gpus, read_experiment, run_in_process,
+                              run_on_gpus, run_state, write_experiment)
 from evaluation.report import ReportError, draw_report
-from evaluation.slurm import SlurmError, slurm_options, submit
+from evaluation.slurm import SlurmError, add_slurm_arguments, slurm_options, submit
 from evaluation.statistics import CONFIDENCE, mean_interval, paired_difference
 from evaluation.table1 import table1_summary
 from prototxt.pose_net import VARIANTS
@@ -482,6 +483,14 @@ def carry_out(experiment, gpus=(), fake_gpus=False, slurm=None, quiet=False):
 # what a table's command reports in one line before it exits with status 1
 COMMAND_ERRORS = (CaffeError, DeviceError, EvaluationError, QueueError, ReportError, RunError,
                   SlurmError, ValueError)
+
+
+def add_experiment_arguments(parser):
+    """A table command's ways to carry out its run list (--gpus, --fake-gpus, --slurm...) and
+    --quiet, after its own arguments."""
+    add_queue_arguments(parser)
+    add_slurm_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def experiment_command(parser, args, make_experiment):

@@ -22,10 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, add_config_arguments
-from evaluation.experiments import ablation_experiment, experiment_command, seed_configs
-from evaluation.queue import add_queue_arguments
-from evaluation.slurm import add_slurm_arguments
+from config import ConfigError, add_config_arguments, add_schedule_argument
+from evaluation.experiments import (ablation_experiment, add_experiment_arguments,
+                                    experiment_command, seed_configs)
 from prototxt.pose_net import VARIANTS
 
 
@@ -44,10 +43,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lmdb", type=Path, required=True,
                         help="dataset folder of `make lmdb` (for Table 2: its six actions)")
-    parser.add_argument("--schedule", default="ablation", choices=list(SCHEDULES),
-                        help="config.SCHEDULES: paper (section 4), demo (short, two CPU cores) or "
-                             "ablation (Table 2 with seeds on two CPU cores); "
-                             "default: %(default)s")
+    add_schedule_argument(parser, default="ablation")
     parser.add_argument("--out", type=Path,
                         help="ablation folder (default: runs/ablation-<schedule>)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
@@ -58,9 +54,7 @@ def main(argv=None):
                              "paired differences over them (default: %(default)s)")
     add_config_arguments(parser, "config overrides after the schedule's, the same for every "
                          "variant")
-    add_queue_arguments(parser)
-    add_slurm_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_experiment_arguments(parser)
     args = parser.parse_args(argv)
     out = args.out or Path("runs") / f"ablation-{args.schedule}"
     variants = list(dict.fromkeys(args.variants))

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
+from config import ConfigError, add_config_arguments, add_schedule_argument, schedule_config
 from prototxt.pose_net import VARIANTS
 from solver.devices import DeviceError, parse_gpus
 from solver.run_folder import SOLVER_LINK, RunError, prepare_solver
@@ -26,10 +26,7 @@ def main(argv=None):
     parser.add_argument("--lmdb", type=Path, required=True, help="dataset folder of `make lmdb`")
     parser.add_argument("--variant", default="full", choices=list(VARIANTS),
                         help="Table 2 variant (default: %(default)s)")
-    parser.add_argument("--schedule", default="paper", choices=list(SCHEDULES),
-                        help="config.SCHEDULES: paper (section 4), demo (short, two CPU cores) or "
-                             "ablation (Table 2 with seeds on two CPU cores); "
-                             "default: %(default)s")
+    add_schedule_argument(parser)
     parser.add_argument("--run", type=Path, help="run folder (default: runs/<variant>-<schedule>)")
     parser.add_argument("--link", type=Path, default=SOLVER_LINK,
                         help="the link to the run's solver (default: %(default)s)")

@@ -25,11 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, add_config_arguments
+from config import add_config_arguments, add_schedule_argument
 from data_prep.h36m import ACTIONS
-from evaluation.experiments import experiment_command
-from evaluation.queue import add_queue_arguments
-from evaluation.slurm import add_slurm_arguments
+from evaluation.experiments import add_experiment_arguments, experiment_command
 from evaluation.table1 import ALL_ACTIONS, table1_experiment
 from prototxt.pose_net import VARIANTS
 
@@ -46,18 +44,13 @@ def main(argv=None):
                              "`all` for one model of all actions")
     parser.add_argument("--variant", default="full", choices=list(VARIANTS),
                         help="Table 2 variant (default: %(default)s, the paper's model)")
-    parser.add_argument("--schedule", default="paper", choices=list(SCHEDULES),
-                        help="config.SCHEDULES: paper (section 4), demo (short, two CPU cores) or "
-                             "ablation (shorter than the paper's, for two CPU cores); default: "
-                             "%(default)s")
+    add_schedule_argument(parser)
     parser.add_argument("--out", type=Path,
                         help="folder of the runs and the table (default: "
                              "runs/table1-<variant>-<schedule>, with -all for --actions all)")
     add_config_arguments(parser, "config overrides after the schedule's, the same for every "
                          "action's model")
-    add_queue_arguments(parser)
-    add_slurm_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_experiment_arguments(parser)
     args = parser.parse_args(argv)
     if ALL_ACTIONS in args.actions and len(args.actions) > 1:
         parser.error("--actions all stands alone: one model of all actions")

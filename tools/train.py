@@ -27,7 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import SCHEDULES, ConfigError, add_config_arguments, schedule_config
+from config import ConfigError, add_config_arguments, add_schedule_argument, schedule_config
 from prototxt.pose_net import VARIANTS
 from solver.caffe_cli import CaffeError
 from solver.devices import DeviceError, parse_gpus
@@ -42,9 +42,7 @@ def main(argv=None):
     parser.add_argument("--lmdb", type=Path, default=Path("data/lmdb/synth-h36m"),
                         help="dataset folder of `make lmdb` (default: %(default)s)")
     parser.add_argument("--run", type=Path, help="run folder (default: runs/<variant>-<schedule>)")
-    parser.add_argument("--schedule", choices=list(SCHEDULES), default="paper",
-                        help="config.SCHEDULES: paper (section 4), demo (short, for two CPU "
-                             "cores) or ablation (Table 2 with seeds on two CPU cores)")
+    add_schedule_argument(parser)
     add_config_arguments(parser, "config overrides after the schedule's, e.g. batch_size=16")
     parser.add_argument("--gpus", default="", metavar="IDS",
                         help="GPU ids: 0 for one GPU, 0,1,2,3 for several (Caffe's NCCL; the "

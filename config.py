@@ -13,6 +13,7 @@ frames), and every such choice is a field here.
 Unknown keys are rejected; values are checked (`Config.validate`), and before a run folder is
 written against Caffe's 32-bit iteration counts and this machine (`Config.check_run_limits`).
 """
+import argparse
 import dataclasses
 import json
 import math
@@ -363,6 +364,21 @@ def apply_overrides(cfg, overrides):
     typed = {k: tuple(v) if isinstance(fields[k].default, tuple) else v
              for k, v in overrides.items()}
     return cfg.replace(**typed)
+
+
+def whole_number(minimum, unit=""):
+    """An argparse type: a whole number of at least `minimum` (`unit` names it in the error,
+    e.g. "seed")."""
+    def parse(text):
+        try:
+            count = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if count < minimum:
+            raise argparse.ArgumentTypeError(f"need at least {minimum}{' ' + unit if unit else ''}"
+                                             f", got {count}")
+        return count
+    return parse
 
 
 # what each schedule is for, as a command's --help names it

@@ -22,7 +22,6 @@ name this repository's folder and venv by their absolute paths: on a cluster the
 a file system the nodes share, as must the datasets and the experiment folder. Nothing here
 schedules anything: the array and the dependency are Slurm's.
 """
-import argparse
 import dataclasses
 import shlex
 import shutil
@@ -31,6 +30,7 @@ import sys
 from pathlib import Path
 
 from built_folders import write_whole
+from config import whole_number
 from evaluation.queue import REPO, TASK_TOOL
 
 # the table job reads results and draws figures: minutes at most
@@ -61,33 +61,20 @@ def add_slurm_arguments(parser):
                              "as a Slurm job array (one task per run) and the table as a job "
                              "after it (--dependency=afterany); without sbatch on PATH, print "
                              "the sbatch commands")
-    parser.add_argument("--slurm-gpus", type=_whole_number(0), default=defaults.gpus_per_task,
+    parser.add_argument("--slurm-gpus", type=whole_number(0), default=defaults.gpus_per_task,
                         metavar="N", help="GPUs per array task, 0 for the CPU (default: "
                                           "%(default)s)")
-    parser.add_argument("--slurm-cpus", type=_whole_number(1), default=defaults.cpus_per_task,
+    parser.add_argument("--slurm-cpus", type=whole_number(1), default=defaults.cpus_per_task,
                         metavar="N", help="CPU cores per array task, for the data loader's "
                                           "workers (default: %(default)s)")
     parser.add_argument("--slurm-time", default=defaults.time, metavar="TIME",
                         help="time limit per array task, Slurm's [days-]hours:minutes:seconds; "
                              "enough for one run (default: %(default)s)")
-    parser.add_argument("--slurm-max-running", type=_whole_number(1), metavar="N",
+    parser.add_argument("--slurm-max-running", type=whole_number(1), metavar="N",
                         help="array tasks running at once (default: as many as Slurm gives)")
     parser.add_argument("--slurm-flags", default="", metavar="WORDS",
                         help="more sbatch options for both jobs, as one string, e.g. "
                              "--slurm-flags=\"--partition=gpu --account=proj --mem=64G\"")
-
-
-def _whole_number(minimum):
-    """argparse's type for a whole number of at least `minimum`."""
-    def parse(text):
-        try:
-            count = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if count < minimum:
-            raise argparse.ArgumentTypeError(f"need at least {minimum}, got {count}")
-        return count
-    return parse
 
 
 def slurm_options(args):

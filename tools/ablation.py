@@ -22,21 +22,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import ConfigError, add_config_arguments, add_schedule_argument
+from config import ConfigError, add_config_arguments, add_schedule_argument, whole_number
 from evaluation.experiments import (ablation_experiment, add_experiment_arguments,
                                     experiment_command, seed_configs)
 from prototxt.pose_net import VARIANTS
-
-
-def seed_count(text):
-    """--seeds: a whole number of at least 1."""
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"need at least 1 seed, got {count}")
-    return count
 
 
 def main(argv=None):
@@ -48,7 +37,7 @@ def main(argv=None):
                         help="ablation folder (default: runs/ablation-<schedule>)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="variants to train (default: all four)")
-    parser.add_argument("--seeds", type=seed_count, default=1, metavar="N",
+    parser.add_argument("--seeds", type=whole_number(1, "seed"), default=1, metavar="N",
                         help="train every variant N times, seed index s with random_seed and "
                              "data_seed advanced by s, and report means, 95%% intervals and "
                              "paired differences over them (default: %(default)s)")

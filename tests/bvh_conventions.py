@@ -1,7 +1,8 @@
 """Small BVH files in the conventions public motion capture comes in, for the retargeting
 tests (tests/test_synth_bvh.py): CMU's two BVH releases (MotionBuilder and 3ds Max style),
-Mixamo, LaFAN1 and the Bandai Namco Research Motion dataset. Each is a made-up figure with the
-convention's joint names, hierarchy quirks, channels and frame rate, not a real file:
+Mixamo, LaFAN1, the Bandai Namco Research Motion dataset and Reallusion Character Creator
+(iClone). Each is a made-up figure with the convention's joint names, hierarchy quirks,
+channels and frame rate, not a real file:
 
 - CMU MotionBuilder style: 120 fps, a first T-pose frame, 'LHipJoint' and 'LowerBack' at the
   pelvis, the clavicle joint 'LeftShoulder' on the thorax, zero-length 'LThumb';
@@ -12,7 +13,11 @@ convention's joint names, hierarchy quirks, channels and frame rate, not a real 
 - LaFAN1: 30 fps, six channels on every joint (positions repeating the OFFSETs), a rest pose
   with every bone along its parent's x axis, stood upright by the rotations of every frame;
 - Bandai Namco: 30 fps, a 'joint_Root' root on the floor above 'Hips', six channels on every
-  joint, '_L'/'_R' names, End Sites of no length, bones along x as LaFAN1's.
+  joint, '_L'/'_R' names, End Sites of no length, bones along x as LaFAN1's;
+- Reallusion Character Creator (as iClone exports it): 60 fps, a first T-pose frame, every
+  name behind 'CC_Base_', 'CC_Base_Pelvis' (the legs' parent) beside the spine under the root
+  'CC_Base_Hip', 'Calf' for the knee, 'NeckTwist01' at the thorax, twist bones beside the limb
+  bones.
 
 A figure is a tree of (name, offset, children) nodes as tests/conftest.py's BvhFiles writes
 them; left is +x, forward +z, y up, centimetres. A frame is given by the pelvis position and
@@ -383,4 +388,54 @@ def _bandai():
         bones=_bones(roles))
 
 
-CONVENTIONS = (_cmu_mb(), _cmu_max(), _mixamo(), _lafan(), _bandai())
+# ----------------------------------------------------------- Reallusion Character Creator
+
+def _character_creator():
+    """A Character Creator figure: a T-pose at rest, 'CC_Base_' names, twist bones."""
+    def side(letter, x):
+        leg = (f"CC_Base_{letter}_Thigh", (9 * x, -6, 0), [
+            (f"CC_Base_{letter}_Calf", (0, -42, 0), [
+                (f"CC_Base_{letter}_Foot", (0, -41, 0), [
+                    (f"CC_Base_{letter}_ToeBase", (0, -6, 12), [(END, (0, 0, 5), [])])]),
+                (f"CC_Base_{letter}_CalfTwist01", (0, -20, 0), [(END, (0, -5, 0), [])])]),
+            (f"CC_Base_{letter}_ThighTwist01", (0, -20, 0), [(END, (0, -5, 0), [])])])
+        arm = (f"CC_Base_{letter}_Clavicle", (6 * x, 9, 0), [
+            (f"CC_Base_{letter}_Upperarm", (10 * x, 0, 0), [
+                (f"CC_Base_{letter}_Forearm", (27 * x, 0, 0), [
+                    (f"CC_Base_{letter}_Hand", (25 * x, 0, 0), [(END, (8 * x, 0, 0), [])])]),
+                (f"CC_Base_{letter}_UpperarmTwist01", (12 * x, 0, 0), [(END, (3 * x, 0, 0), [])])
+            ])])
+        return leg, arm
+    left_leg, left_arm = side("L", 1)
+    right_leg, right_arm = side("R", -1)
+    spine = ("CC_Base_Waist", (0, 5, 0), [
+        ("CC_Base_Spine01", (0, 10, 0), [
+            ("CC_Base_Spine02", (0, 12, 0), [
+                ("CC_Base_NeckTwist01", (0, 20, 0), [
+                    ("CC_Base_NeckTwist02", (0, 5, 0), [
+                        ("CC_Base_Head", (0, 5, 2), [(END, (0, 18, 0), [])])])]),
+                left_arm, right_arm])])])
+    skeleton = ("CC_Base_Hip", (0, 0, 0), [
+        ("CC_Base_Pelvis", (0, 0, 0), [left_leg, right_leg]), spine])
+    names = {"pelvis": "CC_Base_Pelvis", "mid_spine": "CC_Base_Spine02",
+             "thorax": "CC_Base_NeckTwist01", "head": "CC_Base_Head",
+             "head_from": "CC_Base_Head", "head_top": "CC_Base_Head_End",
+             "spine": "CC_Base_Spine01", "neck": "CC_Base_NeckTwist02"}
+    for side_name, letter in (("L", "left"), ("R", "right")):
+        names.update({f"{letter}_hip": f"CC_Base_{side_name}_Thigh",
+                      f"{letter}_knee": f"CC_Base_{side_name}_Calf",
+                      f"{letter}_ankle": f"CC_Base_{side_name}_Foot",
+                      f"{letter}_toe": f"CC_Base_{side_name}_ToeBase",
+                      f"{letter}_toe_from": f"CC_Base_{side_name}_ToeBase",
+                      f"{letter}_toe_tip": f"CC_Base_{side_name}_ToeBase_End",
+                      f"{letter}_arm": f"CC_Base_{side_name}_Upperarm",
+                      f"{letter}_elbow": f"CC_Base_{side_name}_Forearm",
+                      f"{letter}_wrist": f"CC_Base_{side_name}_Hand"})
+    # the root 'CC_Base_Hip' turns the whole figure; the bones start at 'CC_Base_Pelvis'
+    moved = dict(names, pelvis="CC_Base_Hip")
+    return Convention(
+        "character-creator", skeleton, CMU_ROOT, CMU_JOINT, 60.0, "CC_Base_Hip", t_pose={},
+        pose=lambda i: limb_motion(i, moved, (-60.0, 60.0)), bones=_bones(names))
+
+
+CONVENTIONS = (_cmu_mb(), _cmu_max(), _mixamo(), _lafan(), _bandai(), _character_creator())

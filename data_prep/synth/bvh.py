@@ -20,7 +20,11 @@ LowerBack, Spine, Spine1, Neck, Neck1, Head, LeftShoulder, LeftArm, LeftForeArm,
 Head, LeftCollar, LeftShoulder (the shoulder joint there), LeftElbow, LeftWrist), Mixamo's
 (mixamorig:Hips, mixamorig:LeftUpLeg...), LaFAN1's (LeftToe, Spine2), Bandai Namco Research
 Motion dataset's (joint_Root above Hips, UpperLeg_L, LowerLeg_L, Foot_L, Toes_L, Chest,
-Shoulder_L, UpperArm_L, LowerArm_L, Hand_L), Biovision's and Poser/DAZ's.
+Shoulder_L, UpperArm_L, LowerArm_L, Hand_L), Reallusion Character Creator's as iClone exports
+them (RL_BoneRoot above CC_Base_Hip, CC_Base_Pelvis, CC_Base_L_Thigh, CC_Base_L_Calf,
+CC_Base_L_Foot, CC_Base_L_ToeBase, CC_Base_Spine01, CC_Base_NeckTwist01, CC_Base_Head,
+CC_Base_L_Clavicle, CC_Base_L_Upperarm, CC_Base_L_Forearm, CC_Base_L_Hand), Biovision's and
+Poser/DAZ's.
 """
 import dataclasses
 import math
@@ -343,6 +347,7 @@ def _side_names(templates):
 # ('LeftUpLeg', 'LThumb', 'LeftFingerBase'), CMU 3ds Max style ('LeftHip', 'LeftKnee',
 # 'LeftAnkle', 'LeftToe', 'LeftElbow', 'LeftWrist', 'LFingers'), Mixamo ('LeftHandThumb1'),
 # LaFAN1 ('LeftToe'), Bandai Namco ('UpperLeg_L', 'Toes_L', 'Shoulder_L', 'LowerArm_L'),
+# Reallusion Character Creator ('CC_Base_L_Calf', 'CC_Base_L_Upperarm'; see NAME_PREFIXES),
 # Biovision ('LeftCollar', 'LeftUpArm', 'LeftLowLeg') and Poser/DAZ ('lThigh', 'lShin',
 # 'lShldr') names. CMU's 'LHipJoint' is not the hip joint: it sits at the pelvis, and the hip
 # joint is its child 'LeftUpLeg' (or 'LeftHip').
@@ -351,7 +356,7 @@ SIDE_JOINT_NAMES = {
                           "{s}upleg", "{side}upperleg", "upperleg{s}", "thigh{s}", "hip{s}")),
     "Leg": _side_names(("{side}leg", "{side}lowleg", "{side}knee", "{s}knee", "{side}shin",
                         "{s}shin", "{s}lowleg", "{side}lowerleg", "lowerleg{s}", "knee{s}",
-                        "shin{s}")),
+                        "shin{s}", "{s}calf", "{side}calf")),
     "Foot": _side_names(("{side}foot", "{side}ankle", "{s}foot", "{s}ankle", "foot{s}",
                          "ankle{s}")),
     "ToeBase": _side_names(("{side}toebase", "{side}toe", "{side}toes", "{s}toe", "{s}toebase",
@@ -376,13 +381,17 @@ SIDE_JOINT_NAMES = {
 # a 'joint_Root' on the floor above their 'Hips').
 PELVIS_NAMES = ("hips", "pelvis", "hip")
 # The thorax (Human3.6M's Neck): CMU's 3ds Max style files have 'lowerneck' there and 'Neck'
-# half way up the neck, the other conventions 'Neck' at the thorax.
-NECK_NAMES = ("lowerneck", "neck", "neck1", "neck01")
+# half way up the neck, the other conventions 'Neck' at the thorax (Character Creator's
+# 'NeckTwist01').
+NECK_NAMES = ("lowerneck", "neck", "neck1", "neck01", "necktwist01")
 HEAD_NAMES = ("head",)
 HEAD_TOP_NAMES = ("headtopend", "headend", "headtop")
 # Characters dropped from names before comparing: 'UpperLeg_L', 'upperleg.L' and 'Upper Leg L'
 # are one name.
 NAME_SEPARATORS = re.compile(r"[\s_.\-]+")
+# Rig prefixes dropped after the separators (as `_normalised` writes them): Reallusion
+# Character Creator names every body joint 'CC_Base_<name>' ('CC_Base_L_Thigh' is 'lthigh').
+NAME_PREFIXES = ("ccbase",)
 
 # Human3.6M joint -> (kind, side) for the joints found by name: Human3.6M names them
 # <side><kind> (RightUpLeg, LeftHandThumb...). 'Site' joints are the tip of the chain that
@@ -421,8 +430,13 @@ REST_SPEED_MM_S = 100.0
 
 def _normalised(name):
     """A name as compared: lower case, without a 'namespace:' prefix (Mixamo writes
-    'mixamorig:Hips') and without separators (NAME_SEPARATORS)."""
-    return NAME_SEPARATORS.sub("", name.rsplit(":", 1)[-1]).lower()
+    'mixamorig:Hips'), without separators (NAME_SEPARATORS) and without a rig prefix
+    (NAME_PREFIXES)."""
+    name = NAME_SEPARATORS.sub("", name.rsplit(":", 1)[-1]).lower()
+    for prefix in NAME_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return name
 
 
 def _find_joint(motion, candidates, exclude=()):
@@ -533,7 +547,7 @@ def _unmapped_error(motion, missing):
         motion.path or "BVH motion", None,
         f"cannot map its skeleton to Human3.6M's: no joint for {wanted}. Its joints: "
         f"{', '.join(found) or 'none'}. Names are compared in lower case, without a "
-        f"'namespace:' prefix, spaces, '_', '.' or '-'")
+        f"'namespace:' prefix, a 'CC_Base_' prefix, spaces, '_', '.' or '-'")
 
 
 def _accepted_names(target):

@@ -16,6 +16,12 @@ projection, with distortion, of the mono 3D poses at full resolution, times --sc
 poses are the world poses in each camera's frame. Frame sizes are the subject's (S7: 1000x1002
 for every camera) times --scale, rounded to even numbers.
 
+The 3D motion is procedural (data_prep/synth/motion.py), except for a share of the training
+subjects' recordings (--train-bvh-share, of h36m.TRAIN_SUBJECTS): those move as real people do,
+each a stretch of a motion capture clip of --train-bvh (CMU's, data_prep/training_motion) from
+a random frame, moved onto the subject's body. The test subjects' motion stays procedural, and
+--bvh (the real-motion test set) gives every recording its clips instead.
+
 Unless --clean it also writes the real disks' faults (data_prep/synth/faults.py): every video a
 few frames longer than its N poses (the person moving on), by the camera's real range; videos
 about twice as long as the poses for S9's four half-posed recordings; per subject the `_ALL`
@@ -48,19 +54,25 @@ from built_folders import (FolderError, build_lock, check_replaceable, remove_st
                            temporary_sibling)
 from child_processes import die_with_parent
 from data_prep.cli import add_build_options, reject_unknown
-from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, FPS, J32, SUBJECTS, project,
-                            sequence_name, sequence_paths)
+from data_prep.h36m import (ACTIONS, BROKEN_VIDEO, CAMERAS, FPS, J32, SUBJECTS, TRAIN_SUBJECTS,
+                            project, sequence_name, sequence_paths)
 from data_prep.synth import stable_seed
 from data_prep.synth.faults import (all_file_stem, break_video, is_half_posed, motion_frames,
                                     video_frame_counts)
 from data_prep.synth.bvh import BvhError, read_bvh, retarget_to_h36m
-from data_prep.synth.motion import body_for_subject, generate_motion
+from data_prep.synth.motion import ROOT_HALF, body_for_subject, generate_motion
 from data_prep.synth.render import (appearance_for_subject, make_background, random_light,
                                     render_person)
 from data_prep.synth.studio import studio_cameras
 from data_prep.synth.writers import VideoWriter, write_mask_mat, write_pose_cdf
 
 DEFAULT_OUT = Path("data/synth-h36m")
+# ASSUMPTION (the synthetic stand-in only): real motion capture for the training subjects, so
+# that a model trained on the synthetic set has seen how real people move (measured in
+# docs/RESULTS.md: the real-motion test set). CMU clips of actors other than the test clips'
+# (data_prep/real_motion), and half of the training recordings.
+DEFAULT_TRAIN_BVH = Path(__file__).resolve().parent / "training_motion"
+DEFAULT_TRAIN_BVH_SHARE = 0.5
 KIND = "synthetic dataset"   # what built_folders knows a tree of make_synth by (metadata.json)
 NEAREST_TO_CAMERA_MM = 500.0
 
@@ -81,9 +93,31 @@ def sequence_motion(job):
     if job.get("bvh") is None:
         return generate_motion(job["action"], frames, body, rng, fps=FPS)
     poses = retarget_to_h36m(read_bvh(job["bvh"]), body, fps=FPS)
+    if job.get("bvh_random_start"):
+        return clip_stretch(poses, frames, rng)
     # loop the clip to the requested length, and move it to a random place in the area
     poses = poses[np.arange(frames) % len(poses)]
     offset = rng.uniform(-1000, 1000, size=2) - poses[0, J32["Hip"], :2]
+    return poses + np.array([offset[0], offset[1], 0.0])
+
+
+def clip_stretch(poses, frames, rng):
+    """`frames` poses of a retargeted clip from a random frame on, placed at a random spot where
+    the pelvis stays within the procedural motion's area (motion.ROOT_HALF). A clip shorter
+    than `frames` repeats, each repetition centred on the same spot: the clip's end and start
+    are at different places, and running on from one to the other would cross the area."""
+    start = rng.integers(max(1, len(poses) - frames + 1))
+    index = start + np.arange(frames)
+    repetition = index // len(poses)
+    poses = poses[index % len(poses)].copy()
+    for number in np.unique(repetition):
+        part = repetition == number
+        poses[part, :, :2] -= poses[part, J32["Hip"], :2].mean(axis=0)
+    low, high = poses[:, J32["Hip"], :2].min(axis=0), poses[:, J32["Hip"], :2].max(axis=0)
+    room_low, room_high = -ROOT_HALF - low, ROOT_HALF - high
+    # a stretch wider than the area stays centred on it
+    offset = np.where(room_low <= room_high, rng.uniform(np.minimum(room_low, room_high),
+                                                         np.maximum(room_low, room_high)), 0.0)
     return poses + np.array([offset[0], offset[1], 0.0])
 
 
@@ -194,7 +228,8 @@ def plan_jobs(args, root):
     """A job per recording and, unless --clean, per subject one for the `_ALL` files of the
     first action."""
     jobs = []
-    bvh_files = motion_files(args)
+    bvh_files, train_files = motion_files(args), training_motion_files(args)
+    trained = 0   # training subjects' recordings planned so far
     for subject in args.subjects:
         for action in args.actions:
             recordings = [recording_job(args, root, subject, action, subaction)
@@ -202,6 +237,12 @@ def plan_jobs(args, root):
             for job in recordings:
                 if bvh_files:
                     job["bvh"] = str(bvh_files[count_recordings(jobs) % len(bvh_files)])
+                elif train_files and subject in TRAIN_SUBJECTS:
+                    clip = takes_training_clip(trained, args.train_bvh_share)
+                    if clip is not None:
+                        job["bvh"] = str(train_files[clip % len(train_files)])
+                        job["bvh_random_start"] = True
+                    trained += 1
                 jobs.append(job)
             if not args.clean and action == args.actions[0]:
                 jobs.append(all_files_job(recordings))
@@ -213,11 +254,28 @@ def motion_files(args):
     return sorted(Path(args.bvh).glob("*.bvh")) if args.bvh else []
 
 
+def training_motion_files(args):
+    """The BVH files of --train-bvh, in the order the training recordings take them; none
+    with --bvh (it sets every recording's motion), a share of 0 or no training subject."""
+    if args.bvh or not args.train_bvh or args.train_bvh_share == 0 or \
+            not set(args.subjects) & set(TRAIN_SUBJECTS):
+        return []
+    return sorted(Path(args.train_bvh).glob("*.bvh"))
+
+
+def takes_training_clip(index, share):
+    """Which clip (counting from 0) the training subjects' recording number `index` takes,
+    or None where it is procedural: `share` of the recordings, evenly spread (every second
+    one for 0.5, from the second on)."""
+    taken_before, taken_after = int(index * share), int((index + 1) * share)
+    return taken_before if taken_after > taken_before else None
+
+
 def check_motion_files(args):
     """SynthError naming the file (and line) unless every BVH file that the recordings take
     reads and retargets: checked here, before any work, so that no worker meets it."""
     recordings = len(args.subjects) * len(args.actions) * 2
-    for path in motion_files(args)[:recordings]:
+    for path in motion_files(args)[:recordings] + training_motion_files(args)[:recordings]:
         try:
             retarget_to_h36m(read_bvh(path), fps=FPS)
         except BvhError as err:
@@ -244,6 +302,7 @@ def metadata(args, jobs):
                                   for cid, placed in studio_cameras(args.scale, subject).items()}
                         for subject in args.subjects},
         "bvh": sorted({Path(j["bvh"]).name for j in jobs if j.get("bvh")}),
+        "train_bvh_share": args.train_bvh_share if training_motion_files(args) else 0.0,
         "cameras": {cid: placed.to_dict() for cid, placed in studio_cameras(args.scale).items()},
         "faults": faults_written(args, jobs),
     }
@@ -390,6 +449,15 @@ def parse_args(argv):
     parser.add_argument("--bvh", type=Path, metavar="DIR",
                         help="take the 3D motion from the .bvh files in DIR instead of the "
                              "procedural generator (files are used in turn, looped to --frames)")
+    parser.add_argument("--train-bvh", default=str(DEFAULT_TRAIN_BVH), metavar="DIR",
+                        help="motion capture for the training subjects: --train-bvh-share of "
+                             "their recordings take a stretch of a .bvh file in DIR (in turn) "
+                             "from a random frame; 'none': procedural motion only (default: "
+                             "the CMU clips of data_prep/training_motion)")
+    parser.add_argument("--train-bvh-share", type=float, default=DEFAULT_TRAIN_BVH_SHARE,
+                        metavar="F",
+                        help="share of the training subjects' recordings that take --train-bvh "
+                             "motion, 0 to 1 (default: %(default)s)")
     parser.add_argument("--clean", action="store_true",
                         help="leave out the real dataset's faults, for experiments: videos "
                              "exactly as long as the poses (S9's half-posed recordings "
@@ -405,6 +473,12 @@ def parse_args(argv):
         parser.error(f"--scale must be within 0.05 and 1, got {args.scale}")
     if args.bvh is not None and not sorted(args.bvh.glob("*.bvh")):
         parser.error(f"--bvh {args.bvh}: no .bvh files there")
+    if not 0.0 <= args.train_bvh_share <= 1.0:
+        parser.error(f"--train-bvh-share must be within 0 and 1, got {args.train_bvh_share}")
+    args.train_bvh = None if args.train_bvh.lower() == "none" else Path(args.train_bvh)
+    if args.train_bvh is not None and not sorted(args.train_bvh.glob("*.bvh")):
+        parser.error(f"--train-bvh {args.train_bvh}: no .bvh files there (give 'none' for "
+                     f"procedural motion only)")
     try:
         check_replaceable(args.out, KIND, args.force)
     except FolderError as err:

@@ -278,10 +278,13 @@ SCHEDULES = {
     # batch and the learning-rate steps shrink (a smaller batch: more updates in the same
     # time). BatchNorm's running statistics forget faster, since with 0.999 a 400-iteration
     # run tested far worse than it trained (they still averaged the first iterations'
-    # activations). 4 epochs of the synthetic set (3,600 iterations): 1, 3 and 4 gave 0.54x,
-    # 0.46x and 0.43x the mean pose's MPJPE on its test set (one run each).
-    "demo": {"batch_size": 16, "epochs": 4.0, "lr_step_epochs": 2.0,
-             "lambda_2d_switch_epoch": 3.0, "snapshot_epochs": 2.0, "display_iters": 20,
+    # activations). 6 epochs of the synthetic set (5,400 iterations, about 16 min on two
+    # cores), the learning rate halved at epoch 3, lambda_2D switched at epoch 4.5. With real
+    # motion capture in half the training recordings, 4 epochs gave 0.61x the mean pose's
+    # MPJPE on the real-motion test set; with 40 %, 6 epochs gave 0.58x (docs/RESULTS.md; one
+    # run each).
+    "demo": {"batch_size": 16, "epochs": 6.0, "lr_step_epochs": 3.0,
+             "lambda_2d_switch_epoch": 4.5, "snapshot_epochs": 3.0, "display_iters": 20,
              "test_epochs": 1.0, "test_images": 960, "batchnorm_moving_average": 0.98},
     # ASSUMPTION, for Table 2 with seeds on two CPU cores (`make ablation SEEDS=3`, the default
     # schedule there: twelve trainings of 7.5-9 min on the six actions' 5,760 crops, about

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_prep import make_synth
-from data_prep.h36m import J32, TEST_SUBJECTS, TRAIN_SUBJECTS
+from data_prep.h36m import ACTIONS, J32, TEST_SUBJECTS, TRAIN_SUBJECTS
 from data_prep.synth import bvh
 from data_prep.synth.motion import ROOT_HALF, body_for_subject
 from tests import bvh_conventions
@@ -38,14 +38,23 @@ def clip_folder(bvh_files):
     return bvh_files.folder / "clips"
 
 
-def plan(tmp_path, *flags):
+def plan(tmp_path, *flags, actions=("Walking", "Eating")):
     args = make_synth.parse_args(["--out", str(tmp_path / "out"), "--subjects", "S1", "S9",
-                                  "--actions", "Walking", "Eating", *flags])
+                                  "--actions", *actions, *flags])
     return [job for job in make_synth.plan_jobs(args, tmp_path / "work") if "parts" not in job]
 
 
+def test_by_default_a_fifth_of_the_training_recordings_take_the_shipped_clips(tmp_path):
+    jobs = plan(tmp_path, actions=ACTIONS)
+    s1 = [job for job in jobs if job["subject"] == "S1"]
+    taken = [index for index, job in enumerate(s1) if job.get("bvh")]
+    assert len(s1) == 30 and taken == [4, 9, 14, 19, 24, 29]
+    assert {Path(s1[i]["bvh"]).parent for i in taken} == {TRAINING_CLIPS}
+    assert not any(job.get("bvh") for job in jobs if job["subject"] == "S9")
+
+
 def test_half_the_training_recordings_take_the_clips_in_turn(tmp_path, clip_folder):
-    jobs = plan(tmp_path, "--train-bvh", str(clip_folder))
+    jobs = plan(tmp_path, "--train-bvh", str(clip_folder), "--train-bvh-share", "0.5")
     taken = [(job["subject"], job["action"], job["subaction"], Path(job["bvh"]).name)
              for job in jobs if job.get("bvh")]
     # S1's recordings, in order: Walking 1, 2, Eating 1, 2; every second one takes a clip
@@ -73,7 +82,8 @@ def relative_to_pelvis(poses):
 
 
 def training_job(tmp_path, clip_folder, frames):
-    job = next(job for job in plan(tmp_path, "--train-bvh", str(clip_folder)) if job.get("bvh"))
+    job = next(job for job in plan(tmp_path, "--train-bvh", str(clip_folder),
+                                   "--train-bvh-share", "0.5") if job.get("bvh"))
     clip = bvh.retarget_to_h36m(bvh.read_bvh(job["bvh"]), body_for_subject(job["subject"]))
     return dict(job, motion_frames=frames), clip
 

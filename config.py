@@ -278,7 +278,7 @@ SCHEDULES = {
     # batch and the learning-rate steps shrink (a smaller batch: more updates in the same
     # time). BatchNorm's running statistics forget faster, since with 0.999 a 400-iteration
     # run tested far worse than it trained (they still averaged the first iterations'
-    # activations). 6 epochs of the synthetic set (5,400 iterations, about 16 min on two
+    # activations). 6 epochs of the synthetic set (5,400 iterations, about 17 min on two
     # cores), the learning rate halved at epoch 3, lambda_2D switched at epoch 4.5. With real
     # motion capture in half the training recordings, 4 epochs gave 0.61x the mean pose's
     # MPJPE on the real-motion test set; with 40 %, 6 epochs gave 0.58x (docs/RESULTS.md; one

@@ -104,6 +104,12 @@ def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def default_sigint():
+    """SIGINT as a command started in a terminal has it, whatever this test run inherited (a
+    suite started by `nohup ... &` ignores it, and so would the tool)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupted_training(lmdb_dir, run, to):
     """Start the long training in a process group of its own, SIGINT it (send_sigint) once
     Caffe has trained 3 iterations, and wait; returns (CompletedProcess-like, the pids of
@@ -111,7 +117,7 @@ def interrupted_training(lmdb_dir, run, to):
     process = subprocess.Popen(train_command(lmdb_dir, run, *LONG), cwd=REPO, env=ENV,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True,
-                               preexec_fn=ignore_sigint if to == "script" else None)
+                               preexec_fn=ignore_sigint if to == "script" else default_sigint)
     part, family = run / "logs" / "train.part.log", set()
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:

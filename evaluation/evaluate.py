@@ -174,10 +174,13 @@ def check_poses(poses, weights):
 
 
 def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=False,
-                  mean_bgr=None):
+                  mean_bgr=None, forward=None, desc=None):
     """(network poses (N, 17, 3), true poses (N, 17, 3) mm, sample indices (N,)) of the given
     samples of a split, with a progress bar over the frames. mean_bgr: the mean pixel the net
-    was trained with, subtracted from the input instead of the dataset's own (default)."""
+    was trained with, subtracted from the input instead of the dataset's own (default).
+    forward(net, frames): the batch's poses from the net with its input set (default: a
+    plain forward pass); frames: how many of the batch's images are samples' (the last
+    batch may be padded). desc: the progress bar's label (default: evaluate <split>)."""
     count = len(samples)
     # the loader subtracts the dataset's own mean pixel; this turns it into the model's
     shift = np.zeros((3, 1, 1), np.float32) if mean_bgr is None else \
@@ -188,16 +191,18 @@ def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=Fa
     with BatchLoader(dataset.directory, split, batch_size, input_size=input_size, train=False,
                      shuffle=False, pca_std=0, samples=samples, workers=LOADER_WORKERS,
                      prefetch=LOADER_PREFETCH) as loader, \
-            tqdm(total=count, desc=f"evaluate {split}", unit="frame", disable=quiet,
+            tqdm(total=count, desc=desc or f"evaluate {split}", unit="frame", disable=quiet,
                  ncols=columns, nrows=lines) as bar:
         while len(truth) < count:
             batch = loader.next_batch()
             net.blobs["data"].reshape(*batch.images.shape)
             np.add(batch.images, shift, out=net.blobs["data"].data)
-            predictions.extend(net.forward()["pose_3D"].copy())
+            frames = min(len(batch.indices), count - len(truth))
+            poses = forward(net, frames) if forward else net.forward()["pose_3D"]
+            predictions.extend(poses.copy())
             truth.extend(batch.joints_3d)
             indices.extend(batch.indices)
-            bar.update(min(len(batch.indices), count - bar.n))
+            bar.update(frames)
     return (np.array(predictions[:count]), np.array(truth[:count]),
             np.array(indices[:count], dtype=np.int64))
 

@@ -207,6 +207,29 @@ def predict_split(net, dataset, split, samples, batch_size, input_size, quiet=Fa
             np.array(indices[:count], dtype=np.int64))
 
 
+def add_pass_arguments(parser):
+    """The flags of a tool that runs a run's deploy net over a split (tools/evaluate.py,
+    tools/probe_2d_path.py): --split, --batch, --limit, --gpu, --quiet; checked by
+    check_pass_arguments."""
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--batch", type=int, default=16,
+                        help="images per forward pass (at most the frames evaluated; "
+                             "default: %(default)s)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N frames "
+                        "(results beside those of all of them)")
+    parser.add_argument("--gpu", type=int, metavar="N",
+                        help="run the net on GPU N (needs the GPU build; default: the CPU)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def check_pass_arguments(parser, args):
+    """parser.error (usage, exit 2) for a --limit or --batch under 1."""
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+
+
 def evaluation_batch(batch_size, frames, net, input_size):
     """The batch an evaluation of `frames` frames runs with: batch_size, capped at the
     frames (a larger batch would only hold copies; said on stderr); EvaluationError when

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from config import (EVALUATION_KEYS, ConfigError, add_config_arguments, apply_overrides,
                     stage_overrides)
-from evaluation.evaluate import (SUBSETS, EvaluationError, Protocol, check_output_folder,
+from evaluation.evaluate import (SUBSETS, EvaluationError, Protocol, add_pass_arguments,
+                                 check_output_folder, check_pass_arguments,
                                  evaluate_run, results_folder, results_text, write_results)
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
@@ -39,10 +40,7 @@ from solver.run_folder import RunError, add_model_arguments, find_run
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_arguments(parser)
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--batch", type=int, default=16,
-                        help="images per forward pass (at most the frames evaluated; "
-                             "default: %(default)s)")
+    add_pass_arguments(parser)
     parser.add_argument("--subset", default="all", choices=list(SUBSETS),
                         help="test frames: every frame, or every 5th or 64th of each recording "
                              "(default: %(default)s)")
@@ -52,8 +50,6 @@ def main(argv=None):
                         help="average the errors over all 17 joints (root included, as today's "
                              "literature) or the 16 non-root ones (default: the run's config, "
                              "evaluation_joints, 17)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N frames of the "
-                        "protocol (results beside the full evaluation's)")
     parser.add_argument("--test-lmdb", type=Path, metavar="DIR",
                         help="evaluate on another dataset's split (same crop size and joints), "
                              "with the run's training statistics; results in "
@@ -63,14 +59,8 @@ def main(argv=None):
                         "with --test-lmdb)")
     add_config_arguments(parser, "evaluation settings over the run's config: "
                          f"{', '.join(sorted(EVALUATION_KEYS))}", config_file=False)
-    parser.add_argument("--gpu", type=int, metavar="N",
-                        help="run the net on GPU N (needs the GPU build; default: the CPU)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        parser.error("--limit must be at least 1")
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
+    check_pass_arguments(parser, args)
     quiet_caffe_log()
     try:
         use_device(args.gpu)   # first: a bad --gpu is the message, whatever else is missing

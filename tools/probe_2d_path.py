@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from built_folders import write_whole
-from evaluation.evaluate import EvaluationError, check_output_folder
+from evaluation.evaluate import (EvaluationError, add_pass_arguments, check_output_folder,
+                                 check_pass_arguments)
 from evaluation.path_probe import probe_2d_path, probe_text
 from solver.caffe_cli import quiet_caffe_log
 from solver.devices import DeviceError, use_device
@@ -28,20 +29,11 @@ from solver.run_folder import RunError, add_model_arguments, find_run
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_arguments(parser)
-    parser.add_argument("--split", default="test", help="split to probe on (default: test)")
-    parser.add_argument("--limit", type=int, help="only the first N frames of the split")
-    parser.add_argument("--batch", type=int, default=16,
-                        help="images per forward pass (default: %(default)s)")
+    add_pass_arguments(parser)
     parser.add_argument("--out", type=Path, help="the JSON file (default: "
                         "<run>/probe_2d_path.json, or probe_2d_path-first<N>.json with --limit)")
-    parser.add_argument("--gpu", type=int, metavar="N",
-                        help="run the net on GPU N (needs the GPU build; default: the CPU)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        parser.error("--limit must be at least 1")
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
+    check_pass_arguments(parser, args)
     quiet_caffe_log()
     try:
         use_device(args.gpu)
